@@ -1,0 +1,79 @@
+// Package detectors holds auditpipe's built-in detectors and the Set that
+// runs them over each event.
+//
+// A detector is pure CPU: it does no I/O, is safe for concurrent use, and
+// keeps nothing of the event it was given, unless it is stateful, in which
+// case it owns bounded state (see Window).
+package detectors
+
+import (
+	"fmt"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
+)
+
+// Detector judges one audit event and appends what it found to out.
+type Detector interface {
+	// ID is the detector's stable id, e.g. "anonymous-access".
+	ID() string
+	// Detect appends findings about ev to out and returns out. It is only
+	// called with the authoritative stage of each request.
+	Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding
+}
+
+// Set runs a fixed list of detectors. It is safe for concurrent use.
+type Set struct {
+	detectors []Detector
+}
+
+// NewSet builds a Set from explicit detectors; New builds the built-in one.
+func NewSet(ds ...Detector) *Set {
+	return &Set{detectors: ds}
+}
+
+// New builds the set of built-in detectors from cfg.
+func New(cfg Config) (*Set, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	builders := []func(Config) ([]Detector, error){
+		buildAnonymous,
+		buildTokens,
+		buildImagePull,
+		buildJWT,
+		buildSelector,
+		buildAppArmor,
+		buildAdmission,
+	}
+	var ds []Detector
+	for _, b := range builders {
+		got, err := b(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("building detectors: %w", err)
+		}
+		ds = append(ds, got...)
+	}
+	return NewSet(ds...), nil
+}
+
+// IDs lists the detectors in the set.
+func (s *Set) IDs() []string {
+	ids := make([]string, len(s.detectors))
+	for i, d := range s.detectors {
+		ids[i] = d.ID()
+	}
+	return ids
+}
+
+// Detect runs every detector on ev if ev is the stage its request is judged
+// from, and appends the findings to out. Other stages of the same request
+// yield nothing, so a request is never reported twice.
+func (s *Set) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
+	if !ev.IsAuthoritative() {
+		return out
+	}
+	for _, d := range s.detectors {
+		out = d.Detect(ev, out)
+	}
+	return out
+}

@@ -1,0 +1,173 @@
+package pipeline
+
+import (
+	"encoding/binary"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+	authnv1 "k8s.io/api/authentication/v1"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+)
+
+// Well-known keys in user.extra and annotations that several stages read.
+const (
+	ExtraCredentialID = "authentication.kubernetes.io/credential-id"
+	ExtraPodName      = "authentication.kubernetes.io/pod-name"
+	ExtraPodUID       = "authentication.kubernetes.io/pod-uid"
+	ExtraNodeName     = "authentication.kubernetes.io/node-name"
+	ExtraNodeUID      = "authentication.kubernetes.io/node-uid"
+
+	AnnotationDecision = "authorization.k8s.io/decision"
+	AnnotationReason   = "authorization.k8s.io/reason"
+
+	// HeaderCluster is the Kafka header (and spool field) carrying the name
+	// of the cluster an event came from.
+	HeaderCluster = "auditpipe-cluster"
+)
+
+// Event is one decoded audit event, tagged with the cluster that sent it.
+//
+// RequestObject and ResponseObject stay raw JSON (runtime.Unknown.Raw) until
+// a detector asks for them: most detectors never look at bodies.
+type Event struct {
+	auditv1.Event
+
+	// Cluster names the cluster whose apiserver produced the event.
+	Cluster string
+	// Raw is the event JSON as it travelled through the pipeline.
+	Raw []byte
+	// Hash identifies the request and stage by content; see ContentHash.
+	Hash uint64
+}
+
+// Reset clears e for reuse, keeping allocated capacity where that is safe.
+func (e *Event) Reset() {
+	*e = Event{}
+}
+
+// CredentialID returns the first authentication.kubernetes.io/credential-id
+// value in user.extra, or "". Only user.extra is read: impersonatedUser.extra
+// is client supplied and never trusted for identity.
+func (e *Event) CredentialID() string {
+	return firstExtra(e.User.Extra, ExtraCredentialID)
+}
+
+// Extra returns the first value of user.extra[key], or "".
+func (e *Event) Extra(key string) string {
+	return firstExtra(e.User.Extra, key)
+}
+
+func firstExtra(extra map[string]authnv1.ExtraValue, key string) string {
+	if v := extra[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// SourceIP returns the first source IP: the client as the apiserver saw it,
+// after any X-Forwarded-For hops it trusts.
+func (e *Event) SourceIP() string {
+	if len(e.SourceIPs) > 0 {
+		return e.SourceIPs[0]
+	}
+	return ""
+}
+
+// Code returns the HTTP status code of the response, or 0 when the event has
+// none (RequestReceived stage).
+func (e *Event) Code() int32 {
+	if e.ResponseStatus == nil {
+		return 0
+	}
+	return e.ResponseStatus.Code
+}
+
+// Decision returns the authorization.k8s.io/decision annotation ("allow",
+// "forbid" or "" before authorization ran).
+func (e *Event) Decision() string {
+	return e.Annotations[AnnotationDecision]
+}
+
+// Subject is what ingest partitions by, so that all events of one credential
+// reach one consumer: the bound token's credential-id, else the username,
+// else the first source IP (failed authentication has an empty user).
+func (e *Event) Subject() string {
+	if id := e.CredentialID(); id != "" {
+		return id
+	}
+	if e.User.Username != "" {
+		return e.User.Username
+	}
+	return e.SourceIP()
+}
+
+// IsLongRunning reports whether the apiserver treats the request as
+// long-running, in which case the ResponseStarted stage is emitted as soon as
+// the response begins and ResponseComplete may follow hours later.
+func (e *Event) IsLongRunning() bool {
+	if e.Verb == "watch" {
+		return true
+	}
+	if e.ObjectRef != nil {
+		switch e.ObjectRef.Subresource {
+		case "exec", "attach", "portforward", "proxy", "log":
+			// log is only long-running with follow=true, but its events are
+			// judged the same way either way: the first stage that carries a
+			// response code.
+			return e.ObjectRef.Subresource != "log" || strings.Contains(e.RequestURI, "follow=true")
+		}
+	}
+	return false
+}
+
+// IsFailedAuthentication reports the single ResponseStarted event the
+// apiserver emits when no authenticator accepted the request.
+func (e *Event) IsFailedAuthentication() bool {
+	return e.Code() == 401 && e.User.Username == "" && len(e.User.Groups) == 0
+}
+
+// IsAuthoritative reports whether this stage is the one a request is judged
+// from, so that a request seen in several stages is reported once:
+// ResponseStarted for long-running requests and failed authentication (their
+// only or earliest complete view), ResponseComplete for everything else, and
+// Panic, which replaces ResponseComplete when a handler panicked.
+func (e *Event) IsAuthoritative() bool {
+	switch e.Stage {
+	case auditv1.StageResponseStarted:
+		return e.IsLongRunning() || e.IsFailedAuthentication()
+	case auditv1.StageResponseComplete:
+		return !e.IsLongRunning()
+	case auditv1.StagePanic:
+		return true
+	}
+	return false
+}
+
+// ContentHash fingerprints the request and stage an event describes. It is
+// part of the events table's deduplication key and of every finding id: a
+// redelivered event hashes the same, while a request that reuses another's
+// client-chosen auditID (the Audit-ID header) does not, so it cannot replace
+// the other request's row.
+func ContentHash(ev *auditv1.Event) uint64 {
+	var d xxhash.Digest
+	d.Reset()
+	var buf [8]byte
+	write := func(s string) {
+		_, _ = d.WriteString(s)
+		_, _ = d.Write([]byte{0})
+	}
+	write(string(ev.AuditID))
+	write(string(ev.Stage))
+	write(ev.Verb)
+	write(ev.RequestURI)
+	write(ev.User.Username)
+	write(ev.UserAgent)
+	for _, ip := range ev.SourceIPs {
+		write(ip)
+	}
+	binary.LittleEndian.PutUint64(buf[:], uint64(ev.RequestReceivedTimestamp.UnixMicro()))
+	_, _ = d.Write(buf[:])
+	binary.LittleEndian.PutUint64(buf[:], uint64(ev.StageTimestamp.UnixMicro()))
+	_, _ = d.Write(buf[:])
+	return d.Sum64()
+}
