@@ -1,0 +1,375 @@
+package detectors
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"strings"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
+)
+
+// This file extracts pod specs from audit event bodies for the detectors
+// that judge containers (unsecured-image-pull, apparmor-unconfined). It
+// decodes into minimal structs holding only the fields those detectors read:
+// a Deployment body is mostly fields they ignore, and encoding/json skips
+// unknown keys much faster than it fills k8s.io/api's full PodSpec.
+
+// podSpecTruncatedAnnotation is set on events whose bodies the apiserver
+// dropped because they exceeded the truncate backend's limit.
+const podSpecTruncatedAnnotation = "audit.k8s.io/truncated"
+
+// podSpecShape says where the pod spec sits in a resource's body.
+type podSpecShape uint8
+
+const (
+	podSpecShapeNone     podSpecShape = iota
+	podSpecShapePod                   // spec
+	podSpecShapeTemplate              // spec.template.spec
+	podSpecShapeCronJob               // spec.jobTemplate.spec.template.spec
+)
+
+// podSpecTarget is what podSpecMatch learned from an event's objectRef,
+// before any body is decoded.
+type podSpecTarget struct {
+	shape podSpecShape
+	// kind is the resource's kind, e.g. "Deployment", for summaries.
+	kind string
+	// ephemeral is set for the pods/ephemeralcontainers subresource, where
+	// only the ephemeral containers are new.
+	ephemeral bool
+}
+
+// podSpecMatch decides from the event's metadata alone whether its bodies
+// may hold a pod spec worth judging. It allocates nothing, so events that
+// are not pod or workload writes cost a few comparisons.
+func podSpecMatch(ev *pipeline.Event) (podSpecTarget, bool) {
+	ref := ev.ObjectRef
+	if ref == nil {
+		return podSpecTarget{}, false
+	}
+	switch ev.Verb {
+	case "create", "update", "patch":
+	default:
+		return podSpecTarget{}, false
+	}
+	var t podSpecTarget
+	switch ref.APIGroup {
+	case "":
+		switch ref.Resource {
+		case "pods":
+			t = podSpecTarget{shape: podSpecShapePod, kind: "Pod"}
+			switch ref.Subresource {
+			case "":
+			case "ephemeralcontainers":
+				// Ephemeral containers are added with update or patch of
+				// the subresource, never create.
+				if ev.Verb == "create" {
+					return podSpecTarget{}, false
+				}
+				t.ephemeral = true
+				return podSpecCheckBodies(ev, t)
+			default:
+				return podSpecTarget{}, false
+			}
+		case "replicationcontrollers":
+			t = podSpecTarget{shape: podSpecShapeTemplate, kind: "ReplicationController"}
+		default:
+			return podSpecTarget{}, false
+		}
+	case "apps":
+		switch ref.Resource {
+		case "deployments":
+			t = podSpecTarget{shape: podSpecShapeTemplate, kind: "Deployment"}
+		case "statefulsets":
+			t = podSpecTarget{shape: podSpecShapeTemplate, kind: "StatefulSet"}
+		case "daemonsets":
+			t = podSpecTarget{shape: podSpecShapeTemplate, kind: "DaemonSet"}
+		case "replicasets":
+			t = podSpecTarget{shape: podSpecShapeTemplate, kind: "ReplicaSet"}
+		default:
+			return podSpecTarget{}, false
+		}
+	case "batch":
+		switch ref.Resource {
+		case "jobs":
+			t = podSpecTarget{shape: podSpecShapeTemplate, kind: "Job"}
+		case "cronjobs":
+			t = podSpecTarget{shape: podSpecShapeCronJob, kind: "CronJob"}
+		default:
+			return podSpecTarget{}, false
+		}
+	default:
+		return podSpecTarget{}, false
+	}
+	// Status and scale subresources carry no pod spec a user wrote.
+	if ref.Subresource != "" {
+		return podSpecTarget{}, false
+	}
+	return podSpecCheckBodies(ev, t)
+}
+
+// podSpecCheckBodies rejects events with nothing to read: Metadata-level
+// events, truncated ones, and dry runs (nothing was persisted, and CI runs
+// `kubectl apply --dry-run=server` all day).
+func podSpecCheckBodies(ev *pipeline.Event, t podSpecTarget) (podSpecTarget, bool) {
+	if ev.RequestObject == nil && ev.ResponseObject == nil {
+		return podSpecTarget{}, false
+	}
+	if ev.Annotations[podSpecTruncatedAnnotation] == "true" {
+		return podSpecTarget{}, false
+	}
+	if strings.Contains(ev.RequestURI, "dryRun=") {
+		return podSpecTarget{}, false
+	}
+	return t, true
+}
+
+// podSpecObject is one pod spec read from one body of an event.
+type podSpecObject struct {
+	podSpecTarget
+	// Source is pipeline.FromRequest or pipeline.FromResponse.
+	Source string
+	// Name is "namespace/name" of the pod or workload, as best known.
+	Name      string
+	Namespace string
+	// Owner is "Kind/name" of a pod's controller, if any.
+	Owner string
+	// Annotations are the pod's, or the pod template's, annotations.
+	Annotations map[string]string
+	Spec        podSpecSpec
+	// SpecPath is the JSON path of Spec, e.g. "spec.template.spec", and
+	// MetaPath that of the annotations' object metadata.
+	SpecPath, MetaPath string
+}
+
+// podSpecSpec holds the PodSpec fields the detectors read.
+type podSpecSpec struct {
+	NodeName                 string                  `json:"nodeName"`
+	ServiceAccountName       string                  `json:"serviceAccountName"`
+	DeprecatedServiceAccount string                  `json:"serviceAccount"`
+	ImagePullSecrets         []podSpecLocalRef       `json:"imagePullSecrets"`
+	SecurityContext          *podSpecSecurityContext `json:"securityContext"`
+	Containers               []podSpecContainer      `json:"containers"`
+	InitContainers           []podSpecContainer      `json:"initContainers"`
+	EphemeralContainers      []podSpecContainer      `json:"ephemeralContainers"`
+	// OS is set to "windows" for Windows pods, where AppArmor and seccomp
+	// do not apply.
+	OS *struct {
+		Name string `json:"name"`
+	} `json:"os"`
+}
+
+// podSpecLocalRef is a LocalObjectReference.
+type podSpecLocalRef struct {
+	Name string `json:"name"`
+}
+
+// podSpecSecurityContext holds the pod- and container-level security
+// context fields the detectors read; pod level has no Privileged.
+type podSpecSecurityContext struct {
+	Privileged      *bool           `json:"privileged"`
+	AppArmorProfile *podSpecProfile `json:"appArmorProfile"`
+	SeccompProfile  *podSpecProfile `json:"seccompProfile"`
+}
+
+// podSpecProfile is an AppArmorProfile or a SeccompProfile: both have a
+// type and, for Localhost, a localhostProfile.
+type podSpecProfile struct {
+	Type             string  `json:"type"`
+	LocalhostProfile *string `json:"localhostProfile"`
+}
+
+// podSpecContainer holds a Container's (or EphemeralContainer's) fields the
+// detectors read.
+type podSpecContainer struct {
+	Name            string                  `json:"name"`
+	Image           string                  `json:"image"`
+	ImagePullPolicy string                  `json:"imagePullPolicy"`
+	SecurityContext *podSpecSecurityContext `json:"securityContext"`
+}
+
+// podSpecMeta is the ObjectMeta subset the detectors read.
+type podSpecMeta struct {
+	Name            string            `json:"name"`
+	GenerateName    string            `json:"generateName"`
+	Namespace       string            `json:"namespace"`
+	Annotations     map[string]string `json:"annotations"`
+	OwnerReferences []struct {
+		Kind       string `json:"kind"`
+		Name       string `json:"name"`
+		Controller *bool  `json:"controller"`
+	} `json:"ownerReferences"`
+}
+
+// podSpecTemplate is a PodTemplateSpec.
+type podSpecTemplate struct {
+	Metadata podSpecMeta `json:"metadata"`
+	Spec     podSpecSpec `json:"spec"`
+}
+
+// podSpecWire decodes any of the supported shapes in one pass: a Pod's spec
+// fields land in Spec.podSpecSpec, a workload's template in Spec.Template,
+// a CronJob's in Spec.JobTemplate.
+type podSpecWire struct {
+	Kind     string      `json:"kind"`
+	Metadata podSpecMeta `json:"metadata"`
+	Spec     struct {
+		podSpecSpec
+		Template    *podSpecTemplate `json:"template"`
+		JobTemplate *struct {
+			Spec struct {
+				Template *podSpecTemplate `json:"template"`
+			} `json:"spec"`
+		} `json:"jobTemplate"`
+	} `json:"spec"`
+}
+
+// podSpecDecode reads the pod spec of an event podSpecMatch accepted,
+// trying the body named by prefer (pipeline.FromRequest or FromResponse)
+// first and the other one next. A body is skipped when absent, when it is
+// not a JSON object (a JSON patch is an array), when it is a Status (a
+// failed request's response), or when it does not decode.
+func podSpecDecode(ev *pipeline.Event, t podSpecTarget, prefer string) (*podSpecObject, bool) {
+	first, second := ev.ResponseObject, ev.RequestObject
+	firstSrc, secondSrc := pipeline.FromResponse, pipeline.FromRequest
+	if prefer == pipeline.FromRequest {
+		first, second = second, first
+		firstSrc, secondSrc = secondSrc, firstSrc
+	}
+	if first != nil {
+		if o, ok := podSpecDecodeBody(ev, t, first.Raw, firstSrc); ok {
+			return o, true
+		}
+	}
+	if second != nil {
+		if o, ok := podSpecDecodeBody(ev, t, second.Raw, secondSrc); ok {
+			return o, true
+		}
+	}
+	return nil, false
+}
+
+// podSpecDecodeBody decodes one body; see podSpecDecode.
+func podSpecDecodeBody(ev *pipeline.Event, t podSpecTarget, raw []byte, source string) (*podSpecObject, bool) {
+	raw = bytes.TrimLeft(raw, " \t\r\n")
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, false
+	}
+	var w podSpecWire
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return nil, false
+	}
+	if w.Kind == "Status" {
+		return nil, false
+	}
+	o := &podSpecObject{podSpecTarget: t, Source: source}
+	meta := &w.Metadata
+	switch t.shape {
+	case podSpecShapePod:
+		o.Spec = w.Spec.podSpecSpec
+		o.Annotations = w.Metadata.Annotations
+		o.SpecPath, o.MetaPath = "spec", "metadata"
+	case podSpecShapeTemplate:
+		if w.Spec.Template != nil {
+			o.Spec = w.Spec.Template.Spec
+			o.Annotations = w.Spec.Template.Metadata.Annotations
+		}
+		o.SpecPath, o.MetaPath = "spec.template.spec", "spec.template.metadata"
+	case podSpecShapeCronJob:
+		if jt := w.Spec.JobTemplate; jt != nil && jt.Spec.Template != nil {
+			o.Spec = jt.Spec.Template.Spec
+			o.Annotations = jt.Spec.Template.Metadata.Annotations
+		}
+		o.SpecPath, o.MetaPath = "spec.jobTemplate.spec.template.spec", "spec.jobTemplate.spec.template.metadata"
+	default:
+		return nil, false
+	}
+	o.Namespace = ev.ObjectRef.Namespace
+	if o.Namespace == "" {
+		o.Namespace = meta.Namespace
+	}
+	// The response of a create with generateName has the real name; the
+	// request and objectRef only have the prefix (or nothing).
+	name := meta.Name
+	if name == "" {
+		name = ev.ObjectRef.Name
+	}
+	if name == "" && meta.GenerateName != "" {
+		name = meta.GenerateName + "*"
+	}
+	o.Name = name
+	if o.Namespace != "" {
+		o.Name = o.Namespace + "/" + name
+	}
+	for _, or := range meta.OwnerReferences {
+		if or.Controller != nil && *or.Controller {
+			o.Owner = or.Kind + "/" + or.Name
+			break
+		}
+	}
+	return o, true
+}
+
+// podSpecWorkload names the object for a summary: "Deployment shop/api",
+// or "Pod shop/api-7d9-x (ReplicaSet/api-7d9)".
+func (o *podSpecObject) podSpecWorkload() string {
+	s := o.kind + " " + o.Name
+	if o.Owner != "" {
+		s += " (" + o.Owner + ")"
+	}
+	return s
+}
+
+// podSpecServiceAccount returns the pod's service account as
+// "namespace/name"; an unset one is "default", as admission defaults it.
+func (o *podSpecObject) podSpecServiceAccount() string {
+	sa := o.Spec.ServiceAccountName
+	if sa == "" {
+		sa = o.Spec.DeprecatedServiceAccount
+	}
+	if sa == "" {
+		sa = "default"
+	}
+	return o.Namespace + "/" + sa
+}
+
+// podSpecContainerRef is one container with its place in the spec.
+type podSpecContainerRef struct {
+	C *podSpecContainer
+	// Field is "containers", "initContainers" or "ephemeralContainers".
+	Field string
+	Index int
+}
+
+// podSpecPath returns the container's JSON path under specPath, with a
+// trailing field when field is not empty.
+func (r podSpecContainerRef) podSpecPath(specPath, field string) string {
+	p := specPath + "." + r.Field + "[" + strconv.Itoa(r.Index) + "]"
+	if field != "" {
+		p += "." + field
+	}
+	return p
+}
+
+// podSpecContainers lists every container of the spec, init and ephemeral
+// ones included, in spec order.
+func (s *podSpecSpec) podSpecContainers() []podSpecContainerRef {
+	refs := make([]podSpecContainerRef, 0, len(s.InitContainers)+len(s.Containers)+len(s.EphemeralContainers))
+	for i := range s.InitContainers {
+		refs = append(refs, podSpecContainerRef{C: &s.InitContainers[i], Field: "initContainers", Index: i})
+	}
+	for i := range s.Containers {
+		refs = append(refs, podSpecContainerRef{C: &s.Containers[i], Field: "containers", Index: i})
+	}
+	for i := range s.EphemeralContainers {
+		refs = append(refs, podSpecContainerRef{C: &s.EphemeralContainers[i], Field: "ephemeralContainers", Index: i})
+	}
+	return refs
+}
+
+// podSpecClamp keeps a severity that was raised and lowered step by step
+// within low..critical: a finding worth raising is never informational.
+func podSpecClamp(s pipeline.Severity) pipeline.Severity {
+	return max(pipeline.SeverityLow, min(s, pipeline.SeverityCritical))
+}
