@@ -1,0 +1,163 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
+)
+
+var _ pipeline.Source = (*Consumer)(nil)
+
+// Consumer reads a topic as a member of a consumer group. Offsets move only
+// through Commit, so a record fetched but not committed before a crash or a
+// rebalance is delivered again: at-least-once.
+type Consumer struct {
+	topic string
+	r     *kafkago.Reader
+	m     *consumerMetrics
+
+	// lagGauges caches one gauge per partition so Fetch does not format
+	// and look up a label on every record.
+	mu        sync.Mutex
+	lagGauges map[int]prometheus.Gauge
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewConsumer validates cfg and joins the consumer group in the background;
+// Fetch blocks until partitions are assigned. log and reg may be nil.
+func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer) (*Consumer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("validating kafka consumer config: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newConsumerMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	r := kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:  cfg.Brokers,
+		GroupID:  cfg.GroupID,
+		Topic:    cfg.Topic,
+		Dialer:   &kafkago.Dialer{ClientID: clientID, Timeout: dialTimeout, DualStack: true},
+		MinBytes: cfg.MinBytes,
+		MaxBytes: cfg.MaxBytes,
+		MaxWait:  cfg.MaxWait,
+		// A group without committed offsets starts at the oldest
+		// retained record: a new detect deployment must see the
+		// backlog, not skip it.
+		StartOffset:    kafkago.FirstOffset,
+		CommitInterval: cfg.CommitInterval,
+		// The lag reader is for readers without a group; with one it
+		// only logs errors.
+		ReadLagInterval: -1,
+		Logger:          clientLogger(log, "reader"),
+		ErrorLogger:     clientLogger(log, "reader"),
+	})
+	return &Consumer{topic: cfg.Topic, r: r, m: m, lagGauges: map[int]prometheus.Gauge{}}, nil
+}
+
+// Fetch returns the next record of any assigned partition, in offset order
+// per partition. It does not commit. After Close it returns an error wrapping
+// io.EOF.
+func (c *Consumer) Fetch(ctx context.Context) (pipeline.Record, error) {
+	// kafka-go keeps handing out records already buffered when it was
+	// closed; they belong to a group membership that has ended.
+	if c.closed.Load() {
+		return pipeline.Record{}, fmt.Errorf("fetching from %s: consumer closed: %w", c.topic, io.EOF)
+	}
+	// FetchMessage, never ReadMessage: ReadMessage commits the offset
+	// before the caller has stored the record.
+	msg, err := c.r.FetchMessage(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.m.errors.WithLabelValues("fetch").Inc()
+		}
+		return pipeline.Record{}, fmt.Errorf("fetching from %s: %w", c.topic, err)
+	}
+	rec := pipeline.Record{
+		Message:   pipeline.Message{Key: msg.Key, Value: msg.Value},
+		Partition: msg.Partition,
+		Offset:    msg.Offset,
+	}
+	for _, h := range msg.Headers {
+		if h.Key == pipeline.HeaderCluster {
+			rec.Cluster = string(h.Value)
+			break
+		}
+	}
+	c.m.records.Inc()
+	c.m.bytes.Add(float64(len(msg.Key) + len(msg.Value)))
+	if msg.HighWaterMark > 0 {
+		c.lagGauge(msg.Partition).Set(float64(msg.HighWaterMark - msg.Offset - 1))
+	}
+	return rec, nil
+}
+
+func (c *Consumer) lagGauge(partition int) prometheus.Gauge {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g, ok := c.lagGauges[partition]
+	if !ok {
+		g = c.m.lag.WithLabelValues(strconv.Itoa(partition))
+		c.lagGauges[partition] = g
+	}
+	return g
+}
+
+// Commit marks recs, and every earlier record of their partitions, as
+// processed: it commits the highest offset per partition among recs. Kafka
+// stores whatever offset it is given, so committing records older than an
+// earlier commit moves the group back: commit in fetch order. With
+// synchronous commits (commit_interval 0) it returns once the broker stored
+// them. A commit can fail after a rebalance moved a partition elsewhere; the
+// records are then redelivered to the new owner, so the error is retryable
+// and losing the commit loses no data.
+func (c *Consumer) Commit(ctx context.Context, recs []pipeline.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	highest := make(map[int]int64, 8)
+	for i := range recs {
+		if off, ok := highest[recs[i].Partition]; !ok || recs[i].Offset > off {
+			highest[recs[i].Partition] = recs[i].Offset
+		}
+	}
+	msgs := make([]kafkago.Message, 0, len(highest))
+	for partition, offset := range highest {
+		msgs = append(msgs, kafkago.Message{Topic: c.topic, Partition: partition, Offset: offset})
+	}
+	if err := c.r.CommitMessages(ctx, msgs...); err != nil {
+		c.m.errors.WithLabelValues("commit").Inc()
+		return fmt.Errorf("committing %d partitions of %s: %w", len(msgs), c.topic, err)
+	}
+	c.m.commits.Inc()
+	return nil
+}
+
+// Close leaves the consumer group, after a final commit of offsets already
+// passed to Commit, and closes connections. Calling it again is a no-op
+// returning the first result.
+func (c *Consumer) Close() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		if err := c.r.Close(); err != nil {
+			c.closeErr = fmt.Errorf("closing kafka reader: %w", err)
+		}
+	})
+	return c.closeErr
+}

@@ -1,0 +1,140 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	kafkago "github.com/segmentio/kafka-go"
+)
+
+// latencyBuckets span a produce acknowledged in a millisecond by a local
+// broker to one stuck behind retries until the webhook gives up.
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// producerMetrics are counted by Produce itself rather than read from
+// Writer.Stats(): Stats returns deltas since its last call, so a second
+// reader anywhere would silently halve the numbers.
+type producerMetrics struct {
+	messages prometheus.Counter
+	bytes    prometheus.Counter
+	errors   *prometheus.CounterVec
+	latency  prometheus.Histogram
+}
+
+func newProducerMetrics(reg prometheus.Registerer) (*producerMetrics, error) {
+	m := &producerMetrics{
+		messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auditpipe_kafka_produce_messages_total",
+			Help: "Messages acknowledged by all in-sync replicas.",
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auditpipe_kafka_produce_bytes_total",
+			Help: "Uncompressed key and value bytes of acknowledged messages.",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auditpipe_kafka_produce_errors_total",
+			Help: "Produce calls that failed, by reason (timeout, canceled, too_large, broker, network, closed, other).",
+		}, []string{"reason"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "auditpipe_kafka_produce_duration_seconds",
+			Help:    "Time from Produce to every message acknowledged or the call failing.",
+			Buckets: latencyBuckets,
+		}),
+	}
+	var err error
+	if m.messages, err = register(reg, m.messages); err != nil {
+		return nil, err
+	}
+	if m.bytes, err = register(reg, m.bytes); err != nil {
+		return nil, err
+	}
+	if m.errors, err = register(reg, m.errors); err != nil {
+		return nil, err
+	}
+	if m.latency, err = register(reg, m.latency); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+type consumerMetrics struct {
+	records prometheus.Counter
+	bytes   prometheus.Counter
+	errors  *prometheus.CounterVec
+	commits prometheus.Counter
+	lag     *prometheus.GaugeVec
+}
+
+func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
+	m := &consumerMetrics{
+		records: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auditpipe_kafka_consume_records_total",
+			Help: "Records fetched from Kafka.",
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auditpipe_kafka_consume_bytes_total",
+			Help: "Key and value bytes of fetched records.",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auditpipe_kafka_consume_errors_total",
+			Help: "Failed fetches and commits, by operation.",
+		}, []string{"op"}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "auditpipe_kafka_consume_commits_total",
+			Help: "Successful offset commits.",
+		}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "auditpipe_kafka_consume_lag_records",
+			Help: "Records behind the partition's high watermark as of the last fetched record.",
+		}, []string{"partition"}),
+	}
+	var err error
+	if m.records, err = register(reg, m.records); err != nil {
+		return nil, err
+	}
+	if m.bytes, err = register(reg, m.bytes); err != nil {
+		return nil, err
+	}
+	if m.errors, err = register(reg, m.errors); err != nil {
+		return nil, err
+	}
+	if m.commits, err = register(reg, m.commits); err != nil {
+		return nil, err
+	}
+	if m.lag, err = register(reg, m.lag); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register adds c to reg and returns the collector to use: c itself, or the
+// one already registered under the same name, so that two producers in one
+// process share their series instead of failing. A nil reg registers nothing.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("registering kafka metrics: %w", err)
+	}
+	return c, nil
+}
+
+// clientLogger routes kafka-go's printf-style logs to slog at debug level:
+// kafka-go logs every retry attempt, and failures reach the caller as errors
+// anyway, so at info level an outage would flood the log.
+func clientLogger(log *slog.Logger, component string) kafkago.LoggerFunc {
+	return func(format string, args ...any) {
+		if log.Enabled(context.Background(), slog.LevelDebug) {
+			log.Debug("kafka client", "component", component, "detail", fmt.Sprintf(format, args...))
+		}
+	}
+}
