@@ -1,11 +1,738 @@
 package detectors
 
-// AnonymousConfig configures the detector(s) built in this file.
-// Placeholder until the detector lands: no keys yet.
-type AnonymousConfig struct{}
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
 
-func defaultAnonymousConfig() AnonymousConfig { return AnonymousConfig{} }
+	"k8s.io/apiserver/pkg/authentication/user"
 
-func (c AnonymousConfig) validate(prefix string) error { return nil }
+	"github.com/auditpipe/auditpipe/internal/pipeline"
+)
 
-func buildAnonymous(cfg Config) ([]Detector, error) { return nil, nil }
+// AnonymousDetectorID is the id of the anonymous-access detector (KEP-4633)
+// and of every finding it makes.
+const AnonymousDetectorID = "anonymous-access"
+
+// MITRE ATT&CK techniques of the three kinds of finding.
+//
+//   - An anonymous request that was authorized outside the allowed paths is
+//     the use of a built-in default identity (system:anonymous) to reach the
+//     API: T1078.001 Valid Accounts: Default Accounts. T1190 (exploit of a
+//     public-facing application) was considered and rejected: nothing is
+//     exploited, the cluster grants the access.
+//   - A denied anonymous request and a burst of 401/403 over many paths are
+//     reconnaissance by trying paths from a list: T1595.003 Active Scanning:
+//     Wordlist Scanning.
+//   - A RoleBinding or ClusterRoleBinding granting rights to the anonymous
+//     user or the unauthenticated group is persistence through cluster RBAC:
+//     T1098.006 Account Manipulation: Additional Container Cluster Roles.
+const (
+	anonMITREDefaultAccount = "T1078.001"
+	anonMITREScanning       = "T1595.003"
+	anonMITRERBAC           = "T1098.006"
+)
+
+// The identity the apiserver gives a request no authenticator claimed when
+// anonymous authentication admits it (pkg/authentication/request/anonymous):
+// exactly this username and this one group.
+const (
+	anonUser  = user.Anonymous          // "system:anonymous"
+	anonGroup = user.AllUnauthenticated // "system:unauthenticated"
+)
+
+// anonRBACGroup is the API group of RoleBinding and ClusterRoleBinding.
+const anonRBACGroup = "rbac.authorization.k8s.io"
+
+// anonMaxMinDistinctPaths caps enumeration.min_distinct_paths. Each tracked
+// source keeps up to that many path hashes, so the cap bounds the memory of
+// one Window entry (8 bytes a path) times state.max_entries entries.
+const anonMaxMinDistinctPaths = 1000
+
+// anonMaxWindow caps enumeration.window. A scan is a burst; a day-long
+// bucket already reports a slow one, and longer buckets would only keep
+// state for sources that have long moved on.
+const anonMaxWindow = 24 * time.Hour
+
+// Bounds on what an enumeration finding quotes. User agents and paths are
+// client-chosen: a scanner must not be able to grow a finding, or the state
+// behind it, by varying them.
+const (
+	anonMaxAgents      = 3
+	anonMaxSamplePaths = 5
+	anonMaxQuoted      = 120
+)
+
+// AnonymousConfig configures the anonymous-access detector (KEP-4633).
+type AnonymousConfig struct {
+	// AllowedPaths lists the paths anonymous requests may reach, mirroring
+	// AuthenticationConfiguration.anonymous.conditions[].path, which the
+	// apiserver never audits. Like the apiserver, the detector matches the
+	// URL-decoded path exactly and case-sensitively, ignoring the query:
+	// "/readyz/etcd" does not match "/readyz", nor "/healthz/" "/healthz".
+	// An empty list allows no path. Default: /healthz, /livez, /readyz,
+	// /version.
+	AllowedPaths []string `json:"allowed_paths"`
+	// Enumeration tunes the detection of bursts of failed unauthenticated
+	// requests.
+	Enumeration AnonymousEnumerationConfig `json:"enumeration"`
+}
+
+// AnonymousEnumerationConfig tunes enumeration: unauthenticated requests
+// (failed authentication or the anonymous user) answered 401 or 403 on many
+// distinct paths from one source IP.
+type AnonymousEnumerationConfig struct {
+	// MinDistinctPaths is how many distinct denied paths one source must hit
+	// within one window to be reported. A load balancer or a misconfigured
+	// client retries one or a few paths; a scanner walks a word list.
+	// Default 10, at least 2, at most 1000.
+	MinDistinctPaths int `json:"min_distinct_paths"`
+	// Window is the width of the event-time buckets denied paths are counted
+	// in; one finding is made per source and bucket. Default 1m, at most
+	// 24h.
+	Window Duration `json:"window"`
+}
+
+func defaultAnonymousConfig() AnonymousConfig {
+	return AnonymousConfig{
+		AllowedPaths: []string{"/healthz", "/livez", "/readyz", "/version"},
+		Enumeration: AnonymousEnumerationConfig{
+			MinDistinctPaths: 10,
+			Window:           Duration(time.Minute),
+		},
+	}
+}
+
+func (c AnonymousConfig) validate(prefix string) error {
+	var errs []error
+	for i, p := range c.AllowedPaths {
+		switch {
+		case p == "":
+			errs = append(errs, fmt.Errorf("%s.allowed_paths[%d] is empty: want a path such as /healthz", prefix, i))
+		case p[0] != '/':
+			errs = append(errs, fmt.Errorf("%s.allowed_paths[%d] %q must start with /", prefix, i, p))
+		case strings.ContainsAny(p, "?#"):
+			// The match ignores the query, as the apiserver's does, so an
+			// entry with one could never match.
+			errs = append(errs, fmt.Errorf("%s.allowed_paths[%d] %q must be a path without query or fragment", prefix, i, p))
+		}
+	}
+	if n := c.Enumeration.MinDistinctPaths; n < 2 || n > anonMaxMinDistinctPaths {
+		errs = append(errs, fmt.Errorf("%s.enumeration.min_distinct_paths must be between 2 and %d, got %d", prefix, anonMaxMinDistinctPaths, n))
+	}
+	if w := time.Duration(c.Enumeration.Window); w <= 0 || w > anonMaxWindow {
+		errs = append(errs, fmt.Errorf("%s.enumeration.window must be positive and at most %s, got %s", prefix, anonMaxWindow, w))
+	}
+	return errors.Join(errs...)
+}
+
+func buildAnonymous(cfg Config) ([]Detector, error) {
+	d, err := NewAnonymous(cfg.AnonymousAccess, cfg.State.MaxEntries)
+	if err != nil {
+		return nil, err
+	}
+	return []Detector{d}, nil
+}
+
+// Anonymous is the anonymous-access detector. It flags
+//   - requests by the anonymous user outside the allowed paths,
+//   - role bindings that grant rights to the anonymous user or the
+//     unauthenticated group,
+//   - bursts of 401/403 from one source over many paths (enumeration).
+//
+// It is safe for concurrent use.
+type Anonymous struct {
+	allowed  map[string]struct{}
+	minPaths int
+	window   time.Duration
+	seed     maphash.Seed
+	// bursts counts denied paths per cluster, source and time bucket.
+	bursts *Window[anonBurstKey, *anonBurst]
+}
+
+var _ Detector = (*Anonymous)(nil)
+
+// NewAnonymous builds the detector from its config section; maxEntries caps
+// the sources tracked for enumeration (state.max_entries).
+func NewAnonymous(cfg AnonymousConfig, maxEntries int) (*Anonymous, error) {
+	if err := cfg.validate("anonymous_access"); err != nil {
+		return nil, err
+	}
+	if maxEntries <= 0 {
+		return nil, errors.New("state.max_entries must be positive")
+	}
+	d := &Anonymous{
+		allowed:  make(map[string]struct{}, len(cfg.AllowedPaths)),
+		minPaths: cfg.Enumeration.MinDistinctPaths,
+		window:   time.Duration(cfg.Enumeration.Window),
+		seed:     maphash.MakeSeed(),
+	}
+	for _, p := range cfg.AllowedPaths {
+		d.allowed[p] = struct{}{}
+	}
+	// Every event of a bucket lies within one window of the entry's last
+	// sighting, so a ttl of two windows never expires a live bucket; old
+	// buckets leave through the LRU cap.
+	d.bursts = NewWindow[anonBurstKey, *anonBurst](maxEntries, 2*d.window)
+	return d, nil
+}
+
+// ID implements Detector.
+func (d *Anonymous) ID() string { return AnonymousDetectorID }
+
+// Detect implements Detector. The common case, an authenticated request
+// answered below 400 that is not a role binding, returns after a few
+// comparisons without allocating.
+func (d *Anonymous) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
+	anon := anonIsAnonymous(ev)
+	if anon {
+		out = d.detectRequest(ev, out)
+	}
+	if ref := ev.ObjectRef; ref != nil && ref.APIGroup == anonRBACGroup &&
+		(ref.Resource == "clusterrolebindings" || ref.Resource == "rolebindings") && ref.Subresource == "" {
+		switch ev.Verb {
+		case "create", "update", "patch":
+			out = d.detectBinding(ev, out)
+		}
+	}
+	if code := ev.Code(); (code == 401 || code == 403) && (anon || ev.IsFailedAuthentication()) {
+		out = d.detectEnumeration(ev, out)
+	}
+	return out
+}
+
+// anonIsAnonymous reports a request the apiserver admitted as anonymous.
+// Either half of the identity is enough: a username or group produced by
+// another authenticator (an authenticating proxy, a webhook) that claims to
+// be anonymous deserves the same scrutiny.
+func anonIsAnonymous(ev *pipeline.Event) bool {
+	if ev.User.Username == anonUser {
+		return true
+	}
+	for _, g := range ev.User.Groups {
+		if g == anonGroup {
+			return true
+		}
+	}
+	return false
+}
+
+// anonRequestPath returns the path the apiserver's anonymous authenticator
+// matched: requestURI is req.URL.RequestURI(), the escaped path and query,
+// and the authenticator compares req.URL.Path, the unescaped path. A path
+// that does not unescape cannot have come from Go's HTTP server; it is
+// returned as is, so it matches no allowed path and is reported.
+func anonRequestPath(uri string) string {
+	if i := strings.IndexByte(uri, '?'); i >= 0 {
+		uri = uri[:i]
+	}
+	if strings.IndexByte(uri, '%') < 0 {
+		return uri
+	}
+	p, err := url.PathUnescape(uri)
+	if err != nil {
+		return uri
+	}
+	return p
+}
+
+// anonEscapedPath is requestURI without its query: the still-escaped form,
+// safe to print on one line.
+func anonEscapedPath(uri string) string {
+	if i := strings.IndexByte(uri, '?'); i >= 0 {
+		return uri[:i]
+	}
+	return uri
+}
+
+// anonAllowedByCode stands in for the authorization decision when the
+// annotation is missing (a request rejected before authorization, or a
+// pipeline that strips annotations): a success means the request got in.
+func anonAllowedByCode(code int32) bool { return code >= 200 && code < 400 }
+
+// detectRequest judges a request made as the anonymous user.
+func (d *Anonymous) detectRequest(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
+	path := anonRequestPath(ev.RequestURI)
+	if _, ok := d.allowed[path]; ok {
+		// Load-balancer probes and kubectl version: what anonymous access is
+		// configured for.
+		return out
+	}
+	decision := ev.Decision()
+	allowed := decision == "allow" || (decision == "" && anonAllowedByCode(ev.Code()))
+	// HEAD is GET without a body; every other method of a non-resource URL
+	// can change something.
+	read := ev.Verb == "get" || ev.Verb == "head"
+
+	f := pipeline.NewFinding(AnonymousDetectorID, ev, "request")
+	shown := anonQuote(anonEscapedPath(ev.RequestURI))
+	src := anonOr(ev.SourceIP(), "unknown")
+	switch {
+	case allowed && ev.ObjectRef != nil:
+		ref := ev.ObjectRef
+		f.Severity = pipeline.SeverityCritical
+		f.MITRE = anonMITREDefaultAccount
+		f.Summary = fmt.Sprintf("Anonymous (unauthenticated) client %s was allowed to %s (%s): anonymous access reaches API resources",
+			src, anonDescribeRef(ev.Verb, ref.Resource, ref.Subresource, ref.Namespace, ref.Name), shown)
+	case allowed && !read:
+		f.Severity = pipeline.SeverityCritical
+		f.MITRE = anonMITREDefaultAccount
+		f.Summary = fmt.Sprintf("Anonymous (unauthenticated) client %s was allowed to %s %s, a non-read request outside anonymous_access.allowed_paths",
+			src, strings.ToUpper(ev.Verb), shown)
+	case allowed:
+		f.Severity = pipeline.SeverityHigh
+		f.MITRE = anonMITREDefaultAccount
+		f.Summary = fmt.Sprintf("Anonymous (unauthenticated) client %s was allowed to %s %s, which is not in anonymous_access.allowed_paths",
+			src, strings.ToUpper(ev.Verb), shown)
+	default:
+		target := strings.ToUpper(ev.Verb) + " " + shown
+		if ref := ev.ObjectRef; ref != nil {
+			target = anonDescribeRef(ev.Verb, ref.Resource, ref.Subresource, ref.Namespace, ref.Name) + " (" + shown + ")"
+		}
+		f.Severity = pipeline.SeverityMedium
+		f.MITRE = anonMITREScanning
+		f.Summary = fmt.Sprintf("Anonymous (unauthenticated) client %s tried to %s and was denied (%d)",
+			src, target, ev.Code())
+	}
+	f.Evidence = append(f.Evidence,
+		pipeline.Evidence{Field: "user.username", Value: ev.User.Username, Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "user.groups", Value: strings.Join(ev.User.Groups, ","), Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "path", Value: path, Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "verb", Value: ev.Verb, Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "annotations." + pipeline.AnnotationDecision, Value: decision, Source: pipeline.FromEvent},
+	)
+	f.Summary = anonOneLine(f.Summary)
+	if reason := ev.Annotations[pipeline.AnnotationReason]; reason != "" {
+		f.Evidence = append(f.Evidence, pipeline.Evidence{Field: "annotations." + pipeline.AnnotationReason, Value: reason, Source: pipeline.FromEvent})
+	}
+	if ev.ObjectRef != nil {
+		f.Evidence = append(f.Evidence, pipeline.Evidence{Field: "objectRef.resource", Value: ev.ObjectRef.Resource, Source: pipeline.FromEvent})
+	}
+	return append(out, f)
+}
+
+// anonDescribeRef renders a resource request for a person: "list secrets in
+// namespace default".
+func anonDescribeRef(verb, resource, sub, ns, name string) string {
+	var b strings.Builder
+	b.WriteString(verb)
+	b.WriteByte(' ')
+	b.WriteString(resource)
+	if name != "" {
+		b.WriteByte(' ')
+		b.WriteString(name)
+	}
+	if sub != "" {
+		b.WriteByte('/')
+		b.WriteString(sub)
+	}
+	if ns != "" {
+		b.WriteString(" in namespace ")
+		b.WriteString(ns)
+	}
+	return b.String()
+}
+
+// anonBindingBody is the part of a RoleBinding or ClusterRoleBinding, or of
+// a merge or strategic-merge patch to one, the detector reads.
+type anonBindingBody struct {
+	Kind     string `json:"kind"`
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Subjects []anonSubject `json:"subjects"`
+	RoleRef  *struct {
+		Kind string `json:"kind"`
+		Name string `json:"name"`
+	} `json:"roleRef"`
+}
+
+// anonSubject is an rbac/v1 Subject; Patch is a strategic-merge directive.
+type anonSubject struct {
+	Kind  string `json:"kind"`
+	Name  string `json:"name"`
+	Patch string `json:"$patch"`
+}
+
+// anonJSONPatchOp is one RFC 6902 operation.
+type anonJSONPatchOp struct {
+	Op    string          `json:"op"`
+	Path  string          `json:"path"`
+	Value json.RawMessage `json:"value"`
+}
+
+// anonBindingHit is what a body said about a binding.
+type anonBindingHit struct {
+	subjects []string // "Group system:unauthenticated", in body order
+	name     string   // metadata.name, for a create refused before objectRef got it
+	roleKind string
+	roleName string
+}
+
+// anonCriticalRoles are ClusterRoles whose grant to everyone is a takeover:
+// cluster-admin owns the cluster; admin and edit read every Secret and exec
+// into every pod of the namespaces they are bound in. Other roles are high:
+// their rules are not in the audit event.
+var anonCriticalRoles = map[string]struct{}{"cluster-admin": {}, "admin": {}, "edit": {}}
+
+// detectBinding judges a create, update or patch of a role binding. The
+// response (the stored object) is read first; the request, what the client
+// sent, only when the response is missing (Request level) or is a Status.
+func (d *Anonymous) detectBinding(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
+	var (
+		hit    anonBindingHit
+		ok     bool
+		source string
+	)
+	if ev.ResponseObject != nil {
+		hit, ok = anonReadBinding(ev.ResponseObject.Raw)
+		source = pipeline.FromResponse
+	}
+	if !ok && ev.RequestObject != nil {
+		hit, ok = anonReadBinding(ev.RequestObject.Raw)
+		source = pipeline.FromRequest
+	}
+	if !ok || len(hit.subjects) == 0 {
+		return out
+	}
+	ref := ev.ObjectRef
+	kind := "ClusterRoleBinding"
+	if ref.Resource == "rolebindings" {
+		kind = "RoleBinding"
+	}
+	role := "an unknown role (not in the " + source + " body)"
+	if hit.roleName != "" {
+		role = anonTruncate(anonOr(hit.roleKind, "role") + " " + hit.roleName)
+	}
+	where := ""
+	if ref.Namespace != "" {
+		where = " in namespace " + ref.Namespace
+	}
+	who := anonOr(ev.User.Username, "unknown user")
+	name := anonOr(ref.Name, hit.name)
+
+	f := pipeline.NewFinding(AnonymousDetectorID, ev, "binding")
+	f.MITRE = anonMITRERBAC
+	_, critical := anonCriticalRoles[hit.roleName]
+	critical = critical && hit.roleKind != "Role"
+	succeeded := ev.Code() < 400 // 0 (no status) counts: the body says what was asked
+	switch {
+	case !succeeded:
+		f.Severity = pipeline.SeverityMedium
+		f.Summary = fmt.Sprintf("%s tried to bind %s to %s in %s %q%s and was refused (%d)",
+			who, role, strings.Join(hit.subjects, " and "), kind, name, where, ev.Code())
+	case critical:
+		f.Severity = pipeline.SeverityCritical
+		f.Summary = fmt.Sprintf("%s bound %s to %s in %s %q%s: anyone who can reach the API server gets these rights",
+			who, role, strings.Join(hit.subjects, " and "), kind, name, where)
+	default:
+		f.Severity = pipeline.SeverityHigh
+		f.Summary = fmt.Sprintf("%s bound %s to %s in %s %q%s: anyone who can reach the API server gets these rights",
+			who, role, strings.Join(hit.subjects, " and "), kind, name, where)
+	}
+	f.Summary = anonOneLine(f.Summary)
+	for _, s := range hit.subjects {
+		f.Evidence = append(f.Evidence, pipeline.Evidence{Field: anonBodyName(source) + ".subjects", Value: s, Source: source})
+	}
+	if hit.roleName != "" {
+		f.Evidence = append(f.Evidence, pipeline.Evidence{Field: anonBodyName(source) + ".roleRef", Value: hit.roleKind + " " + hit.roleName, Source: source})
+	}
+	f.Evidence = append(f.Evidence, pipeline.Evidence{Field: "verb", Value: ev.Verb, Source: pipeline.FromEvent})
+	return append(out, f)
+}
+
+func anonBodyName(source string) string {
+	if source == pipeline.FromResponse {
+		return "responseObject"
+	}
+	return "requestObject"
+}
+
+// anonReadBinding reads the anonymous subjects and role out of a binding or
+// a patch to one. ok is false when raw is not something to judge (not JSON,
+// a Status): the caller then falls back to the other body.
+func anonReadBinding(raw []byte) (hit anonBindingHit, ok bool) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return hit, false
+	}
+	if raw[0] == '[' {
+		return anonReadJSONPatch(raw)
+	}
+	var b anonBindingBody
+	if err := json.Unmarshal(raw, &b); err != nil || b.Kind == "Status" {
+		return hit, false
+	}
+	for _, s := range b.Subjects {
+		if s.Patch == "delete" {
+			continue // a strategic-merge directive removing the subject
+		}
+		if anonIsAnonSubject(s.Kind, s.Name) {
+			hit.subjects = append(hit.subjects, s.Kind+" "+s.Name)
+		}
+	}
+	hit.name = b.Metadata.Name
+	if b.RoleRef != nil {
+		hit.roleKind, hit.roleName = b.RoleRef.Kind, b.RoleRef.Name
+	}
+	return hit, true
+}
+
+// anonReadJSONPatch reads an RFC 6902 patch: add or replace of the whole
+// list (/subjects), of one subject (/subjects/0, /subjects/-) or of one
+// subject's name (/subjects/0/name, whose kind the patch does not carry).
+func anonReadJSONPatch(raw []byte) (hit anonBindingHit, ok bool) {
+	var ops []anonJSONPatchOp
+	if err := json.Unmarshal(raw, &ops); err != nil {
+		return hit, false
+	}
+	for _, op := range ops {
+		if op.Op != "add" && op.Op != "replace" {
+			continue
+		}
+		rest, found := strings.CutPrefix(op.Path, "/subjects")
+		if !found {
+			continue
+		}
+		switch {
+		case rest == "":
+			var subs []anonSubject
+			if json.Unmarshal(op.Value, &subs) == nil {
+				for _, s := range subs {
+					if anonIsAnonSubject(s.Kind, s.Name) {
+						hit.subjects = append(hit.subjects, s.Kind+" "+s.Name)
+					}
+				}
+			}
+		case strings.HasSuffix(rest, "/name"):
+			var name string
+			if json.Unmarshal(op.Value, &name) == nil && (name == anonUser || name == anonGroup) {
+				hit.subjects = append(hit.subjects, "subject named "+name)
+			}
+		case strings.Count(rest, "/") == 1:
+			var s anonSubject
+			if json.Unmarshal(op.Value, &s) == nil && anonIsAnonSubject(s.Kind, s.Name) {
+				hit.subjects = append(hit.subjects, s.Kind+" "+s.Name)
+			}
+		}
+	}
+	return hit, true
+}
+
+// anonIsAnonSubject matches the way the RBAC authorizer does: exact kind and
+// name.
+func anonIsAnonSubject(kind, name string) bool {
+	return (kind == "User" && name == anonUser) || (kind == "Group" && name == anonGroup)
+}
+
+// anonBurstKey identifies one source's denied requests in one bucket.
+type anonBurstKey struct {
+	cluster string
+	ip      string
+	bucket  int64 // bucket start, Unix nanoseconds
+}
+
+// anonBurst is what the Window remembers of one source in one bucket.
+type anonBurst struct {
+	paths   []uint64 // distinct path hashes, at most minPaths of them
+	fired   bool
+	n401    int
+	n403    int
+	agents  []string // first few distinct user agents, truncated
+	samples []string // first few distinct paths, escaped and truncated
+}
+
+// anonBurstReport is a copy of a burst taken under the Window's lock.
+type anonBurstReport struct {
+	n401, n403 int
+	agents     []string
+	samples    []string
+}
+
+// anonPeerIP returns the last source IP. The apiserver lists the
+// X-Forwarded-For and X-Real-Ip addresses first, which any client can set,
+// and the TCP peer last; counting by the peer means a scanner cannot escape
+// the threshold by sending a new X-Forwarded-For with every request.
+func anonPeerIP(ev *pipeline.Event) string {
+	if n := len(ev.SourceIPs); n > 0 {
+		return ev.SourceIPs[n-1]
+	}
+	return ""
+}
+
+// detectEnumeration counts a denied unauthenticated request towards its
+// source's bucket and reports the bucket once, when it reaches minPaths
+// distinct paths. Buckets are fixed slices of event time, so the result does
+// not depend on arrival order, and the finding id (cluster, peer IP, bucket)
+// is the same after a restart or a redelivery. The cost: a burst split by a
+// bucket boundary is only reported if one side alone reaches the threshold.
+func (d *Anonymous) detectEnumeration(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
+	at := ev.StageTimestamp.Time
+	if at.IsZero() {
+		at = ev.RequestReceivedTimestamp.Time
+	}
+	ip := anonPeerIP(ev)
+	if at.IsZero() || ip == "" {
+		return out // nothing to correlate on
+	}
+	path := anonRequestPath(ev.RequestURI)
+	if _, ok := d.allowed[path]; ok {
+		return out // a health probe refused during start-up is not a scan
+	}
+	start := at.Truncate(d.window)
+	key := anonBurstKey{cluster: ev.Cluster, ip: ip, bucket: start.UnixNano()}
+	h := maphash.String(d.seed, path)
+	code := ev.Code()
+
+	var report *anonBurstReport
+	d.bursts.Update(key, at, func(b *anonBurst, ok bool) *anonBurst {
+		if !ok || b == nil {
+			b = &anonBurst{}
+		}
+		if b.fired {
+			return b // reported; a redelivery or the tail of the scan adds nothing
+		}
+		for _, p := range b.paths {
+			if p == h {
+				return b // a repeat, or the same event delivered twice
+			}
+		}
+		b.paths = append(b.paths, h)
+		if code == 401 {
+			b.n401++
+		} else {
+			b.n403++
+		}
+		if len(b.samples) < anonMaxSamplePaths {
+			b.samples = append(b.samples, anonQuote(anonEscapedPath(ev.RequestURI)))
+		}
+		if len(b.agents) < anonMaxAgents && !anonContains(b.agents, ev.UserAgent) {
+			b.agents = append(b.agents, strings.Clone(ev.UserAgent))
+		}
+		if len(b.paths) >= d.minPaths {
+			b.fired = true
+			report = &anonBurstReport{
+				n401: b.n401, n403: b.n403,
+				agents:  append([]string(nil), b.agents...),
+				samples: append([]string(nil), b.samples...),
+			}
+			b.paths, b.samples, b.agents = nil, nil, nil // not needed once reported
+		}
+		return b
+	})
+	if report == nil {
+		return out
+	}
+
+	f := pipeline.NewFinding(AnonymousDetectorID, ev, "enumeration")
+	// The burst, not the request that completed it, is what is reported: the
+	// id and time depend only on the source and bucket.
+	f.ID = pipeline.FindingID(AnonymousDetectorID, ev.Cluster, "", 0,
+		"enumeration\x00"+ip+"\x00"+start.UTC().Format(time.RFC3339Nano)+"\x00"+d.window.String())
+	f.Time = start
+	f.SourceIP = ip
+	f.Severity = pipeline.SeverityMedium
+	f.MITRE = anonMITREScanning
+	agent := "no user agent"
+	if len(report.agents) > 0 && report.agents[0] != "" {
+		agent = "user agent " + strconv.Quote(anonTruncate(report.agents[0]))
+	}
+	var codes []string
+	if report.n401 > 0 {
+		codes = append(codes, strconv.Itoa(report.n401)+" unauthenticated (401)")
+	}
+	if report.n403 > 0 {
+		codes = append(codes, strconv.Itoa(report.n403)+" anonymous and forbidden (403)")
+	}
+	f.Summary = fmt.Sprintf("Possible API enumeration: %s was refused on %d distinct paths within %s (%s; %s)",
+		ip, d.minPaths, d.window, strings.Join(codes, ", "), agent)
+	f.Summary = anonOneLine(f.Summary)
+	f.Evidence = append(f.Evidence,
+		pipeline.Evidence{Field: "source_ip", Value: ip, Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "sourceIPs", Value: strings.Join(ev.SourceIPs, ","), Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "distinct_paths", Value: strconv.Itoa(d.minPaths), Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "window", Value: start.UTC().Format(time.RFC3339) + "/" + d.window.String(), Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "response_codes", Value: fmt.Sprintf("401:%d 403:%d", report.n401, report.n403), Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "user_agents", Value: strings.Join(report.agents, " | "), Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "sample_paths", Value: strings.Join(report.samples, " "), Source: pipeline.FromEvent},
+	)
+	return append(out, f)
+}
+
+func anonContains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func anonOr(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
+}
+
+// anonTruncate cuts a client-chosen string to anonMaxQuoted bytes on a rune
+// boundary, so one request cannot flood a Slack line or the state.
+func anonTruncate(s string) string {
+	if len(s) <= anonMaxQuoted {
+		return s
+	}
+	cut := anonMaxQuoted
+	for cut > 0 && !anonRuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
+
+func anonRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// anonQuote prepares a client-chosen path for a one-line summary: truncated,
+// and with anything that is not printable ASCII escaped, so it cannot break
+// the line. The escaped requestURI normally needs nothing. Escaping markup
+// (Slack's <, >, &) is the renderer's job.
+func anonQuote(s string) string {
+	s = anonTruncate(s)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			q := strconv.QuoteToASCII(s)
+			return q[1 : len(q)-1]
+		}
+	}
+	return s
+}
+
+// anonOneLine escapes the control characters (and the Unicode line and
+// paragraph separators) left in a summary by fields a client chose, such as
+// the name in a refused request's URL, so a summary stays one line.
+func anonOneLine(s string) string {
+	clean := true
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' {
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
