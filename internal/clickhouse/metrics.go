@@ -1,0 +1,67 @@
+package clickhouse
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the sink's collectors. They work unregistered when the
+// Registerer is nil.
+type metrics struct {
+	rows     *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	errors   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auditpipe_clickhouse_rows_inserted_total",
+			Help: "Rows the server acknowledged, by table. Redelivered rows count again.",
+		}, []string{"table"}),
+		// Buckets from 5 ms (a small batch on a local server) to 30 s
+		// (close to DefaultWriteTimeout: a struggling server).
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "auditpipe_clickhouse_insert_duration_seconds",
+			Help:    "Time to insert one batch into one table, including failed attempts.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+		}, []string{"table"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auditpipe_clickhouse_insert_errors_total",
+			Help: "Failed batch inserts by table and kind: retryable (server or network) or permanent (the data cannot be stored).",
+		}, []string{"table", "kind"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.rows, err = register(reg, m.rows); err != nil {
+		return nil, err
+	}
+	if m.duration, err = register(reg, m.duration); err != nil {
+		return nil, err
+	}
+	if m.errors, err = register(reg, m.errors); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// the same name so that two Stores (tests, a reconnect) can share a
+// registry.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	if err == nil {
+		return c, nil
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, fmt.Errorf("registering ClickHouse metrics: %w", err)
+}

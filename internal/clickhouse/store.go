@@ -1,0 +1,210 @@
+// Package clickhouse stores audit events and findings in ClickHouse.
+//
+// Store is the pipeline's Sink. It speaks the native protocol (the HTTP
+// protocol of clickhouse-go does not work with ClickHouse 18.16, the oldest
+// server we support), creates its database and tables through versioned,
+// idempotent migrations, and writes each batch as one INSERT per table.
+//
+// Writes are at-least-once: detect commits Kafka offsets only after Write
+// returned nil, so a crash in between writes the batch again. The tables are
+// ReplacingMergeTree keyed on content, so those duplicates collapse on merge
+// and are invisible to SELECT … FINAL.
+package clickhouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
+)
+
+var _ pipeline.Sink = (*Store)(nil)
+
+// ErrClosed is returned by Write after Close. It is retryable: the batch
+// itself is fine and must not be skipped.
+var ErrClosed = errors.New("clickhouse store is closed")
+
+// Store writes batches to ClickHouse. It is safe for concurrent use.
+type Store struct {
+	cfg     Config
+	conn    driver.Conn
+	log     *slog.Logger
+	metrics *metrics
+
+	insertEvents   string
+	insertFindings string
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New connects to ClickHouse, creates the database and runs pending
+// migrations. ctx bounds the connection and the migrations. A nil logger
+// discards logs; a nil Registerer leaves the metrics unregistered.
+func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Store, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, pipeline.Permanent(fmt.Errorf("validating ClickHouse config: %w", err))
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := ch.ParseDSN(cfg.DSN)
+	if err != nil {
+		return nil, pipeline.Permanent(fmt.Errorf("parsing clickhouse.dsn: %w", err))
+	}
+	// Connect without a default database: ours may not exist yet, and the
+	// server refuses a handshake naming a missing one. Every statement
+	// qualifies its tables instead.
+	opts.Auth.Database = ""
+	opts.Protocol = ch.Native
+	opts.DialTimeout = cfg.DialTimeout
+	opts.ReadTimeout = cfg.ReadTimeout
+	opts.MaxOpenConns = cfg.MaxOpenConns
+	opts.MaxIdleConns = cfg.MaxOpenConns
+	conn, err := ch.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening ClickHouse connection: %w", err)
+	}
+	s := &Store{
+		cfg:            cfg,
+		conn:           conn,
+		log:            log.With("database", cfg.Database),
+		metrics:        m,
+		insertEvents:   insertQuery(cfg.Database, EventsTable, eventColumns),
+		insertFindings: insertQuery(cfg.Database, FindingsTable, findingColumns),
+	}
+	if err := conn.Ping(ctx); err != nil {
+		_ = conn.Close()
+		return nil, classify(fmt.Errorf("connecting to ClickHouse at %s: %w", strings.Join(opts.Addr, ","), err))
+	}
+	if err := s.migrate(ctx); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// insertQuery builds an INSERT naming every column: clickhouse-go cannot
+// learn the column list from an 18.16 server. Backquotes because Nested
+// columns have dots in their names.
+func insertQuery(db, table string, cols []string) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO `" + db + "`.`" + table + "` (")
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("`" + c + "`")
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// Write inserts the batch's events, then its findings, one INSERT per
+// table. If the second insert fails the caller retries the whole batch;
+// the events written by the first collapse as duplicates. An error is
+// retryable unless pipeline.IsPermanent says otherwise.
+func (s *Store) Write(ctx context.Context, b pipeline.Batch) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	defer cancel()
+	if len(b.Events) > 0 {
+		err := s.insert(ctx, EventsTable, s.insertEvents, len(b.Events), func(batch driver.Batch) error {
+			var row eventRow
+			for i, ev := range b.Events {
+				row.fill(ev)
+				if err := batch.Append(row.values()...); err != nil {
+					return fmt.Errorf("appending event %d (audit_id %s): %w", i, ev.AuditID, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if len(b.Findings) > 0 {
+		err := s.insert(ctx, FindingsTable, s.insertFindings, len(b.Findings), func(batch driver.Batch) error {
+			var row findingRow
+			for i := range b.Findings {
+				f := &b.Findings[i]
+				if err := row.fill(f); err != nil {
+					return err
+				}
+				if err := batch.Append(row.values()...); err != nil {
+					return fmt.Errorf("appending finding %d (%s): %w", i, f.ID, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insert runs one batch INSERT into table and records its metrics. fill
+// appends the rows; its errors are about the data and so are permanent.
+func (s *Store) insert(ctx context.Context, table, query string, rows int, fill func(driver.Batch) error) (err error) {
+	start := time.Now()
+	defer func() {
+		s.metrics.duration.WithLabelValues(table).Observe(time.Since(start).Seconds())
+		if err == nil {
+			s.metrics.rows.WithLabelValues(table).Add(float64(rows))
+			return
+		}
+		kind := "retryable"
+		if pipeline.IsPermanent(err) {
+			kind = "permanent"
+		}
+		s.metrics.errors.WithLabelValues(table, kind).Inc()
+	}()
+
+	batch, err := s.conn.PrepareBatch(ctx, query)
+	if err != nil {
+		return classify(fmt.Errorf("preparing insert into %s: %w", table, err))
+	}
+	// Close after Send is a no-op; after a failed Append it ends the
+	// INSERT so the connection returns to the pool clean.
+	defer func() { _ = batch.Close() }()
+	if err := fill(batch); err != nil {
+		return pipeline.Permanent(fmt.Errorf("inserting into %s: %w", table, err))
+	}
+	if err := batch.Send(); err != nil {
+		return classify(fmt.Errorf("inserting %d rows into %s: %w", rows, table, err))
+	}
+	return nil
+}
+
+// Close closes the connection pool. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		if err := s.conn.Close(); err != nil {
+			s.closeErr = fmt.Errorf("closing ClickHouse connection: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// Database returns the database holding the tables.
+func (s *Store) Database() string { return s.cfg.Database }
