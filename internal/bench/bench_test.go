@@ -1,0 +1,80 @@
+package bench
+
+import (
+	"encoding/json"
+	"testing"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/auditpipe/auditpipe/internal/detectors"
+	"github.com/auditpipe/auditpipe/internal/gen"
+	"github.com/auditpipe/auditpipe/internal/pipeline"
+)
+
+// streamSize is large enough that the stream's mix of levels, sizes and
+// scenarios, not one event, decides the figures.
+const streamSize = 20000
+
+func realisticStream(b *testing.B) (events [][]byte, bytes int64) {
+	b.Helper()
+	g := gen.New(gen.Config{Seed: 7, AttackRatio: 0.02})
+	events = make([][]byte, streamSize)
+	for i := range events {
+		events[i] = g.Next().JSON
+		bytes += int64(len(events[i]))
+	}
+	return events, bytes
+}
+
+func report(b *testing.B, events [][]byte, bytes int64) {
+	b.SetBytes(bytes / int64(len(events)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.Cleanup(func() {
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+}
+
+// BenchmarkDecodeEncodingJSON is the naive baseline: encoding/json into the
+// apiserver's own type.
+func BenchmarkDecodeEncodingJSON(b *testing.B) {
+	events, bytes := realisticStream(b)
+	report(b, events, bytes)
+	for i := 0; b.Loop(); i++ {
+		var ev auditv1.Event
+		if err := json.Unmarshal(events[i%len(events)], &ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecode is the pipeline's decoder alone.
+func BenchmarkDecode(b *testing.B) {
+	events, bytes := realisticStream(b)
+	report(b, events, bytes)
+	var ev pipeline.Event
+	for i := 0; b.Loop(); i++ {
+		if err := ev.Decode("prod", events[i%len(events)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeDetect is what detect does per event: decode, then every
+// built-in detector.
+func BenchmarkDecodeDetect(b *testing.B) {
+	events, bytes := realisticStream(b)
+	set, err := detectors.New(detectors.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	report(b, events, bytes)
+	var ev pipeline.Event
+	var out []pipeline.Finding
+	for i := 0; b.Loop(); i++ {
+		if err := ev.Decode("prod", events[i%len(events)]); err != nil {
+			b.Fatal(err)
+		}
+		out = set.Detect(&ev, out[:0])
+	}
+}

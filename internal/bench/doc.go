@@ -1,0 +1,6 @@
+// Package bench holds the benchmarks of auditpipe's hot paths, each run
+// beside its baseline in the same invocation so that ratios, not absolute
+// figures from a noisy shared machine, are what gets compared:
+//
+//	go test -run '^$' -bench . -benchmem ./internal/bench/
+package bench
