@@ -9,7 +9,12 @@ FUZZTIME ?= 10s
 # Fuzz targets run briefly on every `make test`: package:Target pairs.
 FUZZ_TARGETS ?= \
 	./internal/pipeline:FuzzDecodeEvents \
-	./internal/detectors:FuzzAnonymous
+	./internal/detectors:FuzzDetectorSet \
+	./internal/detectors:FuzzAnonymous \
+	./internal/detectors:FuzzTokens \
+	./internal/detectors:FuzzPodSpec \
+	./internal/detectors:FuzzSelector \
+	./internal/redact:FuzzRedact
 
 .PHONY: all build demo test unit fuzz-smoke vet clean
 
