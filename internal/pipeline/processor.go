@@ -111,7 +111,17 @@ type Processor struct {
 	m    *processorMetrics
 
 	decodeLog *throttle
+	notifier  Notifier
 }
+
+// Notifier receives the findings of every batch once the sink stored it.
+// Notify must not block: alert delivery stays off the commit path.
+type Notifier interface {
+	Notify(fs []Finding)
+}
+
+// SetNotifier makes p hand each stored batch's findings to n.
+func (p *Processor) SetNotifier(n Notifier) { p.notifier = n }
 
 // NewProcessor wires a Processor. log and reg may be nil.
 func NewProcessor(cfg ProcessorConfig, src Source, det EventDetector, sink Sink, log *slog.Logger, reg prometheus.Registerer) *Processor {
@@ -288,6 +298,9 @@ func (p *Processor) flush(ctx context.Context, recs []Record) error {
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, p.cfg.RetryMax)
+	}
+	if p.notifier != nil && len(batch.Findings) > 0 {
+		p.notifier.Notify(batch.Findings)
 	}
 	if err := p.src.Commit(ctx, recs); err != nil {
 		// Not fatal: the batch is stored, and a later commit covers these
