@@ -168,11 +168,9 @@ func (h *Handler) reply(w http.ResponseWriter, code int, resp Response) {
 }
 
 func (h *Handler) serveAudit(w http.ResponseWriter, r *http.Request) {
-	cluster := r.PathValue("cluster")
-	if cluster == "" {
-		cluster = h.cfg.DefaultCluster
-	} else if err := ValidateCluster(cluster); err != nil {
-		h.reply(w, http.StatusBadRequest, Response{Error: err.Error()})
+	cluster, code, err := resolveCluster(r, h.cfg.DefaultCluster)
+	if err != nil {
+		h.reply(w, code, Response{Error: err.Error()})
 		return
 	}
 

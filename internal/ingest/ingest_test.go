@@ -238,3 +238,36 @@ func TestIngestRealApiserverSender(t *testing.T) {
 		t.Fatalf("%d distinct auditIDs, want %d", len(seen), n)
 	}
 }
+
+func TestIngestAuthenticatedClusterWins(t *testing.T) {
+	prod := &memProducer{}
+	h, err := New(Config{DefaultCluster: "fallback"}, prod, nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stands in for the authentication middleware.
+	auth := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), Identity{Method: "token", Name: "eu1-apiserver", Cluster: "prod-eu1"})))
+	})
+	srv := httptest.NewServer(auth)
+	defer srv.Close()
+
+	if code, _, _ := post(t, srv.URL+"/audit", eventList(item(1, "a", ""))); code != http.StatusOK {
+		t.Fatalf("POST /audit: %d", code)
+	}
+	if code, _, _ := post(t, srv.URL+"/audit/prod-eu1", eventList(item(2, "a", ""))); code != http.StatusOK {
+		t.Fatalf("POST /audit/prod-eu1: %d", code)
+	}
+	code, resp, _ := post(t, srv.URL+"/audit/prod-us1", eventList(item(3, "a", "")))
+	if code != http.StatusForbidden || !strings.Contains(resp.Error, `may not write for cluster "prod-us1"`) {
+		t.Fatalf("path naming another cluster: %d %+v", code, resp)
+	}
+	for _, m := range prod.snapshot() {
+		if m.Cluster != "prod-eu1" {
+			t.Fatalf("message for cluster %q", m.Cluster)
+		}
+	}
+	if n := len(prod.snapshot()); n != 2 {
+		t.Fatalf("%d messages, want 2", n)
+	}
+}
