@@ -1,4 +1,4 @@
-package chtest
+package chserver
 
 import (
 	"bytes"

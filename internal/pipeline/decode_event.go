@@ -1,0 +1,1003 @@
+package pipeline
+
+import (
+	"bytes"
+	"math"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+)
+
+// The structural half of the audit-event decoder: one function per Go type
+// of auditv1.Event, each reproducing what encoding/json does with that type
+// (the reference in decode_std_test.go is encoding/json itself, and the
+// equivalence test and fuzz target hold the two together):
+//
+//   - member names match exactly, else case-insensitively (Unicode simple
+//     folding, like encoding/json); unknown members are validated and skipped;
+//   - a repeated member decodes again into what the first one left: structs
+//     and pointed-to structs merge, maps gain keys, slices are overwritten in
+//     place (and a null element leaves the old element);
+//   - null leaves strings, numbers and struct values unchanged and sets
+//     pointers, slices and maps to nil; an empty array or object gives an
+//     empty, non-nil slice or map;
+//   - requestObject and responseObject are validated and kept as raw slices
+//     of the input, never decoded.
+
+// Field indexes per struct, in the order of their names in the tables below.
+const (
+	evKind = iota
+	evAPIVersion
+	evLevel
+	evAuditID
+	evStage
+	evRequestURI
+	evVerb
+	evUser
+	evImpersonatedUser
+	evAuthenticationMetadata
+	evSourceIPs
+	evUserAgent
+	evObjectRef
+	evResponseStatus
+	evRequestObject
+	evResponseObject
+	evRequestReceivedTimestamp
+	evStageTimestamp
+	evAnnotations
+)
+
+var eventFields = []string{
+	"kind", "apiVersion", "level", "auditID", "stage", "requestURI", "verb",
+	"user", "impersonatedUser", "authenticationMetadata", "sourceIPs",
+	"userAgent", "objectRef", "responseStatus", "requestObject",
+	"responseObject", "requestReceivedTimestamp", "stageTimestamp",
+	"annotations",
+}
+
+// eventField maps a member name of an event to its field index, or -1.
+func eventField(k []byte) int {
+	// A switch on string(k) neither allocates nor hashes; it is the common
+	// path, the folded comparison below the rare one.
+	switch string(k) {
+	case "kind":
+		return evKind
+	case "apiVersion":
+		return evAPIVersion
+	case "level":
+		return evLevel
+	case "auditID":
+		return evAuditID
+	case "stage":
+		return evStage
+	case "requestURI":
+		return evRequestURI
+	case "verb":
+		return evVerb
+	case "user":
+		return evUser
+	case "impersonatedUser":
+		return evImpersonatedUser
+	case "authenticationMetadata":
+		return evAuthenticationMetadata
+	case "sourceIPs":
+		return evSourceIPs
+	case "userAgent":
+		return evUserAgent
+	case "objectRef":
+		return evObjectRef
+	case "responseStatus":
+		return evResponseStatus
+	case "requestObject":
+		return evRequestObject
+	case "responseObject":
+		return evResponseObject
+	case "requestReceivedTimestamp":
+		return evRequestReceivedTimestamp
+	case "stageTimestamp":
+		return evStageTimestamp
+	case "annotations":
+		return evAnnotations
+	}
+	return foldField(eventFields, k)
+}
+
+// lookupField finds k among names, exactly or else case-insensitively.
+func lookupField(names []string, k []byte) int {
+	for i, n := range names {
+		if string(k) == n {
+			return i
+		}
+	}
+	return foldField(names, k)
+}
+
+// foldField is encoding/json's fallback: a member name matches a field
+// whose name equals it under Unicode simple case folding.
+func foldField(names []string, k []byte) int {
+	for i, n := range names {
+		if bytes.EqualFold(k, []byte(n)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// eventAllocs holds the structs an event points to, allocated together
+// because nearly every event has an objectRef and most a responseStatus.
+type eventAllocs struct {
+	objectRef auditv1.ObjectReference
+	status    metav1.Status
+	request   runtime.Unknown
+	response  runtime.Unknown
+}
+
+// eventDecoder carries one event's decoding state.
+type eventDecoder struct {
+	decoder
+	allocs *eventAllocs
+}
+
+func (d *eventDecoder) alloc() *eventAllocs {
+	if d.allocs == nil {
+		d.allocs = new(eventAllocs)
+	}
+	return d.allocs
+}
+
+// decodeEventFast decodes data into ev, which must be zero, reporting kind
+// and apiVersion for the caller to check.
+func decodeEventFast(data []byte, ev *auditv1.Event) (kind, apiVersion string, err error) {
+	d := eventDecoder{decoder: decoder{data: data}}
+	c, err := d.peek()
+	if err != nil {
+		return "", "", err
+	}
+	switch c {
+	case '{':
+		if err := d.event(ev, &kind, &apiVersion); err != nil {
+			return "", "", err
+		}
+	case 'n':
+		// null decodes to nothing, as encoding/json has it.
+		if err := d.literal(); err != nil {
+			return "", "", err
+		}
+	default:
+		return "", "", d.mismatch(0, "(event)", "object")
+	}
+	d.ws()
+	if d.i < len(data) {
+		return "", "", d.syntax("after top-level value")
+	}
+	return kind, apiVersion, nil
+}
+
+func (d *eventDecoder) event(ev *auditv1.Event, kind, apiVersion *string) error {
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		switch eventField(k) {
+		case evKind:
+			err = d.internString(kind, 1, "kind")
+		case evAPIVersion:
+			err = d.internString(apiVersion, 1, "apiVersion")
+		case evLevel:
+			err = d.internString((*string)(&ev.Level), 1, "level")
+		case evAuditID:
+			err = d.string((*string)(&ev.AuditID), 1, "auditID")
+		case evStage:
+			err = d.internString((*string)(&ev.Stage), 1, "stage")
+		case evRequestURI:
+			err = d.string(&ev.RequestURI, 1, "requestURI")
+		case evVerb:
+			err = d.internString(&ev.Verb, 1, "verb")
+		case evUser:
+			err = d.userValue(&ev.User, 1, "user")
+		case evImpersonatedUser:
+			err = d.userPtr(&ev.ImpersonatedUser, 1, "impersonatedUser")
+		case evAuthenticationMetadata:
+			err = d.authnMetadata(&ev.AuthenticationMetadata, 1)
+		case evSourceIPs:
+			err = d.stringSlice(&ev.SourceIPs, 1, "sourceIPs", false)
+		case evUserAgent:
+			err = d.string(&ev.UserAgent, 1, "userAgent")
+		case evObjectRef:
+			err = d.objectRef(&ev.ObjectRef, 1)
+		case evResponseStatus:
+			err = d.status(&ev.ResponseStatus, 1)
+		case evRequestObject:
+			err = d.raw(&ev.RequestObject, &d.alloc().request, 1)
+		case evResponseObject:
+			err = d.raw(&ev.ResponseObject, &d.alloc().response, 1)
+		case evRequestReceivedTimestamp:
+			err = d.timestamp(&ev.RequestReceivedTimestamp, 1, "requestReceivedTimestamp")
+		case evStageTimestamp:
+			err = d.timestamp(&ev.StageTimestamp, 1, "stageTimestamp")
+		case evAnnotations:
+			err = d.stringMap(&ev.Annotations, 1, "annotations")
+		default:
+			err = d.skip(1)
+		}
+		if err != nil {
+			return err
+		}
+		more, err = d.objectNext()
+	}
+	return err
+}
+
+// string decodes a string member at d.i; depth counts the containers
+// enclosing the value.
+func (d *eventDecoder) string(dst *string, depth int, field string) error {
+	switch d.data[d.i] {
+	case '"':
+		s, err := d.strString()
+		if err != nil {
+			return err
+		}
+		*dst = s
+		return nil
+	case 'n':
+		return d.literal()
+	}
+	return d.mismatch(depth, field, "string")
+}
+
+// internString is string for values drawn from a small vocabulary (verbs,
+// stages, resources, groups...): those come from the intern table without
+// allocating.
+func (d *eventDecoder) internString(dst *string, depth int, field string) error {
+	switch d.data[d.i] {
+	case '"':
+		b, err := d.str()
+		if err != nil {
+			return err
+		}
+		*dst = intern(b)
+		return nil
+	case 'n':
+		return d.literal()
+	}
+	return d.mismatch(depth, field, "string")
+}
+
+// stringSlice decodes a []string member.
+func (d *eventDecoder) stringSlice(dst *[]string, depth int, field string, interned bool) error {
+	switch d.data[d.i] {
+	case '[':
+	case 'n':
+		*dst = nil
+		return d.literal()
+	default:
+		return d.mismatch(depth, field, "[]string")
+	}
+	if *dst != nil {
+		return d.stringSliceInPlace(dst, depth, field, interned)
+	}
+	// The usual case, a first decode: gather the elements on the stack and
+	// allocate the slice once, at its exact size.
+	var buf [16]string
+	elems := buf[:0]
+	more, err := d.arrayStart()
+	for more && err == nil {
+		var s string
+		if err = d.element(&s, depth+1, field, interned); err != nil {
+			return err
+		}
+		elems = append(elems, s)
+		more, err = d.arrayNext()
+	}
+	if err != nil {
+		return err
+	}
+	if len(elems) == 0 {
+		*dst = []string{}
+		return nil
+	}
+	out := make([]string, len(elems))
+	copy(out, elems)
+	*dst = out
+	return nil
+}
+
+// stringSliceInPlace decodes into a slice an earlier member of the same name
+// filled, element by element, as encoding/json does.
+func (d *eventDecoder) stringSliceInPlace(dst *[]string, depth int, field string, interned bool) error {
+	s := *dst
+	n := 0
+	more, err := d.arrayStart()
+	for more && err == nil {
+		if n >= len(s) {
+			if n < cap(s) {
+				s = s[:n+1]
+			} else {
+				s = append(s, "")
+			}
+		}
+		if err = d.element(&s[n], depth+1, field, interned); err != nil {
+			return err
+		}
+		n++
+		more, err = d.arrayNext()
+	}
+	if err != nil {
+		return err
+	}
+	if n < len(s) {
+		s = s[:n]
+	}
+	if n == 0 {
+		s = []string{}
+	}
+	*dst = s
+	return nil
+}
+
+func (d *eventDecoder) element(dst *string, depth int, field string, interned bool) error {
+	if interned {
+		return d.internString(dst, depth, field)
+	}
+	return d.string(dst, depth, field)
+}
+
+// stringMap decodes annotations.
+func (d *eventDecoder) stringMap(dst *map[string]string, depth int, field string) error {
+	switch d.data[d.i] {
+	case '{':
+	case 'n':
+		*dst = nil
+		return d.literal()
+	default:
+		return d.mismatch(depth, field, "map[string]string")
+	}
+	type kv struct{ k, v string }
+	var buf [8]kv
+	pairs := buf[:0]
+	m := *dst
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		p := kv{k: intern(k)}
+		if err = d.string(&p.v, depth+1, field); err != nil {
+			return err
+		}
+		if m != nil {
+			m[p.k] = p.v
+		} else if len(pairs) == len(buf) {
+			// More members than the stack holds: spill to a map.
+			m = make(map[string]string, 2*len(buf))
+			for _, q := range pairs {
+				m[q.k] = q.v
+			}
+			m[p.k] = p.v
+		} else {
+			pairs = append(pairs, p)
+		}
+		more, err = d.objectNext()
+	}
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		m = make(map[string]string, len(pairs))
+		for _, p := range pairs {
+			m[p.k] = p.v
+		}
+	}
+	*dst = m
+	return nil
+}
+
+var userFields = []string{"username", "uid", "groups", "extra"}
+
+// userValue decodes into a UserInfo struct value (the event's user).
+func (d *eventDecoder) userValue(u *authnv1.UserInfo, depth int, field string) error {
+	switch d.data[d.i] {
+	case '{':
+		return d.user(u, depth, field)
+	case 'n':
+		return d.literal()
+	}
+	return d.mismatch(depth, field, "v1.UserInfo")
+}
+
+// userPtr decodes into a *UserInfo (impersonatedUser).
+func (d *eventDecoder) userPtr(u **authnv1.UserInfo, depth int, field string) error {
+	switch d.data[d.i] {
+	case '{':
+		if *u == nil {
+			*u = new(authnv1.UserInfo)
+		}
+		return d.user(*u, depth, field)
+	case 'n':
+		*u = nil
+		return d.literal()
+	}
+	return d.mismatch(depth, field, "v1.UserInfo")
+}
+
+// userPaths names a UserInfo's fields in errors, built once rather than
+// per event.
+type userPaths struct{ username, uid, groups, extra string }
+
+func pathsOf(field string) *userPaths {
+	if field == "impersonatedUser" {
+		return &impersonatedUserPaths
+	}
+	return &userFieldPaths
+}
+
+var (
+	userFieldPaths        = userPaths{"user.username", "user.uid", "user.groups", "user.extra"}
+	impersonatedUserPaths = userPaths{"impersonatedUser.username", "impersonatedUser.uid", "impersonatedUser.groups", "impersonatedUser.extra"}
+)
+
+func (d *eventDecoder) user(u *authnv1.UserInfo, depth int, field string) error {
+	p := pathsOf(field)
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		var f int
+		switch string(k) {
+		case "username":
+			f = 0
+		case "groups":
+			f = 2
+		default:
+			f = lookupField(userFields, k)
+		}
+		switch f {
+		case 0:
+			err = d.internString(&u.Username, depth+1, p.username)
+		case 1:
+			err = d.string(&u.UID, depth+1, p.uid)
+		case 2:
+			err = d.stringSlice(&u.Groups, depth+1, p.groups, true)
+		case 3:
+			err = d.extra(&u.Extra, depth+1, p.extra)
+		default:
+			err = d.skip(depth + 1)
+		}
+		if err != nil {
+			return err
+		}
+		more, err = d.objectNext()
+	}
+	return err
+}
+
+// extra decodes user.extra. Each value decodes afresh (encoding/json zeroes
+// a map element before decoding into it), so no in-place merging here.
+func (d *eventDecoder) extra(dst *map[string]authnv1.ExtraValue, depth int, field string) error {
+	switch d.data[d.i] {
+	case '{':
+	case 'n':
+		*dst = nil
+		return d.literal()
+	default:
+		return d.mismatch(depth, field, "map[string]v1.ExtraValue")
+	}
+	type kv struct {
+		k string
+		v []string
+	}
+	var buf [8]kv
+	pairs := buf[:0]
+	m := *dst
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		p := kv{k: intern(k)}
+		if err = d.stringSlice(&p.v, depth+1, field, false); err != nil {
+			return err
+		}
+		if m != nil {
+			m[p.k] = p.v
+		} else if len(pairs) == len(buf) {
+			m = make(map[string]authnv1.ExtraValue, 2*len(buf))
+			for _, q := range pairs {
+				m[q.k] = q.v
+			}
+			m[p.k] = p.v
+		} else {
+			pairs = append(pairs, p)
+		}
+		more, err = d.objectNext()
+	}
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		m = make(map[string]authnv1.ExtraValue, len(pairs))
+		for _, p := range pairs {
+			m[p.k] = p.v
+		}
+	}
+	*dst = m
+	return nil
+}
+
+func (d *eventDecoder) authnMetadata(dst **auditv1.AuthenticationMetadata, depth int) error {
+	const field = "authenticationMetadata"
+	switch d.data[d.i] {
+	case '{':
+	case 'n':
+		*dst = nil
+		return d.literal()
+	default:
+		return d.mismatch(depth, field, "v1.AuthenticationMetadata")
+	}
+	if *dst == nil {
+		*dst = new(auditv1.AuthenticationMetadata)
+	}
+	names := []string{"impersonationConstraint"}
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		if lookupField(names, k) == 0 {
+			err = d.string(&(*dst).ImpersonationConstraint, depth+1, field+".impersonationConstraint")
+		} else {
+			err = d.skip(depth + 1)
+		}
+		if err != nil {
+			return err
+		}
+		more, err = d.objectNext()
+	}
+	return err
+}
+
+var objectRefFields = []string{
+	"resource", "namespace", "name", "uid", "apiGroup", "apiVersion",
+	"resourceVersion", "subresource",
+}
+
+func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error {
+	switch d.data[d.i] {
+	case '{':
+	case 'n':
+		*dst = nil
+		return d.literal()
+	default:
+		return d.mismatch(depth, "objectRef", "v1.ObjectReference")
+	}
+	if *dst == nil {
+		a := d.alloc()
+		a.objectRef = auditv1.ObjectReference{} // an earlier objectRef may have been nulled
+		*dst = &a.objectRef
+	}
+	o := *dst
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		switch lookupField(objectRefFields, k) {
+		case 0:
+			err = d.internString(&o.Resource, depth+1, "objectRef.resource")
+		case 1:
+			err = d.internString(&o.Namespace, depth+1, "objectRef.namespace")
+		case 2:
+			err = d.string(&o.Name, depth+1, "objectRef.name")
+		case 3:
+			err = d.string((*string)(&o.UID), depth+1, "objectRef.uid")
+		case 4:
+			err = d.internString(&o.APIGroup, depth+1, "objectRef.apiGroup")
+		case 5:
+			err = d.internString(&o.APIVersion, depth+1, "objectRef.apiVersion")
+		case 6:
+			err = d.string(&o.ResourceVersion, depth+1, "objectRef.resourceVersion")
+		case 7:
+			err = d.internString(&o.Subresource, depth+1, "objectRef.subresource")
+		default:
+			err = d.skip(depth + 1)
+		}
+		if err != nil {
+			return err
+		}
+		more, err = d.objectNext()
+	}
+	return err
+}
+
+var statusFields = []string{"kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"}
+
+func (d *eventDecoder) status(dst **metav1.Status, depth int) error {
+	switch d.data[d.i] {
+	case '{':
+	case 'n':
+		*dst = nil
+		return d.literal()
+	default:
+		return d.mismatch(depth, "responseStatus", "v1.Status")
+	}
+	if *dst == nil {
+		a := d.alloc()
+		a.status = metav1.Status{}
+		*dst = &a.status
+	}
+	s := *dst
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		switch lookupField(statusFields, k) {
+		case 0:
+			err = d.internString(&s.Kind, depth+1, "responseStatus.kind")
+		case 1:
+			err = d.internString(&s.APIVersion, depth+1, "responseStatus.apiVersion")
+		case 2:
+			err = d.listMeta(&s.ListMeta, depth+1)
+		case 3:
+			err = d.internString(&s.Status, depth+1, "responseStatus.status")
+		case 4:
+			err = d.string(&s.Message, depth+1, "responseStatus.message")
+		case 5:
+			err = d.internString((*string)(&s.Reason), depth+1, "responseStatus.reason")
+		case 6:
+			err = d.statusDetails(&s.Details, depth+1)
+		case 7:
+			err = d.int32(&s.Code, depth+1, "responseStatus.code")
+		default:
+			err = d.skip(depth + 1)
+		}
+		if err != nil {
+			return err
+		}
+		more, err = d.objectNext()
+	}
+	return err
+}
+
+var listMetaFields = []string{"selfLink", "resourceVersion", "continue", "remainingItemCount", "shardInfo"}
+
+func (d *eventDecoder) listMeta(m *metav1.ListMeta, depth int) error {
+	const field = "responseStatus.metadata"
+	switch d.data[d.i] {
+	case '{':
+	case 'n':
+		return d.literal()
+	default:
+		return d.mismatch(depth, field, "v1.ListMeta")
+	}
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		switch lookupField(listMetaFields, k) {
+		case 0:
+			err = d.string(&m.SelfLink, depth+1, field+".selfLink")
+		case 1:
+			err = d.string(&m.ResourceVersion, depth+1, field+".resourceVersion")
+		case 2:
+			err = d.string(&m.Continue, depth+1, field+".continue")
+		case 3:
+			err = d.int64Ptr(&m.RemainingItemCount, depth+1, field+".remainingItemCount")
+		case 4:
+			err = d.shardInfo(&m.ShardInfo, depth+1)
+		default:
+			err = d.skip(depth + 1)
+		}
+		if err != nil {
+			return err
+		}
+		more, err = d.objectNext()
+	}
+	return err
+}
+
+func (d *eventDecoder) shardInfo(dst **metav1.ShardInfo, depth int) error {
+	const field = "responseStatus.metadata.shardInfo"
+	switch d.data[d.i] {
+	case '{':
+	case 'n':
+		*dst = nil
+		return d.literal()
+	default:
+		return d.mismatch(depth, field, "v1.ShardInfo")
+	}
+	if *dst == nil {
+		*dst = new(metav1.ShardInfo)
+	}
+	names := []string{"selector"}
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		if lookupField(names, k) == 0 {
+			err = d.string(&(*dst).Selector, depth+1, field+".selector")
+		} else {
+			err = d.skip(depth + 1)
+		}
+		if err != nil {
+			return err
+		}
+		more, err = d.objectNext()
+	}
+	return err
+}
+
+var detailsFields = []string{"name", "group", "kind", "uid", "causes", "retryAfterSeconds"}
+
+func (d *eventDecoder) statusDetails(dst **metav1.StatusDetails, depth int) error {
+	const field = "responseStatus.details"
+	switch d.data[d.i] {
+	case '{':
+	case 'n':
+		*dst = nil
+		return d.literal()
+	default:
+		return d.mismatch(depth, field, "v1.StatusDetails")
+	}
+	if *dst == nil {
+		*dst = new(metav1.StatusDetails)
+	}
+	s := *dst
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		switch lookupField(detailsFields, k) {
+		case 0:
+			err = d.string(&s.Name, depth+1, field+".name")
+		case 1:
+			err = d.internString(&s.Group, depth+1, field+".group")
+		case 2:
+			err = d.internString(&s.Kind, depth+1, field+".kind")
+		case 3:
+			err = d.string((*string)(&s.UID), depth+1, field+".uid")
+		case 4:
+			err = d.causes(&s.Causes, depth+1)
+		case 5:
+			err = d.int32(&s.RetryAfterSeconds, depth+1, field+".retryAfterSeconds")
+		default:
+			err = d.skip(depth + 1)
+		}
+		if err != nil {
+			return err
+		}
+		more, err = d.objectNext()
+	}
+	return err
+}
+
+var causeFields = []string{"reason", "message", "field"}
+
+// causes decodes StatusDetails.causes with encoding/json's in-place slice
+// semantics; the field is rare enough that it needs no fast path.
+func (d *eventDecoder) causes(dst *[]metav1.StatusCause, depth int) error {
+	const field = "responseStatus.details.causes"
+	switch d.data[d.i] {
+	case '[':
+	case 'n':
+		*dst = nil
+		return d.literal()
+	default:
+		return d.mismatch(depth, field, "[]v1.StatusCause")
+	}
+	s := *dst
+	n := 0
+	more, err := d.arrayStart()
+	for more && err == nil {
+		if n >= len(s) {
+			if n < cap(s) {
+				s = s[:n+1]
+			} else {
+				s = append(s, metav1.StatusCause{})
+			}
+		}
+		if err = d.cause(&s[n], depth+1); err != nil {
+			return err
+		}
+		n++
+		more, err = d.arrayNext()
+	}
+	if err != nil {
+		return err
+	}
+	if n < len(s) {
+		s = s[:n]
+	}
+	if n == 0 {
+		s = []metav1.StatusCause{}
+	}
+	*dst = s
+	return nil
+}
+
+func (d *eventDecoder) cause(c *metav1.StatusCause, depth int) error {
+	const field = "responseStatus.details.causes"
+	switch d.data[d.i] {
+	case '{':
+	case 'n':
+		return d.literal()
+	default:
+		return d.mismatch(depth, field, "v1.StatusCause")
+	}
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return err
+		}
+		switch lookupField(causeFields, k) {
+		case 0:
+			err = d.internString((*string)(&c.Type), depth+1, field+".reason")
+		case 1:
+			err = d.string(&c.Message, depth+1, field+".message")
+		case 2:
+			err = d.string(&c.Field, depth+1, field+".field")
+		default:
+			err = d.skip(depth + 1)
+		}
+		if err != nil {
+			return err
+		}
+		more, err = d.objectNext()
+	}
+	return err
+}
+
+// integer parses a number literal the way encoding/json fills an integer
+// field: strconv.ParseInt semantics, so fractions and exponents are refused
+// even when they denote an integer.
+func integer(lit []byte, lo, hi int64) (int64, bool) {
+	neg := false
+	if lit[0] == '-' {
+		neg, lit = true, lit[1:]
+	}
+	var u uint64
+	for _, c := range lit {
+		if !isDigit(c) {
+			return 0, false
+		}
+		if u > (math.MaxUint64-9)/10 {
+			return 0, false
+		}
+		u = u*10 + uint64(c-'0')
+	}
+	if neg {
+		if u > uint64(-lo) {
+			return 0, false
+		}
+		return -int64(u), true
+	}
+	if u > uint64(hi) {
+		return 0, false
+	}
+	return int64(u), true
+}
+
+func (d *eventDecoder) int32(dst *int32, depth int, field string) error {
+	c := d.data[d.i]
+	if c == 'n' {
+		return d.literal()
+	}
+	if c != '-' && !isDigit(c) {
+		return d.mismatch(depth, field, "int32")
+	}
+	lit, err := d.number()
+	if err != nil {
+		return err
+	}
+	v, ok := integer(lit, math.MinInt32, math.MaxInt32)
+	if !ok {
+		return &typeError{value: "number " + string(lit), field: field, want: "int32"}
+	}
+	*dst = int32(v)
+	return nil
+}
+
+func (d *eventDecoder) int64Ptr(dst **int64, depth int, field string) error {
+	c := d.data[d.i]
+	if c == 'n' {
+		*dst = nil
+		return d.literal()
+	}
+	if c != '-' && !isDigit(c) {
+		return d.mismatch(depth, field, "int64")
+	}
+	lit, err := d.number()
+	if err != nil {
+		return err
+	}
+	v, ok := integer(lit, math.MinInt64, math.MaxInt64)
+	if !ok {
+		return &typeError{value: "number " + string(lit), field: field, want: "int64"}
+	}
+	if *dst == nil {
+		*dst = new(int64)
+	}
+	**dst = v
+	return nil
+}
+
+// raw keeps a body as a slice of the input, validated but not decoded.
+func (d *eventDecoder) raw(dst **runtime.Unknown, slot *runtime.Unknown, depth int) error {
+	start := d.i
+	if err := d.skip(depth); err != nil {
+		return err
+	}
+	raw := d.data[start:d.i:d.i]
+	if isNull(raw) {
+		*dst = nil
+		return nil
+	}
+	*slot = runtime.Unknown{Raw: raw, ContentType: runtime.ContentTypeJSON}
+	*dst = slot
+	return nil
+}
+
+// timestamp decodes requestReceivedTimestamp and stageTimestamp: RFC 3339
+// with any number of fractional digits, null or "" for none.
+func (d *eventDecoder) timestamp(dst *metav1.MicroTime, depth int, field string) error {
+	switch d.data[d.i] {
+	case '"':
+	case 'n':
+		dst.Time = time.Time{}
+		return d.literal()
+	default:
+		start := d.i
+		if err := d.skip(depth); err != nil {
+			return err
+		}
+		return &timestampError{raw: d.data[start:d.i], field: field}
+	}
+	start, end, _, err := d.stringEnd()
+	if err != nil {
+		return err
+	}
+	// Like the tolerant parser before it, this reads the string's raw
+	// text: a timestamp spelt with escapes is not a timestamp.
+	t, err := parseTimestamp(d.data[start:end])
+	if err != nil {
+		return err
+	}
+	dst.Time = t
+	return nil
+}
+
+// timestampError is a timestamp member that is not a string.
+type timestampError struct {
+	raw   []byte
+	field string
+}
+
+func (e *timestampError) Error() string {
+	return "decoding " + e.field + ": timestamp must be a string, got " + truncate(e.raw, 40)
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return string(b)
+}

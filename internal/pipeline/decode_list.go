@@ -1,0 +1,111 @@
+package pipeline
+
+// EventList envelopes and the Event/EventList probe, on the same scanner as
+// the event decoder and with encoding/json's semantics for the wire struct
+// {kind, apiVersion string; items []json.RawMessage}: names match
+// case-insensitively, unknown members are validated and skipped, a null
+// item is the item `null`, and a repeated "items" replaces the earlier one.
+
+var listFields = []string{"kind", "apiVersion", "items"}
+
+// splitEventListFast reads an EventList's envelope and returns its items as
+// slices of data (validated, not decoded). items is nil when the list has
+// no items member (or it is null), empty when it is [].
+func splitEventListFast(data []byte) (kind, apiVersion string, items [][]byte, err error) {
+	d := eventDecoder{decoder: decoder{data: data}}
+	if _, err := d.peek(); err != nil {
+		return "", "", nil, err
+	}
+	// The caller has checked for '{'.
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return "", "", nil, err
+		}
+		switch lookupField(listFields, k) {
+		case 0:
+			err = d.internString(&kind, 1, "kind")
+		case 1:
+			err = d.internString(&apiVersion, 1, "apiVersion")
+		case 2:
+			items, err = d.rawItems(items)
+		default:
+			err = d.skip(1)
+		}
+		if err != nil {
+			return "", "", nil, err
+		}
+		more, err = d.objectNext()
+	}
+	if err != nil {
+		return "", "", nil, err
+	}
+	d.ws()
+	if d.i < len(data) {
+		return "", "", nil, d.syntax("after top-level value")
+	}
+	return kind, apiVersion, items, nil
+}
+
+// rawItems reads the items array as raw values; prev is what an earlier
+// "items" member left, reused for its capacity.
+func (d *eventDecoder) rawItems(prev [][]byte) ([][]byte, error) {
+	switch d.data[d.i] {
+	case '[':
+	case 'n':
+		return nil, d.literal()
+	default:
+		return nil, d.mismatch(1, "items", "[]json.RawMessage")
+	}
+	items := prev[:0]
+	if items == nil {
+		// A webhook batch holds up to 400 events; start with room for a
+		// typical one rather than growing from one.
+		items = make([][]byte, 0, 64)
+	}
+	more, err := d.arrayStart()
+	for more && err == nil {
+		start := d.i
+		if err = d.skip(2); err != nil {
+			return nil, err
+		}
+		items = append(items, d.data[start:d.i:d.i])
+		more, err = d.arrayNext()
+	}
+	return items, err
+}
+
+// probeKind reads only the top-level kind of an object, validating the
+// rest, as decoding into struct{Kind string} would.
+func probeKind(data []byte) (string, error) {
+	d := eventDecoder{decoder: decoder{data: data}}
+	if _, err := d.peek(); err != nil {
+		return "", err
+	}
+	var kind string
+	more, err := d.objectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.key(); err != nil {
+			return "", err
+		}
+		if lookupField(listFields[:1], k) == 0 {
+			err = d.internString(&kind, 1, "kind")
+		} else {
+			err = d.skip(1)
+		}
+		if err != nil {
+			return "", err
+		}
+		more, err = d.objectNext()
+	}
+	if err != nil {
+		return "", err
+	}
+	d.ws()
+	if d.i < len(data) {
+		return "", d.syntax("after top-level value")
+	}
+	return kind, nil
+}
