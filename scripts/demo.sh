@@ -18,7 +18,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "==> starting ingest on 127.0.0.1:$PORT (spool: $work/spool)"
-"$BIN/ingest" --listen "127.0.0.1:$PORT" --spool-dir "$work/spool" --cluster demo --log-level warn &
+"$BIN/ingest" --insecure-listen "127.0.0.1:$PORT" --metrics-listen "" --spool-dir "$work/spool" --cluster demo --log-level warn &
 ingest_pid=$!
 for _ in $(seq 1 100); do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi

@@ -2,10 +2,16 @@
 // event durable in Kafka, or in a local spool directory when no brokers are
 // configured.
 //
-//	ingest --listen 127.0.0.1:8080 --kafka-brokers kafka:9092 --topic audit-events
-//	ingest --spool-dir ./auditpipe-spool            # embedded mode, no Kafka
+//	ingest --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key \
+//	       --client-ca apiserver-ca.crt --token-file tokens.yaml \
+//	       --kafka-brokers kafka:9092 --topic audit-events
+//	ingest --insecure-listen 127.0.0.1:8080 --spool-dir ./auditpipe-spool   # local, plain HTTP
 //
-// Every flag can also be set as AUDITPIPE_<FLAG> (AUDITPIPE_KAFKA_BROKERS).
+// Senders authenticate with a client certificate (--client-ca) or a bearer
+// token (--token-file); the credential decides the cluster its events are
+// stored under. Certificates, CAs and tokens are re-read when their files
+// change. Every flag can also be set as AUDITPIPE_<FLAG>
+// (AUDITPIPE_KAFKA_BROKERS).
 package main
 
 import (
@@ -19,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/cli"
@@ -30,51 +37,149 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
+	ctx, stop := cli.SignalContext()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "replay" {
+		err = replay(os.Args[2:], os.Stdout, os.Stderr)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stderr)
+	}
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "ingest:", err)
 		os.Exit(1)
 	}
 }
 
 type options struct {
-	listen       string
-	brokers      string
-	topic        string
-	partitions   int
-	cluster      string
-	spoolDir     string
-	maxBody      int64
-	logLevel     string
-	shutdownWait time.Duration
-	jwksFile     string
-	fpKeyFile    string
+	listen         string
+	insecureListen string
+	metricsListen  string
+	tlsCert        string
+	tlsKey         string
+	clientCA       string
+	tokenFile      string
+	clusterMapFile string
+	reloadInterval time.Duration
+	brokers        string
+	topic          string
+	partitions     int
+	cluster        string
+	spoolDir       string
+	maxBody        int64
+	logLevel       string
+	shutdownWait   time.Duration
+	jwksFile       string
+	fpKeyFile      string
+	// limits is the webhook handler's configuration beyond the cluster
+	// and body limit: in-flight bounds, event size, dedup, timeouts.
+	limits ingest.Config
 }
 
-func run(args []string, stderr io.Writer) error {
+// validate checks the listener and credential flags together; each message
+// says what to pass.
+func (o options) validate() error {
+	var errs []error
+	if o.listen == "" && o.insecureListen == "" {
+		errs = append(errs, errors.New("no listener: pass --listen ADDR with --tls-cert and --tls-key (and --client-ca and/or --token-file), or --insecure-listen ADDR for plain HTTP on a trusted network"))
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: pass both"))
+	}
+	if o.listen != "" {
+		if o.tlsCert == "" || o.tlsKey == "" {
+			errs = append(errs, errors.New("--listen serves TLS only: pass --tls-cert and --tls-key, or use --insecure-listen ADDR for plain HTTP"))
+		}
+		if o.clientCA == "" && o.tokenFile == "" {
+			errs = append(errs, errors.New("--listen needs a way to authenticate senders: pass --client-ca and/or --token-file"))
+		}
+	} else {
+		if o.tlsCert != "" {
+			errs = append(errs, errors.New("--tls-cert is set but --listen is empty: pass --listen ADDR to serve TLS"))
+		}
+		if o.clientCA != "" {
+			errs = append(errs, errors.New("--client-ca needs the TLS listener: pass --listen ADDR with --tls-cert and --tls-key"))
+		}
+	}
+	if o.reloadInterval <= 0 {
+		errs = append(errs, errors.New("--credential-reload-interval must be positive"))
+	}
+	if o.shutdownWait <= 0 {
+		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address for the webhook (POST /audit, /audit/{cluster}), /metrics, /healthz and /readyz")
+	fs.StringVar(&o.listen, "listen", "", "TLS address for the webhook (POST /audit, /audit/{cluster}); needs --tls-cert, --tls-key and --client-ca and/or --token-file")
+	fs.StringVar(&o.insecureListen, "insecure-listen", "", "plain-HTTP address for the webhook, for local use only: callers without credentials are accepted")
+	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9090", "address for /metrics, /healthz and /readyz; empty disables")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM serving certificate (with intermediates); re-read when it changes")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert; re-read when it changes")
+	fs.StringVar(&o.clientCA, "client-ca", "", "PEM CAs that sign the apiservers' client certificates (mTLS); re-read when it changes")
+	fs.StringVar(&o.tokenFile, "token-file", "", "bearer tokens: YAML (tokens: [{name, token, cluster}]) or lines of token,name[,cluster]; re-read when it changes")
+	fs.StringVar(&o.clusterMapFile, "cluster-map-file", "", "YAML binding credentials to clusters: clients: [{cn, cluster}], tokens: [{name, cluster}]")
+	fs.DurationVar(&o.reloadInterval, "credential-reload-interval", ingest.DefaultReloadInterval, "how often at most the certificate, CA and token files are checked for changes")
 	fs.StringVar(&o.brokers, "kafka-brokers", "", "comma-separated Kafka bootstrap brokers; empty means embedded mode (spool directory)")
 	fs.StringVar(&o.topic, "topic", "audit-events", "Kafka topic for audit events")
 	fs.IntVar(&o.partitions, "partitions", 8, "partitions when ingest has to create the topic")
-	fs.StringVar(&o.cluster, "cluster", "default", "cluster name for events posted to /audit without one in the path")
+	fs.StringVar(&o.cluster, "cluster", "default", "cluster name for events posted to /audit by a caller whose credential names no cluster")
 	fs.StringVar(&o.spoolDir, "spool-dir", "auditpipe-spool", "spool directory used when no Kafka brokers are configured")
 	fs.Int64Var(&o.maxBody, "max-body-bytes", 64<<20, "largest request body accepted, after gzip decoding")
+	d := ingest.Config{}.WithDefaults()
+	fs.Int64Var(&o.limits.MaxEventBytes, "max-event-bytes", d.MaxEventBytes, "events larger than this lose their request/response bodies (audit.k8s.io/truncated), as the apiserver's truncate backend does")
+	fs.IntVar(&o.limits.MaxInFlightRequests, "max-inflight-requests", d.MaxInFlightRequests, "webhook requests handled at once; beyond, 429 with Retry-After")
+	fs.Int64Var(&o.limits.MaxInFlightBytes, "max-inflight-bytes", d.MaxInFlightBytes, "request body bytes held at once; beyond, 429 with Retry-After")
+	fs.DurationVar(&o.limits.RetryAfter, "retry-after", d.RetryAfter, "what 429 and 503 answers tell the sender to wait")
+	fs.DurationVar(&o.limits.DedupWindow, "dedup-window", d.DedupWindow, "how long accepted events are remembered so a resent batch is not produced twice")
+	fs.IntVar(&o.limits.DedupEntries, "dedup-entries", d.DedupEntries, "most events the dedup window remembers")
+	fs.BoolVar(&o.limits.DisableDedup, "disable-dedup", false, "produce resent events again (downstream deduplication still collapses them)")
+	fs.BoolVar(&o.limits.FullDecode, "full-decode", false, "decode every event fully to split a batch instead of the validating fast path")
+	fs.DurationVar(&o.limits.ReadHeaderTimeout, "read-header-timeout", d.ReadHeaderTimeout, "cut off clients that trickle their request headers")
+	fs.DurationVar(&o.limits.ReadTimeout, "read-timeout", d.ReadTimeout, "cut off clients that trickle their request bodies")
+	fs.DurationVar(&o.limits.WriteTimeout, "write-timeout", d.WriteTimeout, "bound on writing a response")
+	fs.DurationVar(&o.limits.IdleTimeout, "idle-timeout", d.IdleTimeout, "close idle keep-alive connections after this long")
+	fs.IntVar(&o.limits.MaxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request header block")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 20*time.Second, "how long in-flight requests may take to finish on SIGTERM")
+	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 20*time.Second, "how long shutdown may take in all: in-flight requests finish, then the producer flushes")
 	fs.StringVar(&o.jwksFile, "jwks-file", "", "copy of the cluster's /openid/v1/jwks: redacted tokens record whether their signature verifies")
 	fs.StringVar(&o.fpKeyFile, "fingerprint-key-file", "", "file holding a secret key for HMAC fingerprints of redacted secret values (without it they get none)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	log, err := cli.NewLogger(o.logLevel)
-	if err != nil {
+	if err := o.validate(); err != nil {
 		return err
 	}
-	ctx, stop := cli.SignalContext()
-	defer stop()
+	// Logs go to stderr as with cli.NewLogger, but to the writer given, so
+	// that a test can read them.
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("parsing log level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var err error
 	reg := cli.NewRegistry()
+
+	// Credentials first: a broken certificate or token file should stop
+	// start-up before a topic is created or a spool opened.
+	var tlsFiles *ingest.TLS
+	if o.tlsCert != "" {
+		tlsFiles, err = ingest.NewTLS(ingest.TLSConfig{CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.clientCA, ReloadInterval: o.reloadInterval}, log, reg)
+		if err != nil {
+			return fmt.Errorf("loading TLS files: %w", err)
+		}
+	}
+	var cas ingest.CAPool
+	if tlsFiles != nil {
+		cas = tlsFiles
+	}
+	auth, err := ingest.NewAuthenticator(ingest.AuthConfig{TokenFile: o.tokenFile, ClusterMapFile: o.clusterMapFile, ReloadInterval: o.reloadInterval}, cas, log, reg)
+	if err != nil {
+		return fmt.Errorf("loading credentials: %w", err)
+	}
 
 	var (
 		prod  pipeline.Producer
@@ -117,43 +222,164 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return errors.Join(err, close())
 	}
-	h, err := ingest.New(ingest.Config{DefaultCluster: o.cluster, MaxBodyBytes: o.maxBody}, prod, red, ping, log, reg)
+	hcfg := o.limits
+	hcfg.DefaultCluster, hcfg.MaxBodyBytes = o.cluster, o.maxBody
+	h, err := ingest.New(hcfg, prod, red, ping, log, reg)
 	if err != nil {
 		return errors.Join(err, close())
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", cli.MetricsHandler(reg))
-	mux.Handle("/", h)
-	srv := &http.Server{
-		Addr:    o.listen,
-		Handler: mux,
-		// The apiserver's webhook client times out after 30 s; a client
-		// that trickles its headers or body is cut off long before that.
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+
+	// The webhook listeners also answer probes and scrapes without
+	// credentials (the Authenticator lets those paths through); the
+	// metrics listener answers nothing else.
+	webhook := http.NewServeMux()
+	webhook.Handle("/metrics", cli.MetricsHandler(reg))
+	webhook.Handle("/", h)
+	var servers []*listener
+	if o.listen != "" {
+		srv := newServer(hcfg, auth.Require(webhook), log)
+		srv.TLSConfig = tlsFiles.ServerConfig()
+		servers = append(servers, &listener{name: "webhook-tls", addr: o.listen, srv: srv, tls: true})
 	}
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return errors.Join(fmt.Errorf("listening: %w", err), close())
+	if o.insecureListen != "" {
+		servers = append(servers, &listener{name: "webhook-insecure", addr: o.insecureListen, srv: newServer(hcfg, auth.Optional(webhook), log)})
 	}
-	log.Info("ingest listening", "addr", ln.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	var metricsSrv *listener
+	if o.metricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", cli.MetricsHandler(reg))
+		mux.Handle("GET /healthz", h)
+		mux.Handle("GET /readyz", h)
+		metricsSrv = &listener{name: "metrics", addr: o.metricsListen, srv: newServer(hcfg, mux, log)}
+	}
+
+	// Bind every address before serving any, so a taken port fails
+	// start-up instead of leaving a half-running ingest.
+	all := append([]*listener(nil), servers...)
+	if metricsSrv != nil {
+		all = append(all, metricsSrv)
+	}
+	for _, l := range all {
+		if l.ln, err = net.Listen("tcp", l.addr); err != nil {
+			for _, b := range all {
+				if b.ln != nil {
+					b.ln.Close()
+				}
+			}
+			return errors.Join(fmt.Errorf("listening on %s (%s): %w", l.addr, l.name, err), close())
+		}
+	}
+	if o.insecureListen != "" {
+		log.Warn("serving the webhook over plain HTTP: callers without credentials are accepted; use it only on a trusted network", "addr", o.insecureListen)
+	}
+
+	errc := make(chan error, len(all))
+	var wg sync.WaitGroup
+	for _, l := range all {
+		log.Info("ingest listening", "listener", l.name, "addr", l.ln.Addr().String(), "tls", l.tls)
+		wg.Go(func() {
+			var err error
+			if l.tls {
+				err = l.srv.ServeTLS(l.ln, "", "")
+			} else {
+				err = l.srv.Serve(l.ln)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serving %s on %s: %w", l.name, l.addr, err)
+			}
+		})
+	}
 
 	select {
 	case err = <-errc:
-		err = fmt.Errorf("serving: %w", err)
+		log.Error("listener stopped, shutting down", "err", err)
 	case <-ctx.Done():
-		// Upstream first: stop accepting and let in-flight requests finish
-		// (each waits for its acks), then close the producer.
-		start := time.Now()
-		sctx, cancel := context.WithTimeout(context.Background(), o.shutdownWait)
-		err = srv.Shutdown(sctx)
-		cancel()
-		log.Info("webhook server stopped", "took", time.Since(start))
+		log.Info("shutting down", "timeout", o.shutdownWait)
 	}
-	return errors.Join(err, close())
+	err = errors.Join(err, shutdown(servers, metricsSrv, close, o.shutdownWait, log))
+	wg.Wait()
+	return err
+}
+
+// listener is one of ingest's HTTP servers with its address.
+type listener struct {
+	name string
+	addr string
+	srv  *http.Server
+	ln   net.Listener
+	tls  bool
+}
+
+// newServer applies the handler config's timeouts (slowloris protection:
+// the apiserver's webhook client gives up after 30 s anyway).
+func newServer(cfg ingest.Config, h http.Handler, log *slog.Logger) *http.Server {
+	srv := ingest.NewServer(cfg, h)
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	return srv
+}
+
+// shutdown stops ingest upstream first, within budget in all: the webhook
+// listeners stop accepting and let in-flight requests finish (each waits
+// for its acks), then the producer flushes and closes, and the metrics
+// listener goes last so the drain stays observable. Each step is logged
+// with how long it took.
+func shutdown(webhooks []*listener, metrics *listener, closeProducer func() error, budget time.Duration, log *slog.Logger) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	stop := func(l *listener) {
+		t := time.Now()
+		err := l.srv.Shutdown(ctx)
+		if err != nil {
+			// Out of time: cut the remaining connections; their senders
+			// retry the batch.
+			err = errors.Join(fmt.Errorf("shutting down %s: %w", l.name, err), l.srv.Close())
+		}
+		log.Info("listener stopped", "listener", l.name, "took", time.Since(t), "err", err)
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	for _, l := range webhooks {
+		wg.Go(func() { stop(l) })
+	}
+	wg.Wait()
+
+	t := time.Now()
+	done := make(chan error, 1)
+	// The producer gets what is left of the budget. If it does not finish
+	// the process exits anyway and this goroutine with it: every answered
+	// request was already acknowledged, so only unanswered batches are
+	// lost, and their senders retry them.
+	go func() { done <- closeProducer() }()
+	select {
+	case err := <-done:
+		log.Info("producer closed", "took", time.Since(t), "err", err)
+		errs = append(errs, err)
+	case <-ctx.Done():
+		log.Error("closing producer: out of time", "took", time.Since(t))
+		errs = append(errs, fmt.Errorf("closing producer: not done within the %s shutdown timeout", budget))
+	}
+
+	if metrics != nil {
+		// The metrics listener has no long requests; a second of its own
+		// keeps a spent budget from skipping a clean stop.
+		mctx, mcancel := context.WithTimeout(context.Background(), time.Second)
+		t := time.Now()
+		err := metrics.srv.Shutdown(mctx)
+		mcancel()
+		if err != nil {
+			err = errors.Join(err, metrics.srv.Close())
+		}
+		log.Info("listener stopped", "listener", metrics.name, "took", time.Since(t), "err", err)
+		errs = append(errs, err)
+	}
+	err := errors.Join(errs...)
+	log.Info("shutdown complete", "took", time.Since(start), "err", err)
+	return err
 }

@@ -144,8 +144,10 @@ func (p *Producer) classify(err error, kms []kafkago.Message) error {
 		// copies of the same text. Report the count and the first one.
 		var first error
 		failed, permanent := 0, true
-		for _, e := range werrs {
+		acked := make([]bool, len(werrs))
+		for i, e := range werrs {
 			if e == nil {
+				acked[i] = true
 				continue
 			}
 			if first == nil {
@@ -154,7 +156,7 @@ func (p *Producer) classify(err error, kms []kafkago.Message) error {
 			failed++
 			permanent = permanent && isPermanentKafkaError(e)
 		}
-		err = fmt.Errorf("producing %d messages to %s: %d not acknowledged: %w", len(kms), p.topic, failed, first)
+		err = &PartialError{err: fmt.Errorf("producing %d messages to %s: %d not acknowledged: %w", len(kms), p.topic, failed, first), acked: acked}
 		if permanent {
 			return pipeline.Permanent(err)
 		}
@@ -164,6 +166,21 @@ func (p *Producer) classify(err error, kms []kafkago.Message) error {
 	// failed: nothing says the messages cannot be written later.
 	return fmt.Errorf("producing %d messages to %s: %w", len(kms), p.topic, err)
 }
+
+// PartialError is returned by Produce when some messages were acknowledged
+// and others were not, so that a caller can resend only the rest instead of
+// duplicating the acknowledged ones.
+type PartialError struct {
+	err   error
+	acked []bool
+}
+
+func (e *PartialError) Error() string { return e.err.Error() }
+func (e *PartialError) Unwrap() error { return e.err }
+
+// Acknowledged reports, for each message of the Produce call in order,
+// whether all in-sync replicas acknowledged it.
+func (e *PartialError) Acknowledged() []bool { return e.acked }
 
 // indexOf finds the message kafka-go reported by the identity of its value.
 func indexOf(kms []kafkago.Message, m kafkago.Message) int {

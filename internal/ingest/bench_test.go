@@ -1,0 +1,63 @@
+package ingest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/auditpipe/auditpipe/internal/gen"
+	"github.com/auditpipe/auditpipe/internal/pipeline"
+)
+
+type discardProducer struct{}
+
+func (discardProducer) Produce(context.Context, []pipeline.Message) error { return nil }
+
+// BenchmarkIngestSplit measures ingest's per-request work on apiserver-style
+// 400-event EventLists, up to the producer: split the list, validate and key
+// every event, hash it for deduplication. "full" decodes every item into an
+// auditv1.Event; "fast" is the default single-pass key extractor.
+func BenchmarkIngestSplit(b *testing.B) {
+	g := gen.New(gen.Config{Seed: 1, AttackRatio: 0.02})
+	var bodies [][]byte
+	for range 8 {
+		evs := make([][]byte, 400)
+		for i := range evs {
+			evs[i] = g.Next().JSON
+		}
+		bodies = append(bodies, gen.EventList(evs))
+	}
+	for _, mode := range []struct {
+		name string
+		full bool
+	}{{"full", true}, {"fast", false}} {
+		b.Run(mode.name, func(b *testing.B) {
+			// Deduplication off, so every iteration does the whole work.
+			h, err := New(Config{FullDecode: mode.full, DisableDedup: true}, discardProducer{}, nil, nil, nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			var size int64
+			for _, body := range bodies {
+				size += int64(len(body))
+			}
+			b.SetBytes(size / int64(len(bodies)))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				st := h.getState()
+				items, err := h.split(bodies[i%len(bodies)], st)
+				if err != nil {
+					b.Fatal(err)
+				}
+				res, err := h.ingest(ctx, "prod-eu1", items, st)
+				if err != nil || res.Accepted != 400 {
+					b.Fatalf("accepted %d: %v", res.Accepted, err)
+				}
+				h.putState(st)
+				i++
+			}
+			b.ReportMetric(float64(b.N*400)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
