@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +51,10 @@ type Config struct {
 	WriteTimeout time.Duration `json:"write_timeout"`
 	// MaxOpenConns caps the connection pool; see DefaultMaxOpenConns.
 	MaxOpenConns int `json:"max_open_conns"`
+	// Retention is days to keep per table (see ParseRetention); tables
+	// not listed keep their data. Enforced by RunRetention on every
+	// server, and as a table TTL where the server supports one.
+	Retention map[string]int `json:"retention"`
 }
 
 // WithDefaults returns c with zero fields set to their defaults. The
@@ -108,6 +113,14 @@ func (c Config) Validate() error {
 	}
 	if c.MaxOpenConns <= 0 {
 		errs = append(errs, fmt.Errorf("clickhouse.max_open_conns must be positive, got %d", c.MaxOpenConns))
+	}
+	for table, days := range c.Retention {
+		if table != EventsTable && table != FindingsTable && !slices.Contains(RollupTables, table) {
+			errs = append(errs, fmt.Errorf("clickhouse.retention names unknown table %q", table))
+		}
+		if days < 0 {
+			errs = append(errs, fmt.Errorf("clickhouse.retention.%s must not be negative, got %d", table, days))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -53,6 +53,11 @@ func (s *Store) migrate(ctx context.Context) error {
 				return fmt.Errorf("running migration %d (%s): %w", m.Version, m.Name, err)
 			}
 		}
+		for _, c := range m.AddColumns {
+			if err := s.addColumn(ctx, c); err != nil {
+				return fmt.Errorf("running migration %d (%s): %w", m.Version, m.Name, err)
+			}
+		}
 		if err := s.recordMigration(ctx, m); err != nil {
 			return err
 		}
@@ -73,6 +78,77 @@ func (s *Store) execDDL(ctx context.Context, stmt string) error {
 		return classify(fmt.Errorf("running %q: %w", firstLine(stmt), err))
 	}
 	return nil
+}
+
+// columnExists reports the exception another instance's concurrent ADD
+// COLUMN causes between our check and our ALTER: DUPLICATE_COLUMN (15), or
+// on 18.16 ILLEGAL_COLUMN (44) "column with this name already exists".
+func columnExists(err error) bool {
+	var ex *ch.Exception
+	if !errors.As(err, &ex) {
+		return false
+	}
+	return ex.Code == 15 || (ex.Code == 44 && strings.Contains(ex.Message, "already exists"))
+}
+
+// addColumn adds c unless system.columns lists it already.
+func (s *Store) addColumn(ctx context.Context, c addColumn) error {
+	cols, err := s.columns(ctx, c.Table)
+	if err != nil {
+		return err
+	}
+	if _, ok := cols[c.Column]; ok {
+		return nil
+	}
+	stmt := fmt.Sprintf("ALTER TABLE `%s`.`%s` ADD COLUMN `%s` %s", s.cfg.Database, c.Table, c.Column, c.Type)
+	if c.After != "" {
+		stmt += " AFTER `" + c.After + "`"
+	}
+	err = s.conn.Exec(ctx, stmt)
+	if columnExists(err) {
+		return nil
+	}
+	if err != nil {
+		return classify(fmt.Errorf("running %q: %w", stmt, err))
+	}
+	return nil
+}
+
+// columnInfo is a column as system.columns describes it.
+type columnInfo struct {
+	Type  string
+	Codec string
+}
+
+// columns reads table's columns from system.columns. The codec is read
+// only where the server has the column (19.x and later).
+func (s *Store) columns(ctx context.Context, table string) (map[string]columnInfo, error) {
+	q := "SELECT name, type FROM system.columns WHERE database = ? AND table = ?"
+	if s.features.Codecs {
+		q = "SELECT name, type, compression_codec FROM system.columns WHERE database = ? AND table = ?"
+	}
+	rows, err := s.conn.Query(ctx, q, s.cfg.Database, table)
+	if err != nil {
+		return nil, classify(fmt.Errorf("reading columns of %s: %w", table, err))
+	}
+	defer rows.Close()
+	cols := make(map[string]columnInfo)
+	for rows.Next() {
+		var name string
+		var ci columnInfo
+		dest := []any{&name, &ci.Type}
+		if s.features.Codecs {
+			dest = append(dest, &ci.Codec)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("reading columns of %s: %w", table, err)
+		}
+		cols[name] = ci
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(fmt.Errorf("reading columns of %s: %w", table, err))
+	}
+	return cols, nil
 }
 
 // appliedMigrations returns the recorded migration versions. DISTINCT is

@@ -60,6 +60,7 @@ type eventRow struct {
 	code                                              int32
 	decision, reason                                  string
 	credentialID, podName, nodeName                   string
+	podUID, nodeUID                                   string
 	raw                                               string
 }
 
@@ -94,6 +95,8 @@ func (r *eventRow) fill(ev *pipeline.Event) {
 		credentialID: ev.CredentialID(),
 		podName:      ev.Extra(pipeline.ExtraPodName),
 		nodeName:     ev.Extra(pipeline.ExtraNodeName),
+		podUID:       ev.Extra(pipeline.ExtraPodUID),
+		nodeUID:      ev.Extra(pipeline.ExtraNodeUID),
 		raw:          string(ev.Raw),
 	}
 	if u := ev.ImpersonatedUser; u != nil {
@@ -123,7 +126,7 @@ func (r *eventRow) values() []any {
 		r.level, r.verb, r.username, r.userUID, r.groups, r.impersonatedUser,
 		r.sourceIP, r.sourceIPs, r.userAgent, r.resource, r.subresource, r.namespace,
 		r.name, r.apiGroup, r.apiVersion, r.requestURI, r.code, r.decision,
-		r.reason, r.credentialID, r.podName, r.nodeName, r.annotationKeys,
+		r.reason, r.credentialID, r.podName, r.podUID, r.nodeName, r.nodeUID, r.annotationKeys,
 		r.annotationVals, r.raw,
 	}
 }

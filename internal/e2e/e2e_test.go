@@ -102,7 +102,9 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler, err := ingest.New(ingest.Config{}, prod, red, prod, nil, nil)
+	// Ingest's own deduplication window is off so that a resent batch
+	// reaches Kafka again and the store's deduplication is what is tested.
+	handler, err := ingest.New(ingest.Config{DisableDedup: true}, prod, red, prod, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -145,6 +145,11 @@ type ConsumerConfig struct {
 	// interval of records. Zero (the default) commits synchronously, so
 	// Commit returns only once the broker stored the offsets.
 	CommitInterval time.Duration
+	// SessionTimeout is how long the group waits for a silent member
+	// (crashed, partitioned) before giving its partitions to the others.
+	// Zero keeps kafka-go's 30 s. Lower means faster takeover after a
+	// SIGKILL and more spurious rebalances on a GC pause.
+	SessionTimeout time.Duration
 }
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
@@ -181,6 +186,9 @@ func (c ConsumerConfig) Validate() error {
 	}
 	if c.CommitInterval < 0 {
 		errs = append(errs, errors.New("kafka.commit_interval must not be negative"))
+	}
+	if c.SessionTimeout < 0 {
+		errs = append(errs, errors.New("kafka.session_timeout must not be negative"))
 	}
 	return errors.Join(errs...)
 }

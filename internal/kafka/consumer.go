@@ -62,6 +62,7 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 		// backlog, not skip it.
 		StartOffset:    kafkago.FirstOffset,
 		CommitInterval: cfg.CommitInterval,
+		SessionTimeout: cfg.SessionTimeout,
 		// The lag reader is for readers without a group; with one it
 		// only logs errors.
 		ReadLagInterval: -1,
@@ -124,9 +125,19 @@ func (c *Consumer) lagGauge(partition int) prometheus.Gauge {
 // stores whatever offset it is given, so committing records older than an
 // earlier commit moves the group back: commit in fetch order. With
 // synchronous commits (commit_interval 0) it returns once the broker stored
-// them. A commit can fail after a rebalance moved a partition elsewhere; the
-// records are then redelivered to the new owner, so the error is retryable
-// and losing the commit loses no data.
+// them.
+//
+// Rebalances: kafka-go queues commit requests on one channel shared by all
+// generations. A request sent while the group rebalances is either flushed
+// by the ending generation's commit loop (the broker answers
+// REBALANCE_IN_PROGRESS or ILLEGAL_GENERATION: Commit fails, the records are
+// redelivered to the new owner) or picked up by the next generation's loop
+// and sent with the new generation id. The broker checks only generation and
+// member, not assignment, so that late commit of a revoked partition is
+// accepted. It is harmless here because the caller commits only offsets
+// whose records (and every earlier one) are stored: the commit can move the
+// group's offset back behind the new owner's (a redelivery that the sink's
+// deduplication absorbs) but never ahead of unstored records.
 func (c *Consumer) Commit(ctx context.Context, recs []pipeline.Record) error {
 	if len(recs) == 0 {
 		return nil

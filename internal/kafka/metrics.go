@@ -10,6 +10,23 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 )
 
+// Metric names, exported so dashboards and alerts refer to constants.
+const (
+	MetricProduceMessages = "auditpipe_kafka_produce_messages_total"
+	MetricProduceBytes    = "auditpipe_kafka_produce_bytes_total"
+	MetricProduceErrors   = "auditpipe_kafka_produce_errors_total"
+	MetricProduceDuration = "auditpipe_kafka_produce_duration_seconds"
+	MetricConsumeRecords  = "auditpipe_kafka_consume_records_total"
+	MetricConsumeBytes    = "auditpipe_kafka_consume_bytes_total"
+	MetricConsumeErrors   = "auditpipe_kafka_consume_errors_total"
+	MetricConsumeCommits  = "auditpipe_kafka_consume_commits_total"
+	// MetricConsumeLag is the records behind the high watermark per
+	// partition, as of the last record fetched from it.
+	MetricConsumeLag = "auditpipe_kafka_consume_lag_records"
+	// MetricDeadLetters counts records written to the dead-letter topic.
+	MetricDeadLetters = "auditpipe_kafka_dead_letters_total"
+)
+
 // latencyBuckets span a produce acknowledged in a millisecond by a local
 // broker to one stuck behind retries until the webhook gives up.
 var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
@@ -27,19 +44,19 @@ type producerMetrics struct {
 func newProducerMetrics(reg prometheus.Registerer) (*producerMetrics, error) {
 	m := &producerMetrics{
 		messages: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "auditpipe_kafka_produce_messages_total",
+			Name: MetricProduceMessages,
 			Help: "Messages acknowledged by all in-sync replicas.",
 		}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "auditpipe_kafka_produce_bytes_total",
+			Name: MetricProduceBytes,
 			Help: "Uncompressed key and value bytes of acknowledged messages.",
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "auditpipe_kafka_produce_errors_total",
+			Name: MetricProduceErrors,
 			Help: "Produce calls that failed, by reason (timeout, canceled, too_large, broker, network, closed, other).",
 		}, []string{"reason"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "auditpipe_kafka_produce_duration_seconds",
+			Name:    MetricProduceDuration,
 			Help:    "Time from Produce to every message acknowledged or the call failing.",
 			Buckets: latencyBuckets,
 		}),
@@ -71,23 +88,23 @@ type consumerMetrics struct {
 func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 	m := &consumerMetrics{
 		records: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "auditpipe_kafka_consume_records_total",
+			Name: MetricConsumeRecords,
 			Help: "Records fetched from Kafka.",
 		}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "auditpipe_kafka_consume_bytes_total",
+			Name: MetricConsumeBytes,
 			Help: "Key and value bytes of fetched records.",
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "auditpipe_kafka_consume_errors_total",
+			Name: MetricConsumeErrors,
 			Help: "Failed fetches and commits, by operation.",
 		}, []string{"op"}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "auditpipe_kafka_consume_commits_total",
+			Name: MetricConsumeCommits,
 			Help: "Successful offset commits.",
 		}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "auditpipe_kafka_consume_lag_records",
+			Name: MetricConsumeLag,
 			Help: "Records behind the partition's high watermark as of the last fetched record.",
 		}, []string{"partition"}),
 	}

@@ -22,6 +22,14 @@ const (
 	MetricDetectFlushSeconds = "auditpipe_detect_flush_duration_seconds"
 	MetricDetectSinkRetries  = "auditpipe_detect_sink_retries_total"
 	MetricDetectCommits      = "auditpipe_detect_commits_total"
+	// MetricDetectDLQ counts records sent to the dead-letter queue, by
+	// reason (decode, oversized, rejected).
+	MetricDetectDLQ = "auditpipe_detect_dlq_total"
+	// MetricDetectPendingRecords and MetricDetectPendingBytes are the
+	// backlog in hand: records fetched but not yet stored. They grow to
+	// the batch and fetch-queue bounds while the sink is down.
+	MetricDetectPendingRecords = "auditpipe_detect_pending_records"
+	MetricDetectPendingBytes   = "auditpipe_detect_pending_bytes"
 )
 
 // EventDetector judges one event; detectors.Set implements it.
@@ -46,6 +54,10 @@ type ProcessorConfig struct {
 	// ShutdownTimeout bounds the final flush and commit after ctx is done.
 	// Default 15s.
 	ShutdownTimeout time.Duration
+	// MaxRecordBytes is the largest record value detect decodes; larger
+	// ones are dead-lettered unread, so one huge RequestResponse event
+	// cannot exhaust memory or bloat the raw column. Default 4 MiB.
+	MaxRecordBytes int
 	// ExitWhenIdle makes Run return once no record arrived for this long and
 	// everything fetched is committed (0: run until ctx is done). Used by
 	// the demo and by batch jobs over a spool.
@@ -71,6 +83,9 @@ func (c *ProcessorConfig) setDefaults() {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
+	if c.MaxRecordBytes <= 0 {
+		c.MaxRecordBytes = 4 << 20
+	}
 }
 
 type processorMetrics struct {
@@ -81,6 +96,9 @@ type processorMetrics struct {
 	flushSeconds prometheus.Histogram
 	sinkRetries  prometheus.Counter
 	commits      *prometheus.CounterVec
+	dlq          *prometheus.CounterVec
+	pendingRecs  prometheus.Gauge
+	pendingBytes prometheus.Gauge
 }
 
 func newProcessorMetrics(reg prometheus.Registerer) *processorMetrics {
@@ -92,9 +110,12 @@ func newProcessorMetrics(reg prometheus.Registerer) *processorMetrics {
 		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricDetectFlushSeconds, Help: "Time to decode, detect, store and commit one batch.", Buckets: prometheus.DefBuckets}),
 		sinkRetries:  prometheus.NewCounter(prometheus.CounterOpts{Name: MetricDetectSinkRetries, Help: "Batch writes retried after a retryable sink error."}),
 		commits:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricDetectCommits, Help: "Offset commits, by result."}, []string{"result"}),
+		dlq:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricDetectDLQ, Help: "Records sent to the dead-letter queue, by reason (decode, oversized, rejected)."}, []string{"reason"}),
+		pendingRecs:  prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricDetectPendingRecords, Help: "Records fetched but not yet stored: the backlog in hand."}),
+		pendingBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricDetectPendingBytes, Help: "Value bytes of records fetched but not yet stored."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.decodeErrors, m.findings, m.batchRecords, m.flushSeconds, m.sinkRetries, m.commits)
+		reg.MustRegister(m.records, m.decodeErrors, m.findings, m.batchRecords, m.flushSeconds, m.sinkRetries, m.commits, m.dlq, m.pendingRecs, m.pendingBytes)
 	}
 	return m
 }
@@ -112,6 +133,8 @@ type Processor struct {
 
 	decodeLog *throttle
 	notifier  Notifier
+	dlq       DeadLetterSink
+	offsets   *offsetTracker
 }
 
 // Notifier receives the findings of every batch once the sink stored it.
@@ -123,6 +146,11 @@ type Notifier interface {
 // SetNotifier makes p hand each stored batch's findings to n.
 func (p *Processor) SetNotifier(n Notifier) { p.notifier = n }
 
+// SetDeadLetters makes p send records it cannot store to d (and commit
+// past them once d has them). Without one, such records are counted,
+// logged and skipped.
+func (p *Processor) SetDeadLetters(d DeadLetterSink) { p.dlq = d }
+
 // NewProcessor wires a Processor. log and reg may be nil.
 func NewProcessor(cfg ProcessorConfig, src Source, det EventDetector, sink Sink, log *slog.Logger, reg prometheus.Registerer) *Processor {
 	cfg.setDefaults()
@@ -133,12 +161,14 @@ func NewProcessor(cfg ProcessorConfig, src Source, det EventDetector, sink Sink,
 		cfg: cfg, src: src, det: det, sink: sink, log: log,
 		m:         newProcessorMetrics(reg),
 		decodeLog: newThrottle(10, time.Minute),
+		offsets:   newOffsetTracker(),
 	}
 }
 
 // Run processes records until ctx is done (then it flushes and commits the
 // batch in hand within ShutdownTimeout and returns nil), the source fails,
-// the sink refuses a batch permanently, or ExitWhenIdle elapses.
+// the dead-letter sink refuses records permanently, or ExitWhenIdle
+// elapses.
 func (p *Processor) Run(ctx context.Context) error {
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	fetched := make(chan Record, p.cfg.BatchRecords)
@@ -154,6 +184,8 @@ func (p *Processor) Run(ctx context.Context) error {
 				}
 				return
 			}
+			p.m.pendingRecs.Inc()
+			p.m.pendingBytes.Add(float64(len(rec.Value)))
 			select {
 			case fetched <- rec:
 			case <-fetchCtx.Done():
@@ -213,6 +245,7 @@ func (p *Processor) Run(ctx context.Context) error {
 			if len(pending) == 0 {
 				flushTimer.Reset(p.cfg.BatchTimeout)
 			}
+			p.offsets.fetched(&rec)
 			pending = append(pending, rec)
 			pendingBytes += len(rec.Value)
 			if len(pending) >= p.cfg.BatchRecords || pendingBytes >= p.cfg.BatchBytes {
@@ -250,39 +283,159 @@ func (p *Processor) stopped(ctx context.Context, err error) error {
 	return err
 }
 
-// flush decodes and judges recs, stores them, and commits. It retries the
-// sink until it accepts the batch, ctx ends, or the error is permanent.
+// item is one decoded record and the findings detected while judging it.
+type item struct {
+	rec      *Record
+	ev       *Event
+	findings []Finding
+}
+
+// flush decodes and judges recs, stores them, dead-letters what can never
+// be stored, and commits. Retryable failures (sink or dead-letter queue
+// down) are retried with backoff until ctx ends, keeping the batch and
+// committing nothing; a permanent sink error is narrowed down to the
+// records causing it, so one poison record never blocks its partition.
 func (p *Processor) flush(ctx context.Context, recs []Record) error {
 	start := time.Now()
 	p.m.records.Add(float64(len(recs)))
 	p.m.batchRecords.Observe(float64(len(recs)))
 
+	var dead []DeadLetter
 	events := make([]Event, len(recs))
-	batch := Batch{Events: make([]*Event, 0, len(recs))}
+	items := make([]item, 0, len(recs))
+	var findings []Finding
 	for i := range recs {
-		ev := &events[i]
-		if err := ev.Decode(recordCluster(&recs[i]), recs[i].Value); err != nil {
-			p.m.decodeErrors.Inc()
-			if p.decodeLog.allow() {
-				p.log.Warn("skipping undecodable record", "partition", recs[i].Partition, "offset", recs[i].Offset, "err", err)
-			}
+		rec := &recs[i]
+		if len(rec.Value) > p.cfg.MaxRecordBytes {
+			dead = append(dead, DeadLetter{Record: *rec, Reason: ReasonOversized,
+				Err: fmt.Errorf("record of %d bytes exceeds max_record_bytes %d", len(rec.Value), p.cfg.MaxRecordBytes)})
 			continue
 		}
-		batch.Findings = p.det.Detect(ev, batch.Findings)
-		batch.Events = append(batch.Events, ev)
-	}
-	for _, f := range batch.Findings {
-		p.m.findings.WithLabelValues(f.Detector, f.Severity.String()).Inc()
+		ev := &events[i]
+		if err := ev.Decode(recordCluster(rec), rec.Value); err != nil {
+			p.m.decodeErrors.Inc()
+			dead = append(dead, DeadLetter{Record: *rec, Reason: ReasonDecode, Err: fmt.Errorf("decoding audit event: %w", err)})
+			continue
+		}
+		n := len(findings)
+		findings = p.det.Detect(ev, findings)
+		items = append(items, item{rec: rec, ev: ev, findings: findings[n:len(findings):len(findings)]})
 	}
 
+	stored, rejected, err := p.store(ctx, items)
+	if err != nil {
+		return err
+	}
+	dead = append(dead, rejected...)
+	for _, f := range stored.Findings {
+		p.m.findings.WithLabelValues(f.Detector, f.Severity.String()).Inc()
+	}
+	if err := p.deadLetter(ctx, dead); err != nil {
+		return err
+	}
+	if p.notifier != nil && len(stored.Findings) > 0 {
+		p.notifier.Notify(stored.Findings)
+	}
+	p.offsets.finished(recs)
+	p.m.pendingRecs.Sub(float64(len(recs)))
+	var bytes int
+	for i := range recs {
+		bytes += len(recs[i].Value)
+	}
+	p.m.pendingBytes.Sub(float64(bytes))
+	p.commit(ctx)
+	p.m.flushSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// commit commits the highest contiguous finished offset per partition.
+func (p *Processor) commit(ctx context.Context) {
+	commits := p.offsets.commits()
+	if len(commits) == 0 {
+		return
+	}
+	if err := p.src.Commit(ctx, commits); err != nil {
+		// Not fatal: the batch is stored, and a later commit covers these
+		// offsets; a crash before then redelivers what dedup absorbs.
+		// After a rebalance the partition is someone else's; see
+		// kafka.Consumer.Commit for why a late commit is harmless.
+		p.m.commits.WithLabelValues("error").Inc()
+		p.log.Warn("committing offsets", "partitions", len(commits), "err", err)
+		return
+	}
+	p.offsets.committed(commits)
+	p.m.commits.WithLabelValues("ok").Inc()
+}
+
+// store writes items as one batch. When the sink refuses it permanently, it
+// bisects: each half is written on its own, down to single records, which
+// are returned as dead letters with the sink's error. The common case is one
+// insert per table; a poison record costs about 2·log2(n) more.
+func (p *Processor) store(ctx context.Context, items []item) (stored Batch, rejected []DeadLetter, err error) {
+	if len(items) == 0 {
+		return Batch{}, nil, nil
+	}
+	b := Batch{Events: make([]*Event, len(items))}
+	for i := range items {
+		b.Events[i] = items[i].ev
+		b.Findings = append(b.Findings, items[i].findings...)
+	}
+	err = p.retry(ctx, "writing batch", func() error { return p.sink.Write(ctx, b) })
+	if err == nil {
+		return b, nil, nil
+	}
+	if !IsPermanent(err) {
+		return Batch{}, nil, err
+	}
+	if len(items) == 1 {
+		return Batch{}, []DeadLetter{{Record: *items[0].rec, Reason: ReasonRejected, Err: err}}, nil
+	}
+	p.log.Warn("sink refused batch, bisecting to isolate the bad records", "events", len(items), "err", err)
+	mid := len(items) / 2
+	left, rejL, err := p.store(ctx, items[:mid])
+	if err != nil {
+		return Batch{}, nil, err
+	}
+	right, rejR, err := p.store(ctx, items[mid:])
+	if err != nil {
+		return Batch{}, nil, err
+	}
+	left.Events = append(left.Events, right.Events...)
+	left.Findings = append(left.Findings, right.Findings...)
+	return left, append(rejL, rejR...), nil
+}
+
+// deadLetter hands dead to the dead-letter sink (retrying while it is
+// unavailable) and counts them.
+func (p *Processor) deadLetter(ctx context.Context, dead []DeadLetter) error {
+	if len(dead) == 0 {
+		return nil
+	}
+	for _, dl := range dead {
+		if p.decodeLog.allow() {
+			p.log.Warn("dead-lettering record", "reason", dl.Reason, "partition", dl.Record.Partition, "offset", dl.Record.Offset, "err", dl.Err)
+		}
+	}
+	if p.dlq != nil {
+		err := p.retry(ctx, "writing dead letters", func() error { return p.dlq.WriteDeadLetters(ctx, dead) })
+		if err != nil {
+			return fmt.Errorf("writing %d dead letters: %w", len(dead), err)
+		}
+	}
+	for _, dl := range dead {
+		p.m.dlq.WithLabelValues(dl.Reason).Inc()
+	}
+	return nil
+}
+
+// retry calls fn until it succeeds, fails permanently, or ctx ends,
+// backing off with full jitter between attempts.
+func (p *Processor) retry(ctx context.Context, what string, fn func() error) error {
 	backoff := p.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
-		err := p.sink.Write(ctx, batch)
-		if err == nil {
-			break
-		}
-		if IsPermanent(err) {
-			return fmt.Errorf("writing batch of %d events: %w", len(batch.Events), err)
+		err := fn()
+		if err == nil || IsPermanent(err) {
+			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -291,7 +444,7 @@ func (p *Processor) flush(ctx context.Context, recs []Record) error {
 		// Full jitter keeps several detect instances from hammering a
 		// recovering ClickHouse in step.
 		wait := time.Duration(rand.Int64N(int64(backoff))) + p.cfg.RetryMin
-		p.log.Warn("writing batch, will retry", "events", len(batch.Events), "findings", len(batch.Findings), "attempt", attempt, "wait", wait, "err", err)
+		p.log.Warn(what+", will retry", "attempt", attempt, "wait", wait, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -299,19 +452,6 @@ func (p *Processor) flush(ctx context.Context, recs []Record) error {
 		}
 		backoff = min(backoff*2, p.cfg.RetryMax)
 	}
-	if p.notifier != nil && len(batch.Findings) > 0 {
-		p.notifier.Notify(batch.Findings)
-	}
-	if err := p.src.Commit(ctx, recs); err != nil {
-		// Not fatal: the batch is stored, and a later commit covers these
-		// offsets; a crash before then redelivers what dedup absorbs.
-		p.m.commits.WithLabelValues("error").Inc()
-		p.log.Warn("committing offsets", "records", len(recs), "err", err)
-	} else {
-		p.m.commits.WithLabelValues("ok").Inc()
-	}
-	p.m.flushSeconds.Observe(time.Since(start).Seconds())
-	return nil
 }
 
 // recordCluster names the record's cluster: the transport header, else the

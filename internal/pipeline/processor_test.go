@@ -1,0 +1,252 @@
+package pipeline_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/internal/gen"
+	"github.com/auditpipe/auditpipe/internal/pipeline"
+)
+
+// memSource delivers a fixed list of records and remembers commits.
+type memSource struct {
+	mu      sync.Mutex
+	recs    []pipeline.Record
+	next    int
+	commits []pipeline.Record
+}
+
+func (s *memSource) Fetch(ctx context.Context) (pipeline.Record, error) {
+	s.mu.Lock()
+	if s.next < len(s.recs) {
+		r := s.recs[s.next]
+		s.next++
+		s.mu.Unlock()
+		return r, nil
+	}
+	s.mu.Unlock()
+	<-ctx.Done()
+	return pipeline.Record{}, ctx.Err()
+}
+
+func (s *memSource) Commit(_ context.Context, recs []pipeline.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.commits = append(s.commits, recs...)
+	return nil
+}
+
+func (s *memSource) committed() map[int]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[int]int64{}
+	for _, r := range s.commits {
+		out[r.Partition] = max(out[r.Partition], r.Offset)
+	}
+	return out
+}
+
+// poisonSink refuses, permanently, any batch holding an event whose
+// auditID/stage is in poison, and fails retryably while down is set: a fake of
+// ClickHouse's classified errors.
+type poisonSink struct {
+	mu     sync.Mutex
+	poison map[string]bool
+	down   int // fail this many more writes retryably
+	stored map[string]int
+	writes int
+}
+
+func (s *poisonSink) Write(_ context.Context, b pipeline.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes++
+	if s.down > 0 {
+		s.down--
+		return errors.New("connection refused")
+	}
+	for _, ev := range b.Events {
+		if s.poison[string(ev.AuditID)+"/"+string(ev.Stage)] {
+			return pipeline.Permanent(errors.New("code: 53, Type mismatch"))
+		}
+	}
+	for _, ev := range b.Events {
+		s.stored[string(ev.AuditID)+"/"+string(ev.Stage)]++
+	}
+	return nil
+}
+
+type memDLQ struct {
+	mu   sync.Mutex
+	dls  []pipeline.DeadLetter
+	down int
+}
+
+func (d *memDLQ) WriteDeadLetters(_ context.Context, dls []pipeline.DeadLetter) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.down > 0 {
+		d.down--
+		return errors.New("broker not available")
+	}
+	d.dls = append(d.dls, dls...)
+	return nil
+}
+
+type noDetect struct{}
+
+func (noDetect) Detect(_ *pipeline.Event, out []pipeline.Finding) []pipeline.Finding { return out }
+
+// TestProcessorPoison runs a generated stream over two partitions with a
+// malformed, a truncated, an oversized and a sink-rejected record in the
+// middle: each is dead-lettered with its reason, every other event is
+// stored exactly once, and both partitions are committed to their end.
+func TestProcessorPoison(t *testing.T) {
+	g := gen.New(gen.Config{Seed: 7, Cluster: "prod-eu-1"})
+	var recs []pipeline.Record
+	offs := map[int]int64{}
+	want := map[string]bool{}
+	add := func(part int, value []byte) {
+		recs = append(recs, pipeline.Record{Message: pipeline.Message{Key: []byte("prod-eu-1/x"), Value: value}, Partition: part, Offset: offs[part]})
+		offs[part]++
+	}
+	var rejectedID string
+	for i := range 400 {
+		ev := g.Next()
+		add(i%2, ev.JSON)
+		if i == 201 {
+			rejectedID = ev.AuditID + "/" + string(ev.Stage)
+			continue
+		}
+		want[ev.AuditID+"/"+string(ev.Stage)] = true
+		switch i {
+		case 100:
+			add(0, []byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":`))
+		case 150:
+			add(1, []byte("\x00\x01not json"))
+		case 300:
+			add(0, append([]byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"big","requestURI":"`), strings.Repeat("a", 70<<10)+`"}`...))
+		}
+	}
+	src := &memSource{recs: recs}
+	sink := &poisonSink{poison: map[string]bool{rejectedID: true}, stored: map[string]int{}, down: 2}
+	dlq := &memDLQ{down: 1}
+	reg := prometheus.NewPedanticRegistry()
+	p := pipeline.NewProcessor(pipeline.ProcessorConfig{
+		BatchRecords: 128, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
+		MaxRecordBytes: 64 << 10, ExitWhenIdle: 200 * time.Millisecond,
+	}, src, noDetect{}, sink, nil, reg)
+	p.SetDeadLetters(dlq)
+	if err := p.Run(context.Background()); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	var reasons []string
+	for _, dl := range dlq.dls {
+		reasons = append(reasons, dl.Reason)
+		if dl.Err == nil {
+			t.Errorf("dead letter at %d/%d has no error", dl.Record.Partition, dl.Record.Offset)
+		}
+	}
+	slices.Sort(reasons)
+	if wantReasons := []string{"decode", "decode", "oversized", "rejected"}; !slices.Equal(reasons, wantReasons) {
+		t.Errorf("dead-letter reasons = %v, want %v", reasons, wantReasons)
+	}
+	for k := range want {
+		if sink.stored[k] != 1 {
+			t.Errorf("event %s stored %d times, want 1", k, sink.stored[k])
+		}
+	}
+	if len(sink.stored) != len(want) {
+		t.Errorf("stored %d distinct events, want %d", len(sink.stored), len(want))
+	}
+	got := src.committed()
+	for part, n := range offs {
+		if got[part] != n-1 {
+			t.Errorf("partition %d committed through %d, want %d", part, got[part], n-1)
+		}
+	}
+	if v := counterSum(t, reg, pipeline.MetricDetectDLQ); v != 4 {
+		t.Errorf("%s = %v, want 4", pipeline.MetricDetectDLQ, v)
+	}
+	if v := gaugeValue(t, reg, pipeline.MetricDetectPendingRecords); v != 0 {
+		t.Errorf("%s = %v after draining, want 0", pipeline.MetricDetectPendingRecords, v)
+	}
+}
+
+func gaugeValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
+}
+
+func counterSum(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// TestFileDeadLetters: embedded mode's dead letters are JSON lines keeping
+// the original bytes, the reason, the error and the position.
+func TestFileDeadLetters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), pipeline.DeadLetterFileName)
+	d, err := pipeline.OpenFileDeadLetters(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := []byte("{\"kind\":\"Event\",\"auditID\":\x00")
+	err = d.WriteDeadLetters(context.Background(), []pipeline.DeadLetter{
+		{Record: pipeline.Record{Message: pipeline.Message{Key: []byte("prod/x"), Value: bad, Cluster: "prod"}, Partition: 3, Offset: 1234}, Reason: pipeline.ReasonDecode, Err: errors.New("decoding audit event: unexpected end of JSON input")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil || d.Close() != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Reason, Error, Cluster, Key, Value string
+		Partition                          int
+		Offset                             int64
+	}
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatalf("dead-letter line %q: %v", data, err)
+	}
+	if got.Reason != "decode" || !strings.Contains(got.Error, "unexpected end") || got.Value != string(bad) || got.Partition != 3 || got.Offset != 1234 || got.Key != "prod/x" {
+		t.Errorf("dead letter = %+v", got)
+	}
+}
