@@ -29,6 +29,8 @@ func dispatch(args []string, stdout, stderr io.Writer) error {
 			return scan(args[1:], stdout, stderr)
 		case "run":
 			return run(args[1:], stdout, stderr)
+		case "rules":
+			return rulesCmd(args[1:], stdout, stderr)
 		case "help", "-h", "--help":
 			fmt.Fprint(stderr, usage)
 			return nil
@@ -42,5 +44,7 @@ const usage = `Usage:
   detect scan [flags] FILE...
                            scan apiserver audit log files (JSON lines, plain
                            or gzip) and print findings
+  detect rules check|test [FILE...]
+                           lint user rule files, or run their examples
 Run 'detect run -h' or 'detect scan -h' for the flags.
 `

@@ -6,14 +6,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/internal/alert"
 	"github.com/auditpipe/auditpipe/internal/cli"
 	"github.com/auditpipe/auditpipe/internal/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/console"
 	"github.com/auditpipe/auditpipe/internal/detectors"
+	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/spool"
@@ -29,9 +36,26 @@ type runOptions struct {
 	metricsListen string
 	output        string
 	batchRecords  int
+	batchBytes    int
 	batchTimeout  time.Duration
+	maxRecord     int
 	exitWhenIdle  time.Duration
 	logLevel      string
+	dlqTopic      string
+	retention     string
+	shutdown      time.Duration
+	session       time.Duration
+
+	ruleFiles      string
+	noDefaultRules bool
+	rulesReload    time.Duration
+
+	alertConfig     string
+	slackWebhookURL string
+	alertmanagerURL string
+	alertMinSev     string
+	grafanaURL      string
+	alertStateFile  string
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -47,9 +71,24 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9091", "address for /metrics, /healthz and /readyz; empty disables")
 	fs.StringVar(&o.output, "output", "auto", "how printed findings look: auto (table on a terminal, else JSON lines), table or json")
 	fs.IntVar(&o.batchRecords, "batch-records", 10000, "flush a batch at this many events")
+	fs.IntVar(&o.batchBytes, "batch-bytes", 32<<20, "flush a batch once its events reach this many bytes")
 	fs.DurationVar(&o.batchTimeout, "batch-timeout", time.Second, "flush a non-empty batch after this long")
+	fs.IntVar(&o.maxRecord, "max-record-bytes", 4<<20, "dead-letter events larger than this many bytes without decoding them")
+	fs.StringVar(&o.dlqTopic, "dlq-topic", kafka.DefaultDeadLetterTopic, "Kafka topic for records that can never be stored (embedded mode: <spool-dir>/"+pipeline.DeadLetterFileName+")")
+	fs.StringVar(&o.retention, "retention-days", "", "days to keep per table, e.g. events=30,findings=365,rollups=90; old day partitions are dropped hourly (empty: keep everything)")
+	fs.DurationVar(&o.session, "kafka-session-timeout", 0, "how long the group waits for a silent member before reassigning its partitions (0: 30s)")
+	fs.DurationVar(&o.shutdown, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long to finish and commit the batch in hand")
 	fs.DurationVar(&o.exitWhenIdle, "exit-when-idle", 0, "exit once no event arrived for this long (0: run until stopped)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.ruleFiles, "rules", "", "comma-separated user rule files (YAML), loaded after the shipped default pack and reloaded when they change")
+	fs.BoolVar(&o.noDefaultRules, "no-default-rules", false, "leave the shipped default rule pack out")
+	fs.DurationVar(&o.rulesReload, "rules-reload-interval", 5*time.Second, "how often rule files are checked for changes")
+	fs.StringVar(&o.alertConfig, "alert-config", "", "alert routing configuration (YAML: route tree and receivers); overrides the shortcut flags below")
+	fs.StringVar(&o.slackWebhookURL, "slack-webhook-url", "", "send findings at or above --alert-min-severity to this Slack incoming webhook (prefer the AUDITPIPE_SLACK_WEBHOOK_URL variable: flags show in ps)")
+	fs.StringVar(&o.alertmanagerURL, "alertmanager-url", "", "send findings at or above --alert-min-severity to this Alertmanager (API v2)")
+	fs.StringVar(&o.alertMinSev, "alert-min-severity", "high", "lowest severity the shortcut flags send: info, low, medium, high or critical")
+	fs.StringVar(&o.grafanaURL, "grafana-url", "", "Grafana base URL for links from alerts to the audit explorer")
+	fs.StringVar(&o.alertStateFile, "alert-state-file", "", "file remembering sent alerts, so a restart does not send them again")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -57,9 +96,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	set, err := loadDetectors(o.config)
+	builtins, err := loadDetectors(o.config)
 	if err != nil {
 		return err
+	}
+	retention, err := clickhouse.ParseRetention(o.retention)
+	if err != nil {
+		return fmt.Errorf("--retention-days: %w", err)
 	}
 	ctx, stop := cli.SignalContext()
 	defer stop()
@@ -74,15 +117,30 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.Join(errs...)
 	}
 
+	// Source and dead-letter queue: Kafka topics, or files in the spool
+	// directory in embedded mode.
 	var src pipeline.Source
+	var dlq pipeline.DeadLetterSink
 	if brokers := cli.SplitList(o.brokers); len(brokers) > 0 {
-		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Topic: o.topic, GroupID: o.group}, log, reg)
+		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Topic: o.topic, GroupID: o.group, SessionTimeout: o.session}, log, reg)
 		if err != nil {
 			return err
 		}
 		src = c
 		closers = append(closers, c.Close)
-		log.Info("consuming from kafka", "brokers", brokers, "topic", o.topic, "group", o.group)
+		// The dead-letter topic is created if missing, one partition: it
+		// is small, and order there does not matter. A broker that forbids
+		// creation leaves it to the operator; writes retry until it exists.
+		if err := kafka.EnsureTopic(ctx, brokers, o.dlqTopic, 1); err != nil {
+			log.Warn("ensuring dead-letter topic", "topic", o.dlqTopic, "err", err)
+		}
+		d, err := kafka.NewDeadLetters(kafka.DeadLetterConfig{Brokers: brokers, Topic: o.dlqTopic, SourceTopic: o.topic}, log, reg)
+		if err != nil {
+			return errors.Join(err, closeAll())
+		}
+		dlq = d
+		closers = append(closers, d.Close)
+		log.Info("consuming from kafka", "brokers", brokers, "topic", o.topic, "group", o.group, "dlq_topic", o.dlqTopic)
 	} else {
 		r, err := spool.NewReader(spool.ReaderConfig{Dir: o.spoolDir, Group: o.group, DeleteConsumed: true}, log)
 		if err != nil {
@@ -90,18 +148,30 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		src = r
 		closers = append(closers, r.Close)
+		d, err := pipeline.OpenFileDeadLetters(filepath.Join(o.spoolDir, pipeline.DeadLetterFileName))
+		if err != nil {
+			return errors.Join(err, closeAll())
+		}
+		dlq = d
+		closers = append(closers, d.Close)
 		log.Info("embedded mode: tailing spool", "dir", o.spoolDir)
 	}
 
 	var sink pipeline.Sink
 	if o.clickhouseDSN != "" {
-		store, err := clickhouse.New(ctx, clickhouse.Config{DSN: o.clickhouseDSN}, log, reg)
+		store, err := clickhouse.New(ctx, clickhouse.Config{DSN: o.clickhouseDSN, Retention: retention}, log, reg)
 		if err != nil {
 			return errors.Join(err, closeAll())
 		}
 		sink = store
 		closers = append(closers, store.Close)
-		log.Info("storing in clickhouse", "database", store.Database())
+		// Retention runs beside the processor and stops before the store
+		// closes (closers run in reverse order).
+		rctx, rstop := context.WithCancel(context.Background())
+		var rwg sync.WaitGroup
+		rwg.Go(func() { store.RunRetention(rctx, clickhouse.DefaultRetentionInterval) })
+		closers = append(closers, func() error { rstop(); rwg.Wait(); return nil })
+		log.Info("storing in clickhouse", "database", store.Database(), "retention_days", retention)
 	} else {
 		format, err := outputFormat(o.output)
 		if err != nil {
@@ -122,14 +192,87 @@ func run(args []string, stdout, stderr io.Writer) error {
 		closers = append(closers, func() error { mstop(); return <-done })
 	}
 
+	// User rules beside the built-in detectors; the watcher swaps in a
+	// changed rule set atomically and keeps the old one when the new one
+	// does not load.
+	watcher, err := rules.NewWatcher(rules.WatcherConfig{Files: cli.SplitList(o.ruleFiles), NoDefault: o.noDefaultRules, Interval: o.rulesReload}, log, reg)
+	if err != nil {
+		return errors.Join(err, closeAll())
+	}
+	wctx, wstop := context.WithCancel(context.Background())
+	var wwg sync.WaitGroup
+	wwg.Go(func() { _ = watcher.Run(wctx) })
+	closers = append(closers, func() error { wstop(); wwg.Wait(); return nil })
+	set := detectorChain{builtins, watcher}
+
+	// Alerts go out after each batch is stored, off the commit path.
+	notifier, err := newNotifier(o, o.clickhouseDSN == "", log, reg)
+	if err != nil {
+		return errors.Join(err, closeAll())
+	}
+
 	proc := pipeline.NewProcessor(pipeline.ProcessorConfig{
-		BatchRecords: o.batchRecords,
-		BatchTimeout: o.batchTimeout,
-		ExitWhenIdle: o.exitWhenIdle,
+		BatchRecords:    o.batchRecords,
+		BatchBytes:      o.batchBytes,
+		BatchTimeout:    o.batchTimeout,
+		MaxRecordBytes:  o.maxRecord,
+		ShutdownTimeout: o.shutdown,
+		ExitWhenIdle:    o.exitWhenIdle,
 	}, src, set, sink, log, reg)
-	log.Info("detect running", "detectors", set.IDs())
+	proc.SetDeadLetters(dlq)
+	if notifier != nil {
+		notifier.Start()
+		proc.SetNotifier(notifier)
+	}
+	log.Info("detect running", "detectors", builtins.IDs(), "rules", watcher.Current().Len())
 	err = proc.Run(ctx)
+	if notifier != nil {
+		// Upstream first: the processor has stopped, so every finding it
+		// will ever hand over is queued; flush within the notifier's bound.
+		err = errors.Join(err, notifier.Stop(context.Background()))
+	}
 	return errors.Join(err, closeAll())
+}
+
+// detectorChain runs the built-in detectors, then the user rules; each
+// judges only the authoritative stage of a request.
+type detectorChain []pipeline.EventDetector
+
+func (c detectorChain) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
+	for _, d := range c {
+		out = d.Detect(ev, out)
+	}
+	return out
+}
+
+// newNotifier builds alerting from --alert-config or the shortcut flags.
+// With neither, findings are printed as alerts to stdout, except when
+// detect already prints every finding there (no ClickHouse): then nil.
+func newNotifier(o runOptions, printing bool, log *slog.Logger, reg prometheus.Registerer) (*alert.Notifier, error) {
+	var cfg alert.Config
+	var err error
+	switch {
+	case o.alertConfig != "":
+		cfg, err = alert.LoadConfig(o.alertConfig)
+	case o.slackWebhookURL != "" || o.alertmanagerURL != "" || !printing:
+		sev, perr := pipeline.ParseSeverity(o.alertMinSev)
+		if perr != nil {
+			return nil, fmt.Errorf("--alert-min-severity: %w", perr)
+		}
+		cfg, err = alert.Simple(alert.SimpleOptions{
+			SlackWebhookURL: alert.Secret(o.slackWebhookURL),
+			AlertmanagerURL: o.alertmanagerURL,
+			MinSeverity:     sev,
+			GrafanaURL:      o.grafanaURL,
+			StateFile:       o.alertStateFile,
+		})
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("configuring alerts: %w", err)
+	}
+	return alert.New(cfg, log, reg)
 }
 
 func loadDetectors(path string) (*detectors.Set, error) {

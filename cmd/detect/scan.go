@@ -14,7 +14,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/cli"
 	"github.com/auditpipe/auditpipe/internal/console"
-	"github.com/auditpipe/auditpipe/internal/detectors"
+	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -29,6 +29,8 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	cluster := fs.String("cluster", "default", "cluster name to tag the scanned events with")
 	config := fs.String("config", "", "detector configuration file (YAML); empty uses the defaults")
 	output := fs.String("output", "auto", "auto (table on a terminal, else JSON lines), table or json")
+	ruleFiles := fs.String("rules", "", "comma-separated user rule files (YAML), loaded after the shipped default pack")
+	noDefault := fs.Bool("no-default-rules", false, "leave the shipped default rule pack out")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -38,7 +40,7 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	if err := ingest.ValidateCluster(*cluster); err != nil {
 		return err
 	}
-	set, err := loadDetectors(*config)
+	set, err := loadAll(*config, cli.SplitList(*ruleFiles), *noDefault)
 	if err != nil {
 		return err
 	}
@@ -90,7 +92,7 @@ func expandPaths(paths []string) ([]string, error) {
 }
 
 type scanner struct {
-	set     *detectors.Set
+	set     pipeline.EventDetector
 	cluster string
 	printer *console.Printer
 	stderr  io.Writer
@@ -140,4 +142,27 @@ func (s *scanner) file(path string) error {
 		return fmt.Errorf("scan: reading %s: %w", path, err)
 	}
 	return nil
+}
+
+// loadAll builds what scan runs: the built-in detectors and the rules
+// (default pack unless noDefault, then ruleFiles), loaded once.
+func loadAll(config string, ruleFiles []string, noDefault bool) (pipeline.EventDetector, error) {
+	builtins, err := loadDetectors(config)
+	if err != nil {
+		return nil, err
+	}
+	var set *rules.Set
+	if noDefault {
+		files, rerr := rules.ReadFiles(ruleFiles...)
+		if rerr != nil {
+			return nil, rerr
+		}
+		set, err = rules.Load(files...)
+	} else {
+		set, err = rules.LoadWithDefault(ruleFiles...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading rules: %w", err)
+	}
+	return detectorChain{builtins, set}, nil
 }

@@ -102,7 +102,7 @@ func TestScanMatchesPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	set, err := loadDetectors("")
+	set, err := loadAll("", nil, false)
 	if err != nil {
 		t.Fatal(err)
 	}

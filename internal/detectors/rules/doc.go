@@ -1,0 +1,89 @@
+// Package rules is auditpipe's user-rules engine: Falco-style YAML rule
+// files whose conditions are expr (github.com/expr-lang/expr) expressions
+// over a typed view of each audit event, compiled once and run by every
+// detect worker as a pipeline.EventDetector.
+//
+// # Rule files
+//
+// A file has three optional top-level keys; any other key is an error, as
+// is an unknown key inside an entry:
+//
+//	lists:
+//	  - list: privileged_namespaces          # name
+//	    items: [kube-system, kube-public]
+//	    override: append                     # optional: append | replace
+//	macros:
+//	  - macro: is_exec
+//	    condition: objectRef.subresource in ["exec", "attach"] && verb in ["create", "get"]
+//	    override: replace                    # optional: append ((old) or (new)) | replace
+//	rules:
+//	  - rule: exec-into-pod                  # the finding's detector is "rule:exec-into-pod"
+//	    description: Someone opened a shell in a running container.
+//	    severity: high                       # info|low|medium|high|critical
+//	    tags: [execution, falco]
+//	    mitre: T1609
+//	    condition: is_exec && objectRef.resource == "pods" && not (objectRef.namespace in privileged_namespaces)
+//	    output: "{{ user.username }} opened {{ objectRef.subresource }} into {{ objectRef.namespace }}/{{ objectRef.name }}"
+//	    enabled: true                        # default true
+//	    exceptions:                          # suppress when all fields equal one tuple
+//	      - name: ci_debug
+//	        fields: [user.username, objectRef.namespace]
+//	        values: [[ci-bot, staging]]
+//	    examples:                            # run by `detect rules test`
+//	      match:   [ {audit event}, ... ]
+//	      nomatch: [ {audit event}, ... ]
+//
+// Files load in order and later files override earlier ones; the shipped
+// pack (DefaultFiles) goes first. Redefining a name without override is an
+// error. A list override appends items or replaces them; a macro override
+// ORs its condition with the old one or replaces it; a rule override
+// replaces the scalar keys it gives (description, severity, mitre, output,
+// enabled), and then append ANDs its condition with the old one and adds
+// tags, examples and exceptions (an exception of the same name gets more
+// values), while replace swaps those too.
+//
+// # Conditions
+//
+// Lists are used by name where a list literal could be, macros by name as
+// booleans; both are inlined when the rule loads, may use each other, and a
+// macro cycle is an error. The names a condition sees are the expr tags of
+// Env: cluster, verb, stage, level, auditID, requestURI, path (without the
+// query), selectors.labelSelector and selectors.fieldSelector (URL
+// decoded), user.username, user.uid, user.groups, user.extra
+// (map[string][]string), impersonatedUser.username and .groups (empty when
+// absent), sourceIPs, sourceIP, userAgent, objectRef.resource,
+// .subresource, .namespace, .name, .apiGroup, .apiVersion,
+// responseStatus.code and .reason, annotations (map[string]string) and
+// decision (the authorization.k8s.io/decision annotation).
+//
+// Bodies are read through request(path), response(path) and object(path)
+// (the response, what was stored, else the request) and has(path); the
+// path is a literal such as "spec.containers[*].securityContext.privileged"
+// or "metadata.labels[\"app\"]", checked at load time. A path with [*]
+// yields a list. A body is decoded at most once per event, and only when a
+// rule that reads it is evaluated. Besides expr's builtins (any, all,
+// filter, hasPrefix, hasSuffix, ...) there are glob(s, pattern), where *
+// matches any run of characters, and cidr(ip, "10.0.0.0/8").
+//
+// Everything is type-checked at load time: an unknown field, macro or list,
+// a type mismatch, a bad severity, or an output that does not compile is
+// reported as file:line:col: message, all problems at once.
+//
+// # Evaluation
+//
+// A Set judges only the authoritative stage of a request
+// (pipeline.Event.IsAuthoritative). At load time each condition's
+// top-level conjunction is read for the values it requires of verb,
+// objectRef.resource, objectRef.subresource and user.username; rules are
+// bucketed by verb and resource, so an event is evaluated only against the
+// rules that could fire on it. A finding carries the rule's severity and
+// MITRE technique, the rendered output as summary, and as evidence the
+// fields the condition reads (source event, request or response) and the
+// rule's tags (source "rule": pipeline.Finding has no tags field). An
+// evaluation error is counted in auditpipe_rules_eval_errors_total{rule}
+// and the rule does not fire.
+//
+// Watcher polls the rule files and swaps in a new Set when their content
+// changes and loads; a set that does not load is logged and counted, and
+// the previous one keeps running.
+package rules

@@ -1,0 +1,305 @@
+package rules
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
+)
+
+// SourceRule marks the evidence a rule adds about itself (its tags), as
+// opposed to fields read from the event or its bodies.
+const SourceRule = "rule"
+
+// Limits on what a finding carries, so a rule cannot blow up a row.
+const (
+	maxSummary       = 1024
+	maxEvidenceValue = 512
+)
+
+// rule is one compiled rule.
+type rule struct {
+	name, id    string
+	description string
+	severity    pipeline.Severity
+	mitre       string
+	tags        []string
+	tagsValue   string
+	enabled     bool
+	at          pos
+
+	cond       *vm.Program
+	exceptions []ruleException
+	output     []templatePart
+	evidence   []evidenceSpec
+	cons       constraints
+	examples   []example
+}
+
+type ruleException struct {
+	name string
+	prog *vm.Program
+}
+
+// Set is a compiled rule set. It implements pipeline.EventDetector and is
+// safe for concurrent use: its rules are read-only, and each goroutine
+// borrows its own VM and Env from a pool.
+type Set struct {
+	rules         []*rule
+	index         *index
+	paths         map[string]*bodyPath
+	lists, macros int
+	pool          sync.Pool
+
+	log     *slog.Logger
+	metrics *Metrics
+	logged  []atomic.Bool // whether a rule's first evaluation error was logged
+}
+
+var _ pipeline.EventDetector = (*Set)(nil)
+
+// state is what a goroutine borrows from the pool for one event.
+type state struct {
+	evaluator
+	vm vm.VM
+}
+
+func (s *Set) init() {
+	s.index = buildIndex(s.rules)
+	s.logged = make([]atomic.Bool, len(s.rules))
+	s.pool.New = func() any {
+		st := &state{}
+		st.init(s.paths)
+		return st
+	}
+}
+
+// Instrument makes s log its first evaluation error per rule to log and
+// count every one in m. Call it before s is shared; both may be nil.
+func (s *Set) Instrument(log *slog.Logger, m *Metrics) *Set {
+	s.log, s.metrics = log, m
+	return s
+}
+
+// Len returns the number of rules, enabled or not.
+func (s *Set) Len() int { return len(s.rules) }
+
+// Names lists the rules in definition order.
+func (s *Set) Names() []string {
+	out := make([]string, len(s.rules))
+	for i, r := range s.rules {
+		out[i] = r.name
+	}
+	return out
+}
+
+// Counts returns how many lists and macros the set was built with.
+func (s *Set) Counts() (lists, macros int) { return s.lists, s.macros }
+
+// Detect evaluates the rules that could fire on ev and appends a finding for
+// each that does. Only the authoritative stage of a request is judged, so a
+// request is reported once.
+func (s *Set) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
+	return s.detect(ev, out, false)
+}
+
+// detect is Detect; brute skips the index, which tests compare against.
+func (s *Set) detect(ev *pipeline.Event, out []pipeline.Finding, brute bool) []pipeline.Finding {
+	if len(s.rules) == 0 || !ev.IsAuthoritative() {
+		return out
+	}
+	st := s.pool.Get().(*state)
+	st.reset(ev, true)
+	values := [numFields]string{
+		fieldVerb:        st.env.Verb,
+		fieldResource:    st.env.ObjectRef.Resource,
+		fieldSubresource: st.env.ObjectRef.Subresource,
+		fieldUsername:    st.env.User.Username,
+	}
+	if brute {
+		for i, r := range s.rules {
+			if r.enabled {
+				out = s.judge(st, i, ev, out)
+			}
+		}
+	} else {
+		for _, i := range s.index.lookup(values[fieldVerb], values[fieldResource]) {
+			if s.rules[i].cons.allows(&values) {
+				out = s.judge(st, i, ev, out)
+			}
+		}
+	}
+	st.release()
+	s.pool.Put(st)
+	return out
+}
+
+func (s *Set) judge(st *state, i int, ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
+	r := s.rules[i]
+	fired, _, err := s.match(st, r)
+	if err != nil {
+		s.evalError(i, err)
+	}
+	if !fired {
+		return out
+	}
+	f := pipeline.NewFinding(r.id, ev, "")
+	f.Severity, f.MITRE = r.severity, r.mitre
+	f.Summary = s.render(st, r)
+	f.Evidence = s.evidence(st, r)
+	return append(out, f)
+}
+
+// match evaluates r's condition, then its exceptions. A failing exception
+// does not suppress: an error must not hide an attack.
+func (s *Set) match(st *state, r *rule) (fired bool, suppressedBy string, err error) {
+	v, err := st.vm.Run(r.cond, &st.env)
+	if err != nil {
+		return false, "", err
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, "", fmt.Errorf("condition yielded %T, not bool", v)
+	}
+	if !b {
+		return false, "", nil
+	}
+	var exErr error
+	for _, ex := range r.exceptions {
+		v, err := st.vm.Run(ex.prog, &st.env)
+		if err != nil {
+			exErr = errors.Join(exErr, fmt.Errorf("exception %s: %w", ex.name, err))
+			continue
+		}
+		if b, _ := v.(bool); b {
+			return false, ex.name, nil
+		}
+	}
+	return true, "", exErr
+}
+
+func (s *Set) evalError(i int, err error) {
+	r := s.rules[i]
+	s.metrics.evalError(r.name)
+	if s.log != nil && s.logged[i].CompareAndSwap(false, true) {
+		s.log.Warn("evaluating rule; later errors of this rule are only counted", "rule", r.name, "err", exprMessage(err))
+	}
+}
+
+// exprMessage drops expr's snippet: the condition a program was compiled
+// from is the expansion of macros, not the text in the file.
+func exprMessage(err error) string {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return fe.Message
+	}
+	return err.Error()
+}
+
+// render fills in the rule's output, on one line.
+func (s *Set) render(st *state, r *rule) string {
+	if len(r.output) == 0 {
+		if r.description != "" {
+			return oneLine(r.description, maxSummary)
+		}
+		return r.name
+	}
+	var b strings.Builder
+	for _, p := range r.output {
+		if p.prog == nil {
+			b.WriteString(p.text)
+			continue
+		}
+		v, err := st.vm.Run(p.prog, &st.env)
+		if err != nil {
+			b.WriteString("<error>")
+			continue
+		}
+		b.WriteString(formatValue(v))
+	}
+	return oneLine(b.String(), maxSummary)
+}
+
+// evidence reports the fields the condition reads, and the rule's tags.
+func (s *Set) evidence(st *state, r *rule) []pipeline.Evidence {
+	out := make([]pipeline.Evidence, 0, len(r.evidence)+1)
+	for _, spec := range r.evidence {
+		var v any
+		src := pipeline.FromEvent
+		switch spec.fn {
+		case "":
+			var err error
+			if v, err = st.vm.Run(spec.prog, &st.env); err != nil {
+				continue
+			}
+		case "request":
+			v, src = st.request(spec.path), pipeline.FromRequest
+		case "response":
+			v, src = st.response(spec.path), pipeline.FromResponse
+		default:
+			var ok bool
+			if v, src, ok = st.objectSource(spec.path); !ok {
+				continue // absent: has() was false, nothing to show
+			}
+		}
+		out = append(out, pipeline.Evidence{Field: spec.field, Value: oneLine(formatValue(v), maxEvidenceValue), Source: src})
+	}
+	if r.tagsValue != "" {
+		out = append(out, pipeline.Evidence{Field: "tags", Value: r.tagsValue, Source: SourceRule})
+	}
+	return out
+}
+
+func formatValue(v any) string {
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case bool:
+		return strconv.FormatBool(v)
+	case int:
+		return strconv.Itoa(v)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	case []string:
+		return strings.Join(v, ",")
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+// oneLine replaces control characters with spaces and truncates to max
+// bytes on a rune boundary.
+func oneLine(s string, max int) string {
+	if len(s) > max {
+		cut := max
+		for cut > 0 && s[cut]&0xC0 == 0x80 {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	if strings.IndexFunc(s, isControl) < 0 {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if isControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
