@@ -9,14 +9,18 @@ FUZZTIME ?= 10s
 # Fuzz targets run briefly on every `make test`: package:Target pairs.
 FUZZ_TARGETS ?= \
 	./internal/pipeline:FuzzDecodeEvents \
+	./internal/pipeline:FuzzDecodeEquivalence \
+	./internal/pipeline:FuzzSplitEquivalence \
 	./internal/detectors:FuzzDetectorSet \
 	./internal/detectors:FuzzAnonymous \
 	./internal/detectors:FuzzTokens \
 	./internal/detectors:FuzzPodSpec \
 	./internal/detectors:FuzzSelector \
-	./internal/redact:FuzzRedact
+	./internal/redact:FuzzRedact \
+	./internal/ingest:FuzzFastPath \
+	./internal/detectors/rules:FuzzRuleCompile
 
-.PHONY: all build demo test unit fuzz-smoke vet clean
+.PHONY: all build demo test unit fuzz-smoke vet clean bench
 
 all: build
 
@@ -43,3 +47,49 @@ fuzz-smoke:
 
 clean:
 	rm -rf $(BIN)
+
+# `make bench` publishes bench/results.md: the Go benchmarks of internal/bench
+# (each beside its baseline, on one core), a bounded end-to-end run of
+# cmd/e2eload, and a benchstat comparison with the previous committed run
+# (bench/bench.txt). The benchmark binary runs BENCH_COUNT times (6: the
+# fewest for which benchstat gives confidence intervals) over the
+# whole set rather than -count N per benchmark, so that a burst of load on
+# the shared machine hits a baseline and its contender alike. About 3
+# minutes on a 2-core machine (2m43s at a load average of 7).
+BENCH_COUNT     ?= 6
+BENCH_E2E_FLAGS ?= -rate 20000 -duration 30s -drain 60s
+BENCHSTAT       ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+
+bench: build
+	@mkdir -p bench
+	@cat /proc/loadavg > bench/.loadavg
+	$(GO) test -c -o bench/.bench.test ./internal/bench/
+	@rm -f bench/new.txt
+	@set -e; for i in $$(seq $(BENCH_COUNT)); do \
+		echo "benchmark round $$i of $(BENCH_COUNT)"; \
+		(cd internal/bench && ../../bench/.bench.test -test.run '^$$' -test.bench . -test.benchmem -test.cpu 1) >> bench/new.txt; \
+	done
+	./$(BIN)/e2eload $(BENCH_E2E_FLAGS) -json bench/e2e.json || echo "e2eload reported a failure; see bench/results.md"
+	$(GO) run ./internal/bench/report -bench bench/new.txt -e2e bench/e2e.json -previous bench/bench.txt \
+		-loadavg-file bench/.loadavg -benchstat '$(BENCHSTAT)' -out bench/results.md
+	@mv bench/new.txt bench/bench.txt
+	@rm -f bench/.loadavg bench/.bench.test
+
+# Dashboards as code: regenerate the JSON deploy/compose provisions (a test
+# fails when the committed files are out of date).
+.PHONY: dashboards up down
+COMPOSE ?= docker compose -f deploy/compose/compose.yaml --env-file deploy/compose/.env
+
+dashboards:
+	$(GO) run ./dashboards -out dashboards/generated
+
+# The full stack (Kafka, ClickHouse, Grafana, Prometheus, Alertmanager,
+# ingest, detect); copy deploy/compose/.env.example to .env first.
+up:
+	@test -f deploy/compose/.env || { echo "copy deploy/compose/.env.example to deploy/compose/.env and fill it in"; exit 1; }
+	$(COMPOSE) up --build --detach
+
+# Stops the stack; data volumes stay. To wipe them (and the generated TLS
+# material): $(COMPOSE) down --volumes.
+down:
+	$(COMPOSE) down --remove-orphans
