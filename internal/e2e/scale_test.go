@@ -151,7 +151,7 @@ func TestPoisonToDeadLetterTopic(t *testing.T) {
 func TestScaleTwoConsumers(t *testing.T) {
 	srv := chtest.Start(t)
 	kc := kafkatest.Start(t, "audit-events", 8)
-	s := genStream(t, 60000, 17)
+	s := genStream(t, 30000, 17)
 	produce(t, kc, s.msgs)
 	conn := chConn(t, srv)
 	db := srv.NewDatabase(t)
