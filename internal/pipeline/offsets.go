@@ -1,6 +1,9 @@
 package pipeline
 
-import "sort"
+import (
+	"sort"
+	"sync"
+)
 
 // offsetTracker knows, per partition, which fetched offsets are still in
 // flight, and so the highest offset that can be committed: the last one
@@ -9,8 +12,10 @@ import "sort"
 // (parallel workers, a bisected batch) the highest finished offset is not
 // safe, only the highest contiguous one.
 //
-// It is not safe for concurrent use; the processor's loop owns it.
+// The processor's loop marks records fetched while its store stage marks
+// earlier batches finished and commits, so it is locked.
 type offsetTracker struct {
+	mu    sync.Mutex
 	parts map[int]*partitionOffsets
 }
 
@@ -32,6 +37,8 @@ func newOffsetTracker() *offsetTracker {
 
 // fetched records that r is in flight.
 func (t *offsetTracker) fetched(r *Record) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	p, ok := t.parts[r.Partition]
 	if !ok {
 		p = &partitionOffsets{done: map[int64]bool{}, committable: -1, committed: -1}
@@ -43,6 +50,8 @@ func (t *offsetTracker) fetched(r *Record) {
 // finished marks recs stored (or dead-lettered) and advances each
 // partition's committable offset over the finished prefix.
 func (t *offsetTracker) finished(recs []Record) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for i := range recs {
 		if p, ok := t.parts[recs[i].Partition]; ok {
 			p.done[recs[i].Offset] = true
@@ -62,6 +71,8 @@ func (t *offsetTracker) finished(recs []Record) {
 // commits returns one record per partition whose committable offset moved
 // since the last call, for Source.Commit, in partition order.
 func (t *offsetTracker) commits() []Record {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	var out []Record
 	for part, p := range t.parts {
 		if p.committable > p.committed {
@@ -74,6 +85,8 @@ func (t *offsetTracker) commits() []Record {
 
 // committed notes that recs (from commits) were committed.
 func (t *offsetTracker) committed(recs []Record) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for _, r := range recs {
 		if p, ok := t.parts[r.Partition]; ok && r.Offset > p.committed {
 			p.committed = r.Offset
@@ -83,6 +96,8 @@ func (t *offsetTracker) committed(recs []Record) {
 
 // pending is the number of records in flight.
 func (t *offsetTracker) pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	n := 0
 	for _, p := range t.parts {
 		n += len(p.inflight)

@@ -198,6 +198,46 @@ func (p *Processor) Run(ctx context.Context) error {
 		wg.Wait()
 	}()
 
+	// Two stages: this loop collects, decodes and judges a batch while the
+	// store stage writes the previous one to the sink, dead-letters and
+	// commits. Detection stays in fetch order (stateful detectors need
+	// that) and commits stay in batch order, while ClickHouse's insert
+	// time overlaps the next batch's CPU work. One prepared batch waits
+	// at most: memory stays bounded to about three batches.
+	//
+	// The store stage outlives ctx by up to ShutdownTimeout, so that on
+	// SIGTERM the batches in hand are stored and committed rather than
+	// redelivered.
+	storeCtx, cancelStore := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelStore()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(p.cfg.ShutdownTimeout, cancelStore) })
+	defer stopGrace()
+	toStore := make(chan prepared, 1)
+	storeFailed := make(chan struct{}) // closed when the store stage gives up
+	storeDone := make(chan struct{})   // closed when it has returned
+	var storeErr error
+	go func() {
+		defer close(storeDone)
+		for b := range toStore {
+			if err := p.finish(storeCtx, b); err != nil {
+				storeErr = err
+				close(storeFailed)
+				// Drain without storing: nothing after a failed batch may
+				// be committed, and Run is returning.
+				for range toStore {
+				}
+				return
+			}
+		}
+	}()
+	// stopStore hands over the last batch (if any) and waits for the store
+	// stage to finish everything it was given.
+	stopStore := func() error {
+		close(toStore)
+		<-storeDone
+		return p.stopped(ctx, storeErr)
+	}
+
 	var (
 		pending      []Record
 		pendingBytes int
@@ -211,22 +251,23 @@ func (p *Processor) Run(ctx context.Context) error {
 		defer idleTimer.Stop()
 		idle = idleTimer.C
 	}
-	flush := func(ctx context.Context) error {
+	// flush prepares the batch in hand and passes it to the store stage.
+	// It reports false when the store stage has failed.
+	flush := func() bool {
 		flushTimer.Stop()
 		if len(pending) == 0 {
-			return nil
+			return true
 		}
-		err := p.flush(ctx, pending)
-		pending, pendingBytes = pending[:0], 0
-		return err
-	}
-	shutdownFlush := func() error {
-		// The run context is done; give the batch in hand a bounded,
-		// separate context so it is stored and committed rather than
-		// redelivered.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.ShutdownTimeout)
-		defer cancel()
-		return flush(sctx)
+		b := p.prepare(pending)
+		// A fresh slice per batch: the prepared events alias the records'
+		// values until the store stage is done with them.
+		pending, pendingBytes = nil, 0
+		select {
+		case toStore <- b:
+			return true
+		case <-storeFailed:
+			return false
+		}
 	}
 
 	for {
@@ -234,10 +275,8 @@ func (p *Processor) Run(ctx context.Context) error {
 		case rec, ok := <-fetched:
 			if !ok {
 				wg.Wait()
-				if fetchErr != nil {
-					return errors.Join(fetchErr, shutdownFlush())
-				}
-				return shutdownFlush()
+				flush()
+				return errors.Join(fetchErr, stopStore())
 			}
 			if idleTimer != nil {
 				idleTimer.Reset(p.cfg.ExitWhenIdle)
@@ -249,27 +288,30 @@ func (p *Processor) Run(ctx context.Context) error {
 			pending = append(pending, rec)
 			pendingBytes += len(rec.Value)
 			if len(pending) >= p.cfg.BatchRecords || pendingBytes >= p.cfg.BatchBytes {
-				if err := flush(ctx); err != nil {
-					return p.stopped(ctx, err)
+				if !flush() {
+					return stopStore()
 				}
 			}
 		case <-flushTimer.C:
-			if err := flush(ctx); err != nil {
-				return p.stopped(ctx, err)
+			if !flush() {
+				return stopStore()
 			}
+		case <-storeFailed:
+			return stopStore()
 		case <-idle:
 			if len(pending) > 0 {
-				if err := flush(ctx); err != nil {
-					return p.stopped(ctx, err)
+				if !flush() {
+					return stopStore()
 				}
 				idleTimer.Reset(p.cfg.ExitWhenIdle)
 				continue
 			}
 			p.log.Info("no records for a while, exiting", "idle", p.cfg.ExitWhenIdle)
-			return nil
+			return stopStore()
 		case <-ctx.Done():
 			stopFetch()
-			return shutdownFlush()
+			flush()
+			return stopStore()
 		}
 	}
 }
@@ -290,43 +332,55 @@ type item struct {
 	findings []Finding
 }
 
-// flush decodes and judges recs, stores them, dead-letters what can never
-// be stored, and commits. Retryable failures (sink or dead-letter queue
-// down) are retried with backoff until ctx ends, keeping the batch and
-// committing nothing; a permanent sink error is narrowed down to the
-// records causing it, so one poison record never blocks its partition.
-func (p *Processor) flush(ctx context.Context, recs []Record) error {
-	start := time.Now()
+// prepared is a batch decoded and judged, waiting to be stored.
+type prepared struct {
+	recs  []Record
+	items []item
+	dead  []DeadLetter
+	start time.Time
+}
+
+// prepare decodes and judges recs. Records that can never be stored
+// (oversized, undecodable) become dead letters.
+func (p *Processor) prepare(recs []Record) prepared {
+	b := prepared{recs: recs, start: time.Now()}
 	p.m.records.Add(float64(len(recs)))
 	p.m.batchRecords.Observe(float64(len(recs)))
 
-	var dead []DeadLetter
 	events := make([]Event, len(recs))
-	items := make([]item, 0, len(recs))
+	b.items = make([]item, 0, len(recs))
 	var findings []Finding
 	for i := range recs {
 		rec := &recs[i]
 		if len(rec.Value) > p.cfg.MaxRecordBytes {
-			dead = append(dead, DeadLetter{Record: *rec, Reason: ReasonOversized,
+			b.dead = append(b.dead, DeadLetter{Record: *rec, Reason: ReasonOversized,
 				Err: fmt.Errorf("record of %d bytes exceeds max_record_bytes %d", len(rec.Value), p.cfg.MaxRecordBytes)})
 			continue
 		}
 		ev := &events[i]
 		if err := ev.Decode(recordCluster(rec), rec.Value); err != nil {
 			p.m.decodeErrors.Inc()
-			dead = append(dead, DeadLetter{Record: *rec, Reason: ReasonDecode, Err: fmt.Errorf("decoding audit event: %w", err)})
+			b.dead = append(b.dead, DeadLetter{Record: *rec, Reason: ReasonDecode, Err: fmt.Errorf("decoding audit event: %w", err)})
 			continue
 		}
 		n := len(findings)
 		findings = p.det.Detect(ev, findings)
-		items = append(items, item{rec: rec, ev: ev, findings: findings[n:len(findings):len(findings)]})
+		b.items = append(b.items, item{rec: rec, ev: ev, findings: findings[n:len(findings):len(findings)]})
 	}
+	return b
+}
 
-	stored, rejected, err := p.store(ctx, items)
+// finish stores a prepared batch, dead-letters what can never be stored,
+// notifies, and commits. Retryable failures (sink or dead-letter queue
+// down) are retried with backoff until ctx ends, keeping the batch and
+// committing nothing; a permanent sink error is narrowed down to the
+// records causing it, so one poison record never blocks its partition.
+func (p *Processor) finish(ctx context.Context, b prepared) error {
+	stored, rejected, err := p.store(ctx, b.items)
 	if err != nil {
 		return err
 	}
-	dead = append(dead, rejected...)
+	dead := append(b.dead, rejected...)
 	for _, f := range stored.Findings {
 		p.m.findings.WithLabelValues(f.Detector, f.Severity.String()).Inc()
 	}
@@ -336,15 +390,15 @@ func (p *Processor) flush(ctx context.Context, recs []Record) error {
 	if p.notifier != nil && len(stored.Findings) > 0 {
 		p.notifier.Notify(stored.Findings)
 	}
-	p.offsets.finished(recs)
-	p.m.pendingRecs.Sub(float64(len(recs)))
+	p.offsets.finished(b.recs)
+	p.m.pendingRecs.Sub(float64(len(b.recs)))
 	var bytes int
-	for i := range recs {
-		bytes += len(recs[i].Value)
+	for i := range b.recs {
+		bytes += len(b.recs[i].Value)
 	}
 	p.m.pendingBytes.Sub(float64(bytes))
 	p.commit(ctx)
-	p.m.flushSeconds.Observe(time.Since(start).Seconds())
+	p.m.flushSeconds.Observe(time.Since(b.start).Seconds())
 	return nil
 }
 
