@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"flag"
@@ -20,6 +19,7 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/auditlog"
 	"github.com/auditpipe/auditpipe/internal/auditsend"
 	"github.com/auditpipe/auditpipe/internal/cli"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -79,30 +79,20 @@ func run(args []string, stderr io.Writer) error {
 }
 
 func sendFile(sender *auditsend.Sender, path string) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
 	n := 0
-	for line := 1; sc.Scan(); line++ {
-		data := bytes.TrimSpace(sc.Bytes())
-		if len(data) == 0 {
-			continue
-		}
+	err := auditlog.Lines(path, func(line int, data []byte) error {
 		// The batcher holds events until their batch is sent, and decoded
-		// bodies alias the input: copy the line out of the scanner's buffer.
+		// bodies alias the input: copy the line out of the reader's buffer.
 		data = bytes.Clone(data)
 		var ev auditv1.Event
 		if err := pipeline.DecodeEvent(data, &ev); err != nil {
-			return n, fmt.Errorf("%s:%d: %w", path, line, err)
+			return fmt.Errorf("%s:%d: %w", path, line, err)
 		}
 		if err := sender.Send(&ev); err != nil {
-			return n, err
+			return err
 		}
 		n++
-	}
-	return n, sc.Err()
+		return nil
+	})
+	return n, err
 }

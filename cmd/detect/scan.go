@@ -1,27 +1,18 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sort"
 
+	"github.com/auditpipe/auditpipe/internal/auditlog"
 	"github.com/auditpipe/auditpipe/internal/cli"
 	"github.com/auditpipe/auditpipe/internal/console"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
-
-// maxLogLine bounds one audit log line. The apiserver's log backend writes
-// one event a line; RequestResponse events of large objects reach a few MiB.
-const maxLogLine = 64 << 20
 
 func scan(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("detect scan", flag.ContinueOnError)
@@ -48,7 +39,7 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	files, err := expandPaths(fs.Args())
+	files, err := auditlog.ExpandPaths(fs.Args())
 	if err != nil {
 		return err
 	}
@@ -62,35 +53,6 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// expandPaths turns directories into their files, sorted, so rotated sets
-// (audit.log.2.gz, audit.log.1, audit.log) can be named as one folder.
-func expandPaths(paths []string) ([]string, error) {
-	var out []string
-	for _, p := range paths {
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("scan: %w", err)
-		}
-		if !st.IsDir() {
-			out = append(out, p)
-			continue
-		}
-		entries, err := os.ReadDir(p)
-		if err != nil {
-			return nil, fmt.Errorf("scan: %w", err)
-		}
-		var names []string
-		for _, e := range entries {
-			if e.Type().IsRegular() {
-				names = append(names, filepath.Join(p, e.Name()))
-			}
-		}
-		sort.Strings(names)
-		out = append(out, names...)
-	}
-	return out, nil
-}
-
 type scanner struct {
 	set     pipeline.EventDetector
 	cluster string
@@ -102,44 +64,21 @@ type scanner struct {
 }
 
 func (s *scanner) file(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("scan: %w", err)
-	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, 1<<20)
-	var r io.Reader = br
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("scan: opening gzip %s: %w", path, err)
-		}
-		defer zr.Close()
-		r = zr
-	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 1<<20), maxLogLine)
-	for line := 1; sc.Scan(); line++ {
-		data := bytes.TrimSpace(sc.Bytes())
-		if len(data) == 0 {
-			continue
-		}
+	err := auditlog.Lines(path, func(line int, data []byte) error {
 		var ev pipeline.Event
 		if err := ev.Decode(s.cluster, data); err != nil {
 			s.bad++
 			if s.bad <= 10 {
 				fmt.Fprintf(s.stderr, "%s:%d: %v\n", path, line, err)
 			}
-			continue
+			return nil
 		}
 		s.events++
 		s.findings = s.set.Detect(&ev, s.findings[:0])
-		if err := s.printer.Print(s.findings); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("scan: reading %s: %w", path, err)
+		return s.printer.Print(s.findings)
+	})
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
 	}
 	return nil
 }

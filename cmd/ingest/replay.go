@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"flag"
@@ -11,11 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditlog"
 	"github.com/auditpipe/auditpipe/internal/cli"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
@@ -23,11 +21,6 @@ import (
 	"github.com/auditpipe/auditpipe/internal/redact"
 	"github.com/auditpipe/auditpipe/internal/spool"
 )
-
-// maxReplayLine bounds one log line. The apiserver's log backend writes one
-// event a line; RequestResponse events of large objects reach a few MiB,
-// and anything above max-event-bytes is truncated on the way.
-const maxReplayLine = 64 << 20
 
 // replayAttempts is how often a batch is tried against an unavailable
 // producer before replay gives up; the waits double from replayBackoff.
@@ -64,7 +57,7 @@ func replay(args []string, stdout, stderr io.Writer) error {
 	if *batch < 1 {
 		return fmt.Errorf("replay: batch must be positive, got %d", *batch)
 	}
-	files, err := replayFiles(fs.Args())
+	files, err := auditlog.ExpandPaths(fs.Args())
 	if err != nil {
 		return err
 	}
@@ -134,37 +127,6 @@ func openProducer(ctx context.Context, brokers, topic string, partitions int, sp
 	return w, w.Close, nil
 }
 
-// replayFiles turns directories into their regular files, sorted by name.
-// Order does not matter for correctness (stages arrive in any order on the
-// webhook too, and the deduplication window drops what a rotated copy
-// repeats); names keep the run reproducible.
-func replayFiles(paths []string) ([]string, error) {
-	var out []string
-	for _, p := range paths {
-		st, err := os.Stat(p)
-		if err != nil {
-			return nil, fmt.Errorf("replay: %w", err)
-		}
-		if !st.IsDir() {
-			out = append(out, p)
-			continue
-		}
-		entries, err := os.ReadDir(p)
-		if err != nil {
-			return nil, fmt.Errorf("replay: %w", err)
-		}
-		var names []string
-		for _, e := range entries {
-			if e.Type().IsRegular() {
-				names = append(names, filepath.Join(p, e.Name()))
-			}
-		}
-		sort.Strings(names)
-		out = append(out, names...)
-	}
-	return out, nil
-}
-
 // isTerminal reports whether w is a terminal, where a progress line that
 // rewrites itself is welcome.
 func isTerminal(w io.Writer) bool {
@@ -198,43 +160,19 @@ type replayer struct {
 }
 
 func (r *replayer) file(ctx context.Context, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	defer f.Close()
-	br := bufio.NewReaderSize(f, 1<<20)
-	var src io.Reader = br
-	// Detect gzip by its magic bytes, not the name: rotated files are
-	// often compressed under names that do not say so.
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("replay: opening gzip %s: %w", path, err)
-		}
-		defer zr.Close()
-		src = zr
-	}
-	sc := bufio.NewScanner(src)
-	sc.Buffer(make([]byte, 0, 1<<20), maxReplayLine)
-	for line := 1; sc.Scan(); line++ {
-		data := bytes.TrimSpace(sc.Bytes())
-		if len(data) == 0 {
-			continue
-		}
+	err := auditlog.Lines(path, func(line int, data []byte) error {
 		r.lines++
 		r.bytes += int64(len(data))
-		// The scanner reuses its buffer; the producer keeps the bytes.
+		// The reader reuses its buffer; the producer keeps the bytes.
 		r.pending = append(r.pending, bytes.Clone(data))
 		r.origins = append(r.origins, fmt.Sprintf("%s:%d", path, line))
 		if len(r.pending) >= r.batch {
-			if err := r.flush(ctx); err != nil {
-				return err
-			}
+			return r.flush(ctx)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("replay: reading %s: %w", path, err)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
 	}
 	return nil
 }
