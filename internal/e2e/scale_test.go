@@ -152,7 +152,6 @@ func TestScaleTwoConsumers(t *testing.T) {
 	srv := chtest.Start(t)
 	kc := kafkatest.Start(t, "audit-events", 8)
 	s := genStream(t, 30000, 17)
-	produce(t, kc, s.msgs)
 	conn := chConn(t, srv)
 	db := srv.NewDatabase(t)
 	want := uint64(len(s.keys))
@@ -160,12 +159,27 @@ func TestScaleTwoConsumers(t *testing.T) {
 	args := []string{"--group", "scale", "--kafka-session-timeout", "6s", "--batch-records", "2000"}
 	a := startDetect(t, kc, srv.DSN+db, args...)
 	b := startDetect(t, kc, srv.DSN+db, append(args, "--exit-when-idle", "20s")...)
-	waitLong(t, "both instances storing, a third of the stream in", func() bool {
-		return a.metric(pipeline.MetricDetectRecords) > 0 && b.metric(pipeline.MetricDetectRecords) > 0 &&
-			chCount(t, conn, db, "SELECT count() FROM {db}.events") >= want/3
-	})
-	t.Logf("killing a after it processed %v records (b: %v)", a.metric(pipeline.MetricDetectRecords), b.metric(pipeline.MetricDetectRecords))
+	// Produce while both join, a chunk at a time, until each instance has
+	// stored records from its own partitions. With the whole stream
+	// produced up front, the first member to join could drain every
+	// partition before the group rebalanced, and the second would never
+	// get a record.
+	const chunk = 1000
+	sent := 0
+	deadline := time.Now().Add(3 * time.Minute)
+	for !(a.metric(pipeline.MetricDetectRecords) > 0 && b.metric(pipeline.MetricDetectRecords) > 0 && sent >= len(s.msgs)/3) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d of %d events, instance a processed %v and b %v records", sent, len(s.msgs), a.metric(pipeline.MetricDetectRecords), b.metric(pipeline.MetricDetectRecords))
+		}
+		if sent < len(s.msgs)*2/3 {
+			produce(t, kc, s.msgs[sent:sent+chunk])
+			sent += chunk
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("killing a after it processed %v records (b: %v), %d of %d events produced", a.metric(pipeline.MetricDetectRecords), b.metric(pipeline.MetricDetectRecords), sent, len(s.msgs))
 	a.kill()
+	produce(t, kc, s.msgs[sent:])
 	if err := b.wait(5 * time.Minute); err != nil {
 		t.Fatalf("surviving detect: %v", err)
 	}
