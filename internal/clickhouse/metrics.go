@@ -1,8 +1,7 @@
 package clickhouse
 
 import (
-	"errors"
-	"fmt"
+	"github.com/auditpipe/auditpipe/internal/prom"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -54,34 +53,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.rows, err = register(reg, m.rows); err != nil {
+	if m.rows, err = prom.Register(reg, m.rows); err != nil {
 		return nil, err
 	}
-	if m.duration, err = register(reg, m.duration); err != nil {
+	if m.duration, err = prom.Register(reg, m.duration); err != nil {
 		return nil, err
 	}
-	if m.errors, err = register(reg, m.errors); err != nil {
+	if m.errors, err = prom.Register(reg, m.errors); err != nil {
 		return nil, err
 	}
-	if m.dropped, err = register(reg, m.dropped); err != nil {
+	if m.dropped, err = prom.Register(reg, m.dropped); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// the same name so that two Stores (tests, a reconnect) can share a
-// registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("registering ClickHouse metrics: %w", err)
 }

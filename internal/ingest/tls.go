@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/auditpipe/auditpipe/internal/prom"
 	"log/slog"
 	"os"
 	"sync"
@@ -161,18 +162,10 @@ func (t *TLS) ClientCAs() *x509.CertPool {
 
 func registerReloads(reg prometheus.Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricCredentialReloads, Help: "Credential file reloads by source and result; an error keeps the previous credentials."}, []string{"source", "result"})
-	if reg == nil {
-		return c
-	}
 	// TLS and the Authenticator share the counter; whichever comes second
 	// uses the one already registered.
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing
-			}
-		}
+	c, err := prom.Register(reg, c)
+	if err != nil {
 		panic(err)
 	}
 	return c

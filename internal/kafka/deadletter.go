@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/auditpipe/auditpipe/internal/prom"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -81,7 +82,7 @@ func NewDeadLetters(cfg DeadLetterConfig, log *slog.Logger, reg prometheus.Regis
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	count, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	count, err := prom.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricDeadLetters,
 		Help: "Records written to the dead-letter topic, by reason.",
 	}, []string{"reason"}))

@@ -2,8 +2,8 @@ package kafka
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"github.com/auditpipe/auditpipe/internal/prom"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,16 +62,16 @@ func newProducerMetrics(reg prometheus.Registerer) (*producerMetrics, error) {
 		}),
 	}
 	var err error
-	if m.messages, err = register(reg, m.messages); err != nil {
+	if m.messages, err = prom.Register(reg, m.messages); err != nil {
 		return nil, err
 	}
-	if m.bytes, err = register(reg, m.bytes); err != nil {
+	if m.bytes, err = prom.Register(reg, m.bytes); err != nil {
 		return nil, err
 	}
-	if m.errors, err = register(reg, m.errors); err != nil {
+	if m.errors, err = prom.Register(reg, m.errors); err != nil {
 		return nil, err
 	}
-	if m.latency, err = register(reg, m.latency); err != nil {
+	if m.latency, err = prom.Register(reg, m.latency); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -109,40 +109,22 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 		}, []string{"partition"}),
 	}
 	var err error
-	if m.records, err = register(reg, m.records); err != nil {
+	if m.records, err = prom.Register(reg, m.records); err != nil {
 		return nil, err
 	}
-	if m.bytes, err = register(reg, m.bytes); err != nil {
+	if m.bytes, err = prom.Register(reg, m.bytes); err != nil {
 		return nil, err
 	}
-	if m.errors, err = register(reg, m.errors); err != nil {
+	if m.errors, err = prom.Register(reg, m.errors); err != nil {
 		return nil, err
 	}
-	if m.commits, err = register(reg, m.commits); err != nil {
+	if m.commits, err = prom.Register(reg, m.commits); err != nil {
 		return nil, err
 	}
-	if m.lag, err = register(reg, m.lag); err != nil {
+	if m.lag, err = prom.Register(reg, m.lag); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register adds c to reg and returns the collector to use: c itself, or the
-// one already registered under the same name, so that two producers in one
-// process share their series instead of failing. A nil reg registers nothing.
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("registering kafka metrics: %w", err)
-	}
-	return c, nil
 }
 
 // clientLogger routes kafka-go's printf-style logs to slog at debug level:

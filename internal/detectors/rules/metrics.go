@@ -1,7 +1,7 @@
 package rules
 
 import (
-	"errors"
+	"github.com/auditpipe/auditpipe/internal/prom"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -41,26 +41,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.evalErrors, err = register(reg, m.evalErrors); err != nil {
+	if m.evalErrors, err = prom.Register(reg, m.evalErrors); err != nil {
 		return nil, err
 	}
-	if m.reloads, err = register(reg, m.reloads); err != nil {
+	if m.reloads, err = prom.Register(reg, m.reloads); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-func register(reg prometheus.Registerer, c *prometheus.CounterVec) (*prometheus.CounterVec, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing, nil
-			}
-		}
-		return nil, err
-	}
-	return c, nil
 }
 
 func (m *Metrics) evalError(rule string) {
