@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/auditpipe/auditpipe/internal/jsonscan"
 )
 
 // The structural half of the audit-event decoder: one function per Go type
@@ -137,7 +139,7 @@ type eventAllocs struct {
 
 // eventDecoder carries one event's decoding state.
 type eventDecoder struct {
-	decoder
+	jsonscan.Scanner
 	allocs *eventAllocs
 }
 
@@ -151,8 +153,8 @@ func (d *eventDecoder) alloc() *eventAllocs {
 // decodeEventFast decodes data into ev, which must be zero, reporting kind
 // and apiVersion for the caller to check.
 func decodeEventFast(data []byte, ev *auditv1.Event) (kind, apiVersion string, err error) {
-	d := eventDecoder{decoder: decoder{data: data}}
-	c, err := d.peek()
+	d := eventDecoder{Scanner: jsonscan.Scanner{Data: data}}
+	c, err := d.Peek()
 	if err != nil {
 		return "", "", err
 	}
@@ -163,24 +165,24 @@ func decodeEventFast(data []byte, ev *auditv1.Event) (kind, apiVersion string, e
 		}
 	case 'n':
 		// null decodes to nothing, as encoding/json has it.
-		if err := d.literal(); err != nil {
+		if err := d.Literal(); err != nil {
 			return "", "", err
 		}
 	default:
-		return "", "", d.mismatch(0, "(event)", "object")
+		return "", "", d.Mismatch(0, "(event)", "object")
 	}
-	d.ws()
-	if d.i < len(data) {
-		return "", "", d.syntax("after top-level value")
+	d.WS()
+	if d.Pos < len(data) {
+		return "", "", d.Syntax("after top-level value")
 	}
 	return kind, apiVersion, nil
 }
 
 func (d *eventDecoder) event(ev *auditv1.Event, kind, apiVersion *string) error {
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return err
 		}
 		switch eventField(k) {
@@ -223,60 +225,60 @@ func (d *eventDecoder) event(ev *auditv1.Event, kind, apiVersion *string) error 
 		case evAnnotations:
 			err = d.stringMap(&ev.Annotations, 1, "annotations")
 		default:
-			err = d.skip(1)
+			err = d.Skip(1)
 		}
 		if err != nil {
 			return err
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	return err
 }
 
-// string decodes a string member at d.i; depth counts the containers
+// string decodes a string member at d.Pos; depth counts the containers
 // enclosing the value.
 func (d *eventDecoder) string(dst *string, depth int, field string) error {
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '"':
-		s, err := d.strString()
+		s, err := d.StrString()
 		if err != nil {
 			return err
 		}
 		*dst = s
 		return nil
 	case 'n':
-		return d.literal()
+		return d.Literal()
 	}
-	return d.mismatch(depth, field, "string")
+	return d.Mismatch(depth, field, "string")
 }
 
 // internString is string for values drawn from a small vocabulary (verbs,
 // stages, resources, groups...): those come from the intern table without
 // allocating.
 func (d *eventDecoder) internString(dst *string, depth int, field string) error {
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '"':
-		b, err := d.str()
+		b, err := d.Str()
 		if err != nil {
 			return err
 		}
 		*dst = intern(b)
 		return nil
 	case 'n':
-		return d.literal()
+		return d.Literal()
 	}
-	return d.mismatch(depth, field, "string")
+	return d.Mismatch(depth, field, "string")
 }
 
 // stringSlice decodes a []string member.
 func (d *eventDecoder) stringSlice(dst *[]string, depth int, field string, interned bool) error {
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '[':
 	case 'n':
 		*dst = nil
-		return d.literal()
+		return d.Literal()
 	default:
-		return d.mismatch(depth, field, "[]string")
+		return d.Mismatch(depth, field, "[]string")
 	}
 	if *dst != nil {
 		return d.stringSliceInPlace(dst, depth, field, interned)
@@ -285,14 +287,14 @@ func (d *eventDecoder) stringSlice(dst *[]string, depth int, field string, inter
 	// allocate the slice once, at its exact size.
 	var buf [16]string
 	elems := buf[:0]
-	more, err := d.arrayStart()
+	more, err := d.ArrayStart()
 	for more && err == nil {
 		var s string
 		if err = d.element(&s, depth+1, field, interned); err != nil {
 			return err
 		}
 		elems = append(elems, s)
-		more, err = d.arrayNext()
+		more, err = d.ArrayNext()
 	}
 	if err != nil {
 		return err
@@ -312,7 +314,7 @@ func (d *eventDecoder) stringSlice(dst *[]string, depth int, field string, inter
 func (d *eventDecoder) stringSliceInPlace(dst *[]string, depth int, field string, interned bool) error {
 	s := *dst
 	n := 0
-	more, err := d.arrayStart()
+	more, err := d.ArrayStart()
 	for more && err == nil {
 		if n >= len(s) {
 			if n < cap(s) {
@@ -325,7 +327,7 @@ func (d *eventDecoder) stringSliceInPlace(dst *[]string, depth int, field string
 			return err
 		}
 		n++
-		more, err = d.arrayNext()
+		more, err = d.ArrayNext()
 	}
 	if err != nil {
 		return err
@@ -349,22 +351,22 @@ func (d *eventDecoder) element(dst *string, depth int, field string, interned bo
 
 // stringMap decodes annotations.
 func (d *eventDecoder) stringMap(dst *map[string]string, depth int, field string) error {
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '{':
 	case 'n':
 		*dst = nil
-		return d.literal()
+		return d.Literal()
 	default:
-		return d.mismatch(depth, field, "map[string]string")
+		return d.Mismatch(depth, field, "map[string]string")
 	}
 	type kv struct{ k, v string }
 	var buf [8]kv
 	pairs := buf[:0]
 	m := *dst
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return err
 		}
 		p := kv{k: intern(k)}
@@ -383,7 +385,7 @@ func (d *eventDecoder) stringMap(dst *map[string]string, depth int, field string
 		} else {
 			pairs = append(pairs, p)
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	if err != nil {
 		return err
@@ -402,18 +404,18 @@ var userFields = []string{"username", "uid", "groups", "extra"}
 
 // userValue decodes into a UserInfo struct value (the event's user).
 func (d *eventDecoder) userValue(u *authnv1.UserInfo, depth int, field string) error {
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '{':
 		return d.user(u, depth, field)
 	case 'n':
-		return d.literal()
+		return d.Literal()
 	}
-	return d.mismatch(depth, field, "v1.UserInfo")
+	return d.Mismatch(depth, field, "v1.UserInfo")
 }
 
 // userPtr decodes into a *UserInfo (impersonatedUser).
 func (d *eventDecoder) userPtr(u **authnv1.UserInfo, depth int, field string) error {
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '{':
 		if *u == nil {
 			*u = new(authnv1.UserInfo)
@@ -421,9 +423,9 @@ func (d *eventDecoder) userPtr(u **authnv1.UserInfo, depth int, field string) er
 		return d.user(*u, depth, field)
 	case 'n':
 		*u = nil
-		return d.literal()
+		return d.Literal()
 	}
-	return d.mismatch(depth, field, "v1.UserInfo")
+	return d.Mismatch(depth, field, "v1.UserInfo")
 }
 
 // userPaths names a UserInfo's fields in errors, built once rather than
@@ -444,10 +446,10 @@ var (
 
 func (d *eventDecoder) user(u *authnv1.UserInfo, depth int, field string) error {
 	p := pathsOf(field)
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return err
 		}
 		var f int
@@ -469,12 +471,12 @@ func (d *eventDecoder) user(u *authnv1.UserInfo, depth int, field string) error 
 		case 3:
 			err = d.extra(&u.Extra, depth+1, p.extra)
 		default:
-			err = d.skip(depth + 1)
+			err = d.Skip(depth + 1)
 		}
 		if err != nil {
 			return err
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	return err
 }
@@ -482,13 +484,13 @@ func (d *eventDecoder) user(u *authnv1.UserInfo, depth int, field string) error 
 // extra decodes user.extra. Each value decodes afresh (encoding/json zeroes
 // a map element before decoding into it), so no in-place merging here.
 func (d *eventDecoder) extra(dst *map[string]authnv1.ExtraValue, depth int, field string) error {
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '{':
 	case 'n':
 		*dst = nil
-		return d.literal()
+		return d.Literal()
 	default:
-		return d.mismatch(depth, field, "map[string]v1.ExtraValue")
+		return d.Mismatch(depth, field, "map[string]v1.ExtraValue")
 	}
 	type kv struct {
 		k string
@@ -497,10 +499,10 @@ func (d *eventDecoder) extra(dst *map[string]authnv1.ExtraValue, depth int, fiel
 	var buf [8]kv
 	pairs := buf[:0]
 	m := *dst
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return err
 		}
 		p := kv{k: intern(k)}
@@ -518,7 +520,7 @@ func (d *eventDecoder) extra(dst *map[string]authnv1.ExtraValue, depth int, fiel
 		} else {
 			pairs = append(pairs, p)
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	if err != nil {
 		return err
@@ -535,33 +537,33 @@ func (d *eventDecoder) extra(dst *map[string]authnv1.ExtraValue, depth int, fiel
 
 func (d *eventDecoder) authnMetadata(dst **auditv1.AuthenticationMetadata, depth int) error {
 	const field = "authenticationMetadata"
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '{':
 	case 'n':
 		*dst = nil
-		return d.literal()
+		return d.Literal()
 	default:
-		return d.mismatch(depth, field, "v1.AuthenticationMetadata")
+		return d.Mismatch(depth, field, "v1.AuthenticationMetadata")
 	}
 	if *dst == nil {
 		*dst = new(auditv1.AuthenticationMetadata)
 	}
 	names := []string{"impersonationConstraint"}
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return err
 		}
 		if lookupField(names, k) == 0 {
 			err = d.string(&(*dst).ImpersonationConstraint, depth+1, field+".impersonationConstraint")
 		} else {
-			err = d.skip(depth + 1)
+			err = d.Skip(depth + 1)
 		}
 		if err != nil {
 			return err
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	return err
 }
@@ -572,13 +574,13 @@ var objectRefFields = []string{
 }
 
 func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error {
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '{':
 	case 'n':
 		*dst = nil
-		return d.literal()
+		return d.Literal()
 	default:
-		return d.mismatch(depth, "objectRef", "v1.ObjectReference")
+		return d.Mismatch(depth, "objectRef", "v1.ObjectReference")
 	}
 	if *dst == nil {
 		a := d.alloc()
@@ -586,10 +588,10 @@ func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error
 		*dst = &a.objectRef
 	}
 	o := *dst
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return err
 		}
 		switch lookupField(objectRefFields, k) {
@@ -610,12 +612,12 @@ func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error
 		case 7:
 			err = d.internString(&o.Subresource, depth+1, "objectRef.subresource")
 		default:
-			err = d.skip(depth + 1)
+			err = d.Skip(depth + 1)
 		}
 		if err != nil {
 			return err
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	return err
 }
@@ -623,13 +625,13 @@ func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error
 var statusFields = []string{"kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"}
 
 func (d *eventDecoder) status(dst **metav1.Status, depth int) error {
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '{':
 	case 'n':
 		*dst = nil
-		return d.literal()
+		return d.Literal()
 	default:
-		return d.mismatch(depth, "responseStatus", "v1.Status")
+		return d.Mismatch(depth, "responseStatus", "v1.Status")
 	}
 	if *dst == nil {
 		a := d.alloc()
@@ -637,10 +639,10 @@ func (d *eventDecoder) status(dst **metav1.Status, depth int) error {
 		*dst = &a.status
 	}
 	s := *dst
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return err
 		}
 		switch lookupField(statusFields, k) {
@@ -661,12 +663,12 @@ func (d *eventDecoder) status(dst **metav1.Status, depth int) error {
 		case 7:
 			err = d.int32(&s.Code, depth+1, "responseStatus.code")
 		default:
-			err = d.skip(depth + 1)
+			err = d.Skip(depth + 1)
 		}
 		if err != nil {
 			return err
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	return err
 }
@@ -675,17 +677,17 @@ var listMetaFields = []string{"selfLink", "resourceVersion", "continue", "remain
 
 func (d *eventDecoder) listMeta(m *metav1.ListMeta, depth int) error {
 	const field = "responseStatus.metadata"
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '{':
 	case 'n':
-		return d.literal()
+		return d.Literal()
 	default:
-		return d.mismatch(depth, field, "v1.ListMeta")
+		return d.Mismatch(depth, field, "v1.ListMeta")
 	}
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return err
 		}
 		switch lookupField(listMetaFields, k) {
@@ -700,45 +702,45 @@ func (d *eventDecoder) listMeta(m *metav1.ListMeta, depth int) error {
 		case 4:
 			err = d.shardInfo(&m.ShardInfo, depth+1)
 		default:
-			err = d.skip(depth + 1)
+			err = d.Skip(depth + 1)
 		}
 		if err != nil {
 			return err
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	return err
 }
 
 func (d *eventDecoder) shardInfo(dst **metav1.ShardInfo, depth int) error {
 	const field = "responseStatus.metadata.shardInfo"
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '{':
 	case 'n':
 		*dst = nil
-		return d.literal()
+		return d.Literal()
 	default:
-		return d.mismatch(depth, field, "v1.ShardInfo")
+		return d.Mismatch(depth, field, "v1.ShardInfo")
 	}
 	if *dst == nil {
 		*dst = new(metav1.ShardInfo)
 	}
 	names := []string{"selector"}
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return err
 		}
 		if lookupField(names, k) == 0 {
 			err = d.string(&(*dst).Selector, depth+1, field+".selector")
 		} else {
-			err = d.skip(depth + 1)
+			err = d.Skip(depth + 1)
 		}
 		if err != nil {
 			return err
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	return err
 }
@@ -747,22 +749,22 @@ var detailsFields = []string{"name", "group", "kind", "uid", "causes", "retryAft
 
 func (d *eventDecoder) statusDetails(dst **metav1.StatusDetails, depth int) error {
 	const field = "responseStatus.details"
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '{':
 	case 'n':
 		*dst = nil
-		return d.literal()
+		return d.Literal()
 	default:
-		return d.mismatch(depth, field, "v1.StatusDetails")
+		return d.Mismatch(depth, field, "v1.StatusDetails")
 	}
 	if *dst == nil {
 		*dst = new(metav1.StatusDetails)
 	}
 	s := *dst
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return err
 		}
 		switch lookupField(detailsFields, k) {
@@ -779,12 +781,12 @@ func (d *eventDecoder) statusDetails(dst **metav1.StatusDetails, depth int) erro
 		case 5:
 			err = d.int32(&s.RetryAfterSeconds, depth+1, field+".retryAfterSeconds")
 		default:
-			err = d.skip(depth + 1)
+			err = d.Skip(depth + 1)
 		}
 		if err != nil {
 			return err
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	return err
 }
@@ -795,17 +797,17 @@ var causeFields = []string{"reason", "message", "field"}
 // semantics; the field is rare enough that it needs no fast path.
 func (d *eventDecoder) causes(dst *[]metav1.StatusCause, depth int) error {
 	const field = "responseStatus.details.causes"
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '[':
 	case 'n':
 		*dst = nil
-		return d.literal()
+		return d.Literal()
 	default:
-		return d.mismatch(depth, field, "[]v1.StatusCause")
+		return d.Mismatch(depth, field, "[]v1.StatusCause")
 	}
 	s := *dst
 	n := 0
-	more, err := d.arrayStart()
+	more, err := d.ArrayStart()
 	for more && err == nil {
 		if n >= len(s) {
 			if n < cap(s) {
@@ -818,7 +820,7 @@ func (d *eventDecoder) causes(dst *[]metav1.StatusCause, depth int) error {
 			return err
 		}
 		n++
-		more, err = d.arrayNext()
+		more, err = d.ArrayNext()
 	}
 	if err != nil {
 		return err
@@ -835,17 +837,17 @@ func (d *eventDecoder) causes(dst *[]metav1.StatusCause, depth int) error {
 
 func (d *eventDecoder) cause(c *metav1.StatusCause, depth int) error {
 	const field = "responseStatus.details.causes"
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '{':
 	case 'n':
-		return d.literal()
+		return d.Literal()
 	default:
-		return d.mismatch(depth, field, "v1.StatusCause")
+		return d.Mismatch(depth, field, "v1.StatusCause")
 	}
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return err
 		}
 		switch lookupField(causeFields, k) {
@@ -856,12 +858,12 @@ func (d *eventDecoder) cause(c *metav1.StatusCause, depth int) error {
 		case 2:
 			err = d.string(&c.Field, depth+1, field+".field")
 		default:
-			err = d.skip(depth + 1)
+			err = d.Skip(depth + 1)
 		}
 		if err != nil {
 			return err
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	return err
 }
@@ -876,7 +878,7 @@ func integer(lit []byte, lo, hi int64) (int64, bool) {
 	}
 	var u uint64
 	for _, c := range lit {
-		if !isDigit(c) {
+		if !jsonscan.IsDigit(c) {
 			return 0, false
 		}
 		if u > (math.MaxUint64-9)/10 {
@@ -897,41 +899,41 @@ func integer(lit []byte, lo, hi int64) (int64, bool) {
 }
 
 func (d *eventDecoder) int32(dst *int32, depth int, field string) error {
-	c := d.data[d.i]
+	c := d.Data[d.Pos]
 	if c == 'n' {
-		return d.literal()
+		return d.Literal()
 	}
-	if c != '-' && !isDigit(c) {
-		return d.mismatch(depth, field, "int32")
+	if c != '-' && !jsonscan.IsDigit(c) {
+		return d.Mismatch(depth, field, "int32")
 	}
-	lit, err := d.number()
+	lit, err := d.Number()
 	if err != nil {
 		return err
 	}
 	v, ok := integer(lit, math.MinInt32, math.MaxInt32)
 	if !ok {
-		return &typeError{value: "number " + string(lit), field: field, want: "int32"}
+		return &jsonscan.TypeError{Value: "number " + string(lit), Field: field, Want: "int32"}
 	}
 	*dst = int32(v)
 	return nil
 }
 
 func (d *eventDecoder) int64Ptr(dst **int64, depth int, field string) error {
-	c := d.data[d.i]
+	c := d.Data[d.Pos]
 	if c == 'n' {
 		*dst = nil
-		return d.literal()
+		return d.Literal()
 	}
-	if c != '-' && !isDigit(c) {
-		return d.mismatch(depth, field, "int64")
+	if c != '-' && !jsonscan.IsDigit(c) {
+		return d.Mismatch(depth, field, "int64")
 	}
-	lit, err := d.number()
+	lit, err := d.Number()
 	if err != nil {
 		return err
 	}
 	v, ok := integer(lit, math.MinInt64, math.MaxInt64)
 	if !ok {
-		return &typeError{value: "number " + string(lit), field: field, want: "int64"}
+		return &jsonscan.TypeError{Value: "number " + string(lit), Field: field, Want: "int64"}
 	}
 	if *dst == nil {
 		*dst = new(int64)
@@ -942,12 +944,12 @@ func (d *eventDecoder) int64Ptr(dst **int64, depth int, field string) error {
 
 // raw keeps a body as a slice of the input, validated but not decoded.
 func (d *eventDecoder) raw(dst **runtime.Unknown, slot *runtime.Unknown, depth int) error {
-	start := d.i
-	if err := d.skip(depth); err != nil {
+	start := d.Pos
+	if err := d.Skip(depth); err != nil {
 		return err
 	}
-	raw := d.data[start:d.i:d.i]
-	if isNull(raw) {
+	raw := d.Data[start:d.Pos:d.Pos]
+	if jsonscan.IsNull(raw) {
 		*dst = nil
 		return nil
 	}
@@ -959,25 +961,25 @@ func (d *eventDecoder) raw(dst **runtime.Unknown, slot *runtime.Unknown, depth i
 // timestamp decodes requestReceivedTimestamp and stageTimestamp: RFC 3339
 // with any number of fractional digits, null or "" for none.
 func (d *eventDecoder) timestamp(dst *metav1.MicroTime, depth int, field string) error {
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '"':
 	case 'n':
 		dst.Time = time.Time{}
-		return d.literal()
+		return d.Literal()
 	default:
-		start := d.i
-		if err := d.skip(depth); err != nil {
+		start := d.Pos
+		if err := d.Skip(depth); err != nil {
 			return err
 		}
-		return &timestampError{raw: d.data[start:d.i], field: field}
+		return &timestampError{raw: d.Data[start:d.Pos], field: field}
 	}
-	start, end, _, err := d.stringEnd()
+	start, end, _, err := d.StringEnd()
 	if err != nil {
 		return err
 	}
 	// Like the tolerant parser before it, this reads the string's raw
 	// text: a timestamp spelt with escapes is not a timestamp.
-	t, err := parseTimestamp(d.data[start:end])
+	t, err := parseTimestamp(d.Data[start:end])
 	if err != nil {
 		return err
 	}

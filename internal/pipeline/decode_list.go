@@ -1,5 +1,7 @@
 package pipeline
 
+import "github.com/auditpipe/auditpipe/internal/jsonscan"
+
 // EventList envelopes and the Event/EventList probe, on the same scanner as
 // the event decoder and with encoding/json's semantics for the wire struct
 // {kind, apiVersion string; items []json.RawMessage}: names match
@@ -12,15 +14,15 @@ var listFields = []string{"kind", "apiVersion", "items"}
 // slices of data (validated, not decoded). items is nil when the list has
 // no items member (or it is null), empty when it is [].
 func splitEventListFast(data []byte) (kind, apiVersion string, items [][]byte, err error) {
-	d := eventDecoder{decoder: decoder{data: data}}
-	if _, err := d.peek(); err != nil {
+	d := eventDecoder{Scanner: jsonscan.Scanner{Data: data}}
+	if _, err := d.Peek(); err != nil {
 		return "", "", nil, err
 	}
 	// The caller has checked for '{'.
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return "", "", nil, err
 		}
 		switch lookupField(listFields, k) {
@@ -31,19 +33,19 @@ func splitEventListFast(data []byte) (kind, apiVersion string, items [][]byte, e
 		case 2:
 			items, err = d.rawItems(items)
 		default:
-			err = d.skip(1)
+			err = d.Skip(1)
 		}
 		if err != nil {
 			return "", "", nil, err
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	if err != nil {
 		return "", "", nil, err
 	}
-	d.ws()
-	if d.i < len(data) {
-		return "", "", nil, d.syntax("after top-level value")
+	d.WS()
+	if d.Pos < len(data) {
+		return "", "", nil, d.Syntax("after top-level value")
 	}
 	return kind, apiVersion, items, nil
 }
@@ -51,12 +53,12 @@ func splitEventListFast(data []byte) (kind, apiVersion string, items [][]byte, e
 // rawItems reads the items array as raw values; prev is what an earlier
 // "items" member left, reused for its capacity.
 func (d *eventDecoder) rawItems(prev [][]byte) ([][]byte, error) {
-	switch d.data[d.i] {
+	switch d.Data[d.Pos] {
 	case '[':
 	case 'n':
-		return nil, d.literal()
+		return nil, d.Literal()
 	default:
-		return nil, d.mismatch(1, "items", "[]json.RawMessage")
+		return nil, d.Mismatch(1, "items", "[]json.RawMessage")
 	}
 	items := prev[:0]
 	if items == nil {
@@ -64,14 +66,14 @@ func (d *eventDecoder) rawItems(prev [][]byte) ([][]byte, error) {
 		// typical one rather than growing from one.
 		items = make([][]byte, 0, 64)
 	}
-	more, err := d.arrayStart()
+	more, err := d.ArrayStart()
 	for more && err == nil {
-		start := d.i
-		if err = d.skip(2); err != nil {
+		start := d.Pos
+		if err = d.Skip(2); err != nil {
 			return nil, err
 		}
-		items = append(items, d.data[start:d.i:d.i])
-		more, err = d.arrayNext()
+		items = append(items, d.Data[start:d.Pos:d.Pos])
+		more, err = d.ArrayNext()
 	}
 	return items, err
 }
@@ -79,33 +81,33 @@ func (d *eventDecoder) rawItems(prev [][]byte) ([][]byte, error) {
 // probeKind reads only the top-level kind of an object, validating the
 // rest, as decoding into struct{Kind string} would.
 func probeKind(data []byte) (string, error) {
-	d := eventDecoder{decoder: decoder{data: data}}
-	if _, err := d.peek(); err != nil {
+	d := eventDecoder{Scanner: jsonscan.Scanner{Data: data}}
+	if _, err := d.Peek(); err != nil {
 		return "", err
 	}
 	var kind string
-	more, err := d.objectStart()
+	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
-		if k, err = d.key(); err != nil {
+		if k, err = d.Key(); err != nil {
 			return "", err
 		}
 		if lookupField(listFields[:1], k) == 0 {
 			err = d.internString(&kind, 1, "kind")
 		} else {
-			err = d.skip(1)
+			err = d.Skip(1)
 		}
 		if err != nil {
 			return "", err
 		}
-		more, err = d.objectNext()
+		more, err = d.ObjectNext()
 	}
 	if err != nil {
 		return "", err
 	}
-	d.ws()
-	if d.i < len(data) {
-		return "", d.syntax("after top-level value")
+	d.WS()
+	if d.Pos < len(data) {
+		return "", d.Syntax("after top-level value")
 	}
 	return kind, nil
 }

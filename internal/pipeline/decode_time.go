@@ -3,6 +3,8 @@ package pipeline
 import (
 	"fmt"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/jsonscan"
 )
 
 // parseTimestamp reads an audit timestamp: RFC 3339 with any number of
@@ -50,7 +52,7 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 	nsec := 0
 	if rest[0] == '.' {
 		n := 1
-		for n < len(rest) && isDigit(rest[n]) {
+		for n < len(rest) && jsonscan.IsDigit(rest[n]) {
 			n++
 		}
 		if n == 1 || n > 10 {
@@ -89,7 +91,7 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 func digits(b []byte) (int, bool) {
 	n := 0
 	for _, c := range b {
-		if !isDigit(c) {
+		if !jsonscan.IsDigit(c) {
 			return 0, false
 		}
 		n = n*10 + int(c-'0')
