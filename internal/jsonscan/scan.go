@@ -631,3 +631,27 @@ func Valid(data []byte) bool {
 
 // Reset points the scanner at data, from its start.
 func (d *Scanner) Reset(data []byte) { d.Data, d.Pos = data, 0 }
+
+// StrScratch is Str for callers that do not keep the content: content that
+// needs unquoting goes into *scratch, reused from call to call, so that
+// reading escaped strings does not allocate. The result is valid until
+// *scratch is next used.
+func (d *Scanner) StrScratch(scratch *[]byte) ([]byte, error) {
+	data := d.Data
+	start := d.Pos + 1
+	j := scanPlain(data, start)
+	if j < len(data) && data[j] == '"' {
+		d.Pos = j + 1
+		return data[start:j], nil
+	}
+	start, end, escaped, err := d.StringEnd()
+	if err != nil {
+		return nil, err
+	}
+	raw := data[start:end]
+	if !escaped && utf8.Valid(raw) {
+		return raw, nil
+	}
+	*scratch = Unquote((*scratch)[:0], raw)
+	return *scratch, nil
+}

@@ -159,47 +159,13 @@ func IsJWT(tok []byte) bool {
 	return err == nil && bytes.HasPrefix(bytes.TrimLeft(dec, " \t\r\n"), []byte("{"))
 }
 
-// ContainsJWT reports whether b holds anything that looks like a JWT: three
-// base64url segments joined by dots, the first starting "eyJ" (base64url of
-// `{"`). Tests of other packages use it to prove no token got through.
+// ContainsJWT reports whether b holds anything that looks like a JWT, by
+// the same linear search the redactor uses on text. Tests of other
+// packages use it to prove no token got through.
 func ContainsJWT(b []byte) bool {
-	_, _, ok := findJWT(b, 0)
-	return ok
-}
-
-// findJWT returns the span of the first JWT-looking run in b at or after
-// from.
-func findJWT(b []byte, from int) (start, end int, ok bool) {
-	for i := from; i < len(b); {
-		j := bytes.Index(b[i:], []byte("eyJ"))
-		if j < 0 {
-			return 0, 0, false
-		}
-		start = i + j
-		k := start
-		var runs [3]int
-		seg := 0
-		for k < len(b) && seg < 3 {
-			c := b[k]
-			if isB64URL(c) {
-				runs[seg]++
-			} else if c == '.' && seg < 2 {
-				seg++
-			} else {
-				break
-			}
-			k++
-		}
-		if seg == 2 && runs[0] >= 4 && runs[1] >= 2 {
-			return start, k, true
-		}
-		i = start + 3
-	}
-	return 0, 0, false
-}
-
-func isB64URL(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+	var t textState
+	t.findJWTs(b)
+	return len(t.found) > 0
 }
 
 // NewJWTRecord builds the record for tok, verifying its signature against

@@ -1,0 +1,417 @@
+package redact
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"slices"
+)
+
+// Credentials in free text: any string of an event (a request URI, an
+// annotation, user.extra, a status message, a custom resource's field, a
+// ConfigMap holding a kubeconfig) is searched for them, after
+// percent-decoding, since a URI may encode any byte. Each search is one
+// forward pass (or a look-back of bounded length at each separator), so
+// the whole is linear in the string, whatever an attacker puts in it.
+//
+// What is found is replaced in place, the rest of the string kept:
+//   - a JWT (header.payload[.signature…], base64url with or without
+//     padding, spaces allowed around the dots; its header decodes to '{'
+//     followed by a quote or white space, so `eyJ`, `eyAi` and `ew…`
+//     headers are all caught, even glued to other text);
+//   - what follows "Bearer " or "Basic " (any case; also after '+' or
+//     %20, as in a query);
+//   - the value after a "token", "password", "passwd", "client-key-data",
+//     "client-secret" or "api-key" key and ':' or '=' (kubeconfig YAML,
+//     JSON held in a string, query parameters such as access_token=);
+//   - a PEM private key block, BEGIN to END;
+//   - the password of a URL's user information (scheme://user:pass@host).
+//
+// JWTs and bearer tokens become "redacted:sha256:<hex>": they are
+// unguessable, so the hash identifies the token across events without
+// revealing it. Everything else becomes "redacted:secret", with an HMAC
+// under the configured fingerprint key when there is one.
+
+const (
+	redactedSHA    = "redacted:sha256:"
+	redactedSecret = "redacted:secret"
+)
+
+// kvKeys are names whose value, in text, is a credential. They match at
+// the end of a longer name too (access_token, id-token), case-insensitively.
+var kvKeys = []string{"token", "password", "passwd", "client-key-data", "client-secret", "api-key", "api_key", "apikey"}
+
+// found is one credential in the decoded view of a string.
+type found struct {
+	start, end int
+	hashed     bool // replaced by its SHA-256 rather than as a secret
+}
+
+// textState is the scratch space of the text search, reused across strings.
+type textState struct {
+	view  []byte  // percent-decoded string
+	index []int32 // view offset -> string offset
+	found []found
+	out   []byte
+}
+
+// scrub returns s with every credential replaced, or nil when it has none.
+// The result is valid until the next call.
+func (t *textState) scrub(r *Redactor, s []byte) []byte {
+	if len(s) < 6 {
+		return nil
+	}
+	v := s
+	t.index = t.index[:0]
+	if bytes.IndexByte(s, '%') >= 0 {
+		v = t.percentDecode(s)
+	}
+	t.found = t.found[:0]
+	t.findJWTs(v)
+	t.findAuthSchemes(v)
+	t.findKeyValues(v)
+	t.findPEM(v)
+	t.findUserinfo(v)
+	if len(t.found) == 0 {
+		return nil
+	}
+	// Back to offsets of s, merged where they overlap.
+	if len(t.index) > 0 {
+		for i := range t.found {
+			t.found[i].start = int(t.index[t.found[i].start])
+			t.found[i].end = int(t.index[t.found[i].end])
+		}
+	}
+	slices.SortFunc(t.found, func(a, b found) int { return a.start - b.start })
+	merged := t.found[:1]
+	for _, f := range t.found[1:] {
+		last := &merged[len(merged)-1]
+		if f.start < last.end {
+			last.end = max(last.end, f.end)
+			last.hashed = last.hashed && f.hashed
+			continue
+		}
+		merged = append(merged, f)
+	}
+	out := t.out[:0]
+	prev := 0
+	for _, f := range merged {
+		out = append(out, s[prev:f.start]...)
+		out = r.appendReplacement(out, s[f.start:f.end], f.hashed)
+		prev = f.end
+	}
+	out = append(out, s[prev:]...)
+	t.out = out
+	return out
+}
+
+// appendReplacement appends what stands in for a credential.
+func (r *Redactor) appendReplacement(out, secret []byte, hashed bool) []byte {
+	if hashed {
+		sum := sha256.Sum256(secret)
+		out = append(out, redactedSHA...)
+		return hex.AppendEncode(out, sum[:])
+	}
+	out = append(out, redactedSecret...)
+	if r.fpKey != nil {
+		m := hmac.New(sha256.New, r.fpKey)
+		m.Write(secret)
+		out = append(out, ":hmac-sha256:"...)
+		out = hex.AppendEncode(out, m.Sum(nil))
+	}
+	return out
+}
+
+// percentDecode decodes %XX escapes into t.view, recording for each view
+// byte the offset of the string it came from.
+func (t *textState) percentDecode(s []byte) []byte {
+	v := t.view[:0]
+	idx := t.index[:0]
+	for i := 0; i < len(s); {
+		if s[i] == '%' && i+2 < len(s) {
+			hi, ok1 := hexVal(s[i+1])
+			lo, ok2 := hexVal(s[i+2])
+			if ok1 && ok2 {
+				v = append(v, byte(hi<<4|lo))
+				idx = append(idx, int32(i))
+				i += 3
+				continue
+			}
+		}
+		v = append(v, s[i])
+		idx = append(idx, int32(i))
+		i++
+	}
+	idx = append(idx, int32(len(s)))
+	t.view, t.index = v, idx
+	return v
+}
+
+func hexVal(c byte) (int, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0'), true
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10, true
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10, true
+	}
+	return 0, false
+}
+
+func isB64URL(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
+
+// isSegment reports a byte of a JWT segment: base64url or padding.
+func isSegment(c byte) bool { return isB64URL(c) || c == '=' }
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+var b64Value = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	const url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := 0; i < len(url); i++ {
+		t[url[i]] = int8(i)
+	}
+	return t
+}()
+
+// jwtHeaderAt reports whether a JWT header can start at v[i]: its first
+// three base64url characters decode to '{' followed by a quote or white
+// space, and a fourth segment character follows. It looks at four bytes,
+// so trying it at every position stays linear.
+func jwtHeaderAt(v []byte, i int) bool {
+	if i+4 > len(v) || v[i] != 'e' || !isSegment(v[i+3]) {
+		return false
+	}
+	x, y := b64Value[v[i+1]], b64Value[v[i+2]]
+	if x < 0 || y < 0 {
+		return false
+	}
+	b0 := byte(b64Value['e'])<<2 | byte(x)>>4
+	b1 := byte(x&15)<<4 | byte(y)>>2
+	return b0 == '{' && (b1 == '"' || isSpace(b1))
+}
+
+// findJWTs finds runs of segments joined by dots (white space allowed
+// around a dot) in which a segment holding a JWT header is followed by a
+// payload segment of two or more characters and a third segment, possibly
+// empty (alg "none" tokens end in a dot). Everything from the header to
+// the end of the run is the token: a JWE's further segments, or text glued
+// to the signature, go with it.
+func (t *textState) findJWTs(v []byte) {
+	if bytes.IndexByte(v, '.') < 0 {
+		return
+	}
+	for i := 0; i < len(v); {
+		if !isSegment(v[i]) {
+			i++
+			continue
+		}
+		start := -1
+		// The two segments before the current one: the earlier's header
+		// candidate, the later's header candidate and length.
+		prev2Header, prevHeader, prevLen, segments := -1, -1, 0, 0
+		complete := func(header, length int) {
+			if start < 0 && segments >= 2 && prev2Header >= 0 && prevLen >= 2 {
+				start = prev2Header
+			}
+			prev2Header, prevHeader, prevLen = prevHeader, header, length
+			segments++
+		}
+		j := i
+		for {
+			segStart, header := j, -1
+			for j < len(v) && isSegment(v[j]) {
+				if header < 0 && jwtHeaderAt(v, j) {
+					header = j
+				}
+				j++
+			}
+			complete(header, j-segStart)
+			k := j
+			for k < len(v) && isSpace(v[k]) {
+				k++
+			}
+			if k >= len(v) || v[k] != '.' {
+				break
+			}
+			k++
+			for k < len(v) && isSpace(v[k]) {
+				k++
+			}
+			j = k
+			if j >= len(v) || !isSegment(v[j]) {
+				complete(-1, 0) // the empty segment after a trailing dot
+				break
+			}
+		}
+		if start >= 0 {
+			t.found = append(t.found, found{start: start, end: j, hashed: true})
+		}
+		i = max(j, i+1)
+	}
+}
+
+// findAuthSchemes finds the credential after "Bearer" or "Basic".
+func (t *textState) findAuthSchemes(v []byte) {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !isSpace(c) && c != '+' {
+			continue
+		}
+		var hashed bool
+		switch {
+		case i >= 6 && bytes.EqualFold(v[i-6:i], []byte("bearer")):
+			hashed = true
+		case i >= 5 && bytes.EqualFold(v[i-5:i], []byte("basic")):
+		default:
+			continue
+		}
+		j := i
+		for j < len(v) && (isSpace(v[j]) || v[j] == '+') {
+			j++
+		}
+		k := j
+		for k < len(v) && isCredential(v[k]) {
+			k++
+		}
+		if k > j {
+			t.found = append(t.found, found{start: j, end: k, hashed: hashed})
+		}
+		i = max(i, k-1)
+	}
+}
+
+// isCredential is RFC 6750's b64token alphabet.
+func isCredential(c byte) bool {
+	return isB64URL(c) || c == '.' || c == '~' || c == '+' || c == '/' || c == '='
+}
+
+// findKeyValues finds values after a credential's key and ':' or '='.
+func (t *textState) findKeyValues(v []byte) {
+	for i := 0; i < len(v); i++ {
+		if v[i] != ':' && v[i] != '=' {
+			continue
+		}
+		// Look back over spaces and one closing quote to the key's end.
+		k := i
+		for k > 0 && (v[k-1] == ' ' || v[k-1] == '\t') {
+			k--
+		}
+		if k > 0 && (v[k-1] == '"' || v[k-1] == '\'') {
+			k--
+		}
+		key := ""
+		for _, name := range kvKeys {
+			if k >= len(name) && bytes.EqualFold(v[k-len(name):k], []byte(name)) {
+				key = name
+				break
+			}
+		}
+		if key == "" {
+			continue
+		}
+		j := i + 1
+		for j < len(v) && (v[j] == ' ' || v[j] == '\t') {
+			j++
+		}
+		end := j
+		if j < len(v) && (v[j] == '"' || v[j] == '\'') {
+			q := v[j]
+			j++
+			end = j
+			for end < len(v) && v[end] != q && v[end] != '\n' {
+				end++
+			}
+		} else {
+			for end < len(v) && !isValueEnd(v[end]) {
+				end++
+			}
+			for end > j && isSpace(v[end-1]) {
+				end--
+			}
+		}
+		if end > j && !bytes.HasPrefix(v[j:end], []byte("redacted:")) {
+			t.found = append(t.found, found{start: j, end: end, hashed: key == "token"})
+		}
+		i = max(i, end-1)
+	}
+}
+
+func isValueEnd(c byte) bool {
+	switch c {
+	case '\n', '\r', '&', ',', ';', '}', '"', '\'':
+		return true
+	}
+	return false
+}
+
+// findPEM finds private key blocks. A block without its END line runs to
+// the end of the string.
+func (t *textState) findPEM(v []byte) {
+	begin := []byte("-----BEGIN ")
+	for i := 0; i < len(v); {
+		j := bytes.Index(v[i:], begin)
+		if j < 0 {
+			return
+		}
+		start := i + j
+		labelStart := start + len(begin)
+		le := bytes.Index(v[labelStart:min(len(v), labelStart+80)], []byte("-----"))
+		if le < 0 || !bytes.Contains(v[labelStart:labelStart+le], []byte("PRIVATE KEY")) {
+			i = labelStart
+			continue
+		}
+		end := len(v)
+		if e := bytes.Index(v[labelStart+le:], []byte("-----END")); e >= 0 {
+			end = labelStart + le + e + len("-----END")
+			if tail := bytes.Index(v[end:min(len(v), end+80)], []byte("-----")); tail >= 0 {
+				end += tail + len("-----")
+			}
+		}
+		t.found = append(t.found, found{start: start, end: end})
+		i = end
+	}
+}
+
+// findUserinfo finds the password in scheme://user:password@host.
+func (t *textState) findUserinfo(v []byte) {
+	for i := 0; i < len(v); {
+		j := bytes.Index(v[i:], []byte("://"))
+		if j < 0 {
+			return
+		}
+		start := i + j + 3
+		colon := -1
+		k := start
+		for ; k < len(v); k++ {
+			c := v[k]
+			if c == '@' || c == '/' || c == '?' || c == '#' || isSpace(c) || c == '"' {
+				break
+			}
+			if c == ':' && colon < 0 {
+				colon = k
+			}
+		}
+		if k < len(v) && v[k] == '@' && colon >= 0 && k > colon+1 {
+			t.found = append(t.found, found{start: colon + 1, end: k})
+		}
+		i = max(k, start)
+	}
+}
+
+// decodeBase64 decodes std or url base64 with or without padding.
+func decodeBase64(s []byte) ([]byte, bool) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if out, err := enc.DecodeString(string(s)); err == nil {
+			return out, true
+		}
+	}
+	return nil, false
+}
