@@ -131,10 +131,10 @@ func TestFixtureEventLists(t *testing.T) {
 		"webhook-batch.json":             {items: 8, item: -1},
 		"webhook-single.json":            {items: 1, item: -1},
 		"empty.json":                     {items: 0, item: -1},
-		"bad-apiversion-v1beta1.json":    {errLike: `unsupported apiVersion "audit.k8s.io/v1beta1"`, item: -1},
+		"v1beta1.json":                   {items: 1, item: -1},
 		"bad-kind.json":                  {errLike: `unexpected kind "PolicyList"`, item: -1},
 		"bad-malformed-item.json":        {errLike: "parsing timestamp", item: 1},
-		"bad-item-wrong-apiversion.json": {errLike: `unsupported apiVersion "audit.k8s.io/v1beta1"`, item: 1},
+		"bad-item-wrong-apiversion.json": {errLike: `unsupported apiVersion "audit.k8s.io/v2"`, item: 1},
 		"bad-not-json.txt":               {errLike: pipeline.ErrNotJSON.Error(), item: -1},
 		"bad-truncated.json":             {errLike: "unexpected end of JSON input", item: -1},
 	}

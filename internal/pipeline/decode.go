@@ -9,12 +9,16 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
 
-// The only audit API version apiservers have written since 1.24 removed
-// v1beta1; anything else is refused by name rather than half-decoded.
+// The audit API versions read. v1 is what apiservers have written since
+// 1.24 removed v1beta1; v1beta1 still comes from old clusters and
+// archives. Its events have every v1 field (plus metadata and a
+// deprecated timestamp, ignored), so they decode into v1 as they are.
+// Anything else is refused by name rather than half-decoded.
 const (
-	AuditAPIVersion = "audit.k8s.io/v1"
-	KindEvent       = "Event"
-	KindEventList   = "EventList"
+	AuditAPIVersion        = "audit.k8s.io/v1"
+	AuditAPIVersionV1beta1 = "audit.k8s.io/v1beta1"
+	KindEvent              = "Event"
+	KindEventList          = "EventList"
 )
 
 // ItemError reports which item of an EventList could not be decoded, so the
@@ -30,8 +34,8 @@ func (e *ItemError) Unwrap() error { return e.Err }
 // checkTypeMeta accepts an empty kind/apiVersion (webhook EventList items
 // omit them) and otherwise requires the expected ones.
 func checkTypeMeta(kind, apiVersion, wantKind string) error {
-	if apiVersion != "" && apiVersion != AuditAPIVersion {
-		return fmt.Errorf("unsupported apiVersion %q: want %q", apiVersion, AuditAPIVersion)
+	if apiVersion != "" && apiVersion != AuditAPIVersion && apiVersion != AuditAPIVersionV1beta1 {
+		return fmt.Errorf("unsupported apiVersion %q: want %q (or %q)", apiVersion, AuditAPIVersion, AuditAPIVersionV1beta1)
 	}
 	if kind != "" && kind != wantKind {
 		return fmt.Errorf("unexpected kind %q: want %q", kind, wantKind)
@@ -39,33 +43,43 @@ func checkTypeMeta(kind, apiVersion, wantKind string) error {
 	return nil
 }
 
-// DecodeEvent decodes one audit.k8s.io/v1 Event into ev, exactly as
-// encoding/json would decode it into auditv1.Event (with timestamps of any
-// precision), but in a single pass without reflection: see decode_event.go.
-// The request and response bodies alias data: callers that keep ev must keep
-// data unchanged. ev is left as it was when data does not decode.
+// DecodeEvent decodes one audit.k8s.io/v1 (or v1beta1) Event into ev,
+// exactly as encoding/json would decode it into auditv1.Event (with
+// timestamps of any precision), but in a single pass without reflection:
+// see decode_event.go. ev always comes out as v1. The request and response
+// bodies alias data: callers that keep ev must keep data unchanged. ev is
+// left as it was when data does not decode.
 func DecodeEvent(data []byte, ev *auditv1.Event) error {
+	_, err := decodeEvent(data, ev)
+	return err
+}
+
+// decodeEvent is DecodeEvent that also returns the apiVersion the event
+// named ("" when it named none).
+func decodeEvent(data []byte, ev *auditv1.Event) (string, error) {
 	var out auditv1.Event
 	kind, apiVersion, err := decodeEventFast(data, &out)
 	if err != nil {
-		return Permanent(fmt.Errorf("decoding event: %w", err))
+		return "", Permanent(fmt.Errorf("decoding event: %w", err))
 	}
 	if err := checkTypeMeta(kind, apiVersion, KindEvent); err != nil {
-		return Permanent(fmt.Errorf("decoding event: %w", err))
+		return "", Permanent(fmt.Errorf("decoding event: %w", err))
 	}
 	*ev = out
 	ev.Kind, ev.APIVersion = KindEvent, AuditAPIVersion
-	return nil
+	return apiVersion, nil
 }
 
 // Decode fills e from one event's JSON and tags it with its cluster.
 func (e *Event) Decode(cluster string, data []byte) error {
-	if err := DecodeEvent(data, &e.Event); err != nil {
+	apiVersion, err := decodeEvent(data, &e.Event)
+	if err != nil {
 		return err
 	}
 	e.Cluster = cluster
 	e.Raw = data
 	e.Hash = ContentHash(&e.Event)
+	e.V1beta1 = apiVersion == AuditAPIVersionV1beta1
 	return nil
 }
 
@@ -77,19 +91,34 @@ var ErrNotJSON = errors.New("body is not a JSON object")
 // to forward events byte for byte; DecodeEvent validates each item. Items
 // that were already on one line (what the apiserver writes) alias data.
 func SplitEventList(data []byte) ([][]byte, error) {
+	items, _, err := SplitEventListVersion(data, nil, 0)
+	return items, err
+}
+
+// ErrTooManyItems reports an EventList with more items than the caller
+// allows.
+var ErrTooManyItems = errors.New("too many items")
+
+// SplitEventListVersion is SplitEventList that also returns the list's
+// apiVersion, and appends the items to buf (which may be nil) so that a
+// caller splitting many lists can reuse one slice. With maxItems > 0 it
+// stops at the first item beyond maxItems, with an error wrapping
+// ErrTooManyItems: a 64 MiB body of `{},` would otherwise cost half a
+// gigabyte of slice headers before anyone counted them.
+func SplitEventListVersion(data []byte, buf [][]byte, maxItems int) (items [][]byte, apiVersion string, err error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
-		return nil, Permanent(fmt.Errorf("decoding event list: %w", ErrNotJSON))
+		return nil, "", Permanent(fmt.Errorf("decoding event list: %w", ErrNotJSON))
 	}
-	kind, apiVersion, raw, err := splitEventListFast(data)
+	kind, apiVersion, raw, err := splitEventListFast(data, buf, maxItems)
 	if err != nil {
-		return nil, Permanent(fmt.Errorf("decoding event list: %w", err))
+		return nil, "", Permanent(fmt.Errorf("decoding event list: %w", err))
 	}
 	if kind == "" && apiVersion == "" && raw == nil {
-		return nil, Permanent(errors.New("decoding event list: no kind, apiVersion or items: not an audit EventList"))
+		return nil, "", Permanent(errors.New("decoding event list: no kind, apiVersion or items: not an audit EventList"))
 	}
 	if err := checkTypeMeta(kind, apiVersion, KindEventList); err != nil {
-		return nil, Permanent(fmt.Errorf("decoding event list: %w", err))
+		return nil, "", Permanent(fmt.Errorf("decoding event list: %w", err))
 	}
 	for i, item := range raw {
 		raw[i] = compact(item)
@@ -97,7 +126,7 @@ func SplitEventList(data []byte) ([][]byte, error) {
 	if raw == nil {
 		raw = [][]byte{}
 	}
-	return raw, nil
+	return raw, apiVersion, nil
 }
 
 // compact returns raw on one line. The apiserver already writes compact JSON,

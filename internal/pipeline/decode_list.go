@@ -1,6 +1,10 @@
 package pipeline
 
-import "github.com/auditpipe/auditpipe/internal/jsonscan"
+import (
+	"fmt"
+
+	"github.com/auditpipe/auditpipe/internal/jsonscan"
+)
 
 // EventList envelopes and the Event/EventList probe, on the same scanner as
 // the event decoder and with encoding/json's semantics for the wire struct
@@ -13,7 +17,7 @@ var listFields = []string{"kind", "apiVersion", "items"}
 // splitEventListFast reads an EventList's envelope and returns its items as
 // slices of data (validated, not decoded). items is nil when the list has
 // no items member (or it is null), empty when it is [].
-func splitEventListFast(data []byte) (kind, apiVersion string, items [][]byte, err error) {
+func splitEventListFast(data []byte, buf [][]byte, maxItems int) (kind, apiVersion string, items [][]byte, err error) {
 	d := eventDecoder{Scanner: jsonscan.Scanner{Data: data}}
 	if _, err := d.Peek(); err != nil {
 		return "", "", nil, err
@@ -31,7 +35,10 @@ func splitEventListFast(data []byte) (kind, apiVersion string, items [][]byte, e
 		case 1:
 			err = d.internString(&apiVersion, 1, "apiVersion")
 		case 2:
-			items, err = d.rawItems(items)
+			if items == nil {
+				items = buf
+			}
+			items, err = d.rawItems(items, maxItems)
 		default:
 			err = d.Skip(1)
 		}
@@ -52,7 +59,7 @@ func splitEventListFast(data []byte) (kind, apiVersion string, items [][]byte, e
 
 // rawItems reads the items array as raw values; prev is what an earlier
 // "items" member left, reused for its capacity.
-func (d *eventDecoder) rawItems(prev [][]byte) ([][]byte, error) {
+func (d *eventDecoder) rawItems(prev [][]byte, maxItems int) ([][]byte, error) {
 	switch d.Data[d.Pos] {
 	case '[':
 	case 'n':
@@ -71,6 +78,9 @@ func (d *eventDecoder) rawItems(prev [][]byte) ([][]byte, error) {
 		start := d.Pos
 		if err = d.Skip(2); err != nil {
 			return nil, err
+		}
+		if maxItems > 0 && len(items) == maxItems {
+			return nil, fmt.Errorf("%w: more than %d", ErrTooManyItems, maxItems)
 		}
 		items = append(items, d.Data[start:d.Pos:d.Pos])
 		more, err = d.ArrayNext()

@@ -38,6 +38,9 @@ type Event struct {
 	Raw []byte
 	// Hash identifies the request and stage by content; see ContentHash.
 	Hash uint64
+	// V1beta1 reports an event that named audit.k8s.io/v1beta1: decoded
+	// into v1, but Raw still reads as it was sent.
+	V1beta1 bool
 }
 
 // Reset clears e for reuse, keeping allocated capacity where that is safe.
