@@ -16,7 +16,7 @@ import (
 // scenarios, not one event, decides the figures.
 const streamSize = 20000
 
-func realisticStream(b *testing.B) (events [][]byte, bytes int64) {
+func realisticStream(b testing.TB) (events [][]byte, bytes int64) {
 	b.Helper()
 	g := gen.New(gen.Config{Seed: 7, AttackRatio: 0.02})
 	// The stream as it travels through Kafka: ingest has already replaced
