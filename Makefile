@@ -21,6 +21,7 @@ FUZZ_TARGETS ?= \
 	./internal/detectors:FuzzPodSpec \
 	./internal/detectors:FuzzSelector \
 	./internal/redact:FuzzRedact \
+	./internal/redact:FuzzRedactMarker \
 	./internal/ingest:FuzzFastPath \
 	./internal/detectors/rules:FuzzRuleCompile
 
