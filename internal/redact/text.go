@@ -69,11 +69,24 @@ func (t *textState) scrub(r *Redactor, s []byte) []byte {
 		v = t.percentDecode(s)
 	}
 	t.found = t.found[:0]
-	t.findJWTs(v)
-	t.findAuthSchemes(v)
-	t.findKeyValues(v)
-	t.findPEM(v)
-	t.findUserinfo(v)
+	// Each search runs only where the byte it hinges on occurs; the
+	// checks are vectorised, so the common string (a name, a UID, a path)
+	// costs a few of them and nothing more.
+	if bytes.Count(v, []byte{'.'}) >= 2 {
+		t.findJWTs(v)
+	}
+	if bytes.IndexByte(v, 'b') >= 0 || bytes.IndexByte(v, 'B') >= 0 {
+		t.findAuthSchemes(v)
+	}
+	if bytes.IndexByte(v, ':') >= 0 || bytes.IndexByte(v, '=') >= 0 {
+		t.findKeyValues(v)
+	}
+	if bytes.Contains(v, []byte("-----")) {
+		t.findPEM(v)
+	}
+	if bytes.IndexByte(v, '@') >= 0 {
+		t.findUserinfo(v)
+	}
 	if len(t.found) == 0 {
 		return nil
 	}
@@ -258,22 +271,28 @@ func (t *textState) findJWTs(v []byte) {
 	}
 }
 
-// findAuthSchemes finds the credential after "Bearer" or "Basic".
+// findAuthSchemes finds the credential after "Bearer" or "Basic" (any
+// case) and white space or '+'. It visits each 'b' once.
 func (t *textState) findAuthSchemes(v []byte) {
+	var next byteFinder
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !isSpace(c) && c != '+' {
-			continue
+		if i = next.index(v, i); i < 0 {
+			return
 		}
+		var n int
 		var hashed bool
 		switch {
-		case i >= 6 && bytes.EqualFold(v[i-6:i], []byte("bearer")):
-			hashed = true
-		case i >= 5 && bytes.EqualFold(v[i-5:i], []byte("basic")):
+		case i+6 < len(v) && bytes.EqualFold(v[i:i+6], []byte("bearer")):
+			n, hashed = 6, true
+		case i+5 < len(v) && bytes.EqualFold(v[i:i+5], []byte("basic")):
+			n = 5
 		default:
 			continue
 		}
-		j := i
+		j := i + n
+		if !isSpace(v[j]) && v[j] != '+' {
+			continue
+		}
 		for j < len(v) && (isSpace(v[j]) || v[j] == '+') {
 			j++
 		}
@@ -286,6 +305,37 @@ func (t *textState) findAuthSchemes(v []byte) {
 		}
 		i = max(i, k-1)
 	}
+}
+
+// byteFinder finds the next 'b' or 'B' at or after a position. It keeps
+// the next of each it found, so that a string with many of one and few of
+// the other is still searched in linear time.
+type byteFinder struct {
+	lo, up     int
+	loOK, upOK bool
+}
+
+func (f *byteFinder) index(v []byte, from int) int {
+	if !f.loOK || (f.lo >= 0 && f.lo < from) {
+		f.lo, f.loOK = indexFrom(v, from, 'b'), true
+	}
+	if !f.upOK || (f.up >= 0 && f.up < from) {
+		f.up, f.upOK = indexFrom(v, from, 'B'), true
+	}
+	switch {
+	case f.lo < 0:
+		return f.up
+	case f.up < 0:
+		return f.lo
+	}
+	return min(f.lo, f.up)
+}
+
+func indexFrom(v []byte, from int, c byte) int {
+	if j := bytes.IndexByte(v[from:], c); j >= 0 {
+		return from + j
+	}
+	return -1
 }
 
 // isCredential is RFC 6750's b64token alphabet.

@@ -52,29 +52,62 @@ const (
 	roleObjectRef
 )
 
-// roleNames maps member names to roles. Names match as encoding/json
-// matches struct fields (case-insensitively), since the consumers of these
-// bodies decode them that way.
-var roleNames = []struct {
-	name string
-	role role
-}{
-	{"data", roleData}, {"stringData", roleStringData}, {"items", roleItems},
-	{"rows", roleRows}, {"object", roleObject}, {"metadata", roleMetadata},
-	{"annotations", roleAnnotations}, {"spec", roleSpec}, {"status", roleStatus},
-	{"requestObject", roleBody}, {"responseObject", roleBody}, {"objectRef", roleObjectRef},
+// roleNames maps member names, lower-cased, to roles. Names match as
+// encoding/json matches struct fields (case-insensitively), since the
+// consumers of these bodies decode them that way.
+var roleNames = map[string]role{
+	"data": roleData, "stringdata": roleStringData, "items": roleItems,
+	"rows": roleRows, "object": roleObject, "metadata": roleMetadata,
+	"annotations": roleAnnotations, "spec": roleSpec, "status": roleStatus,
+	"requestobject": roleBody, "responseobject": roleBody, "objectref": roleObjectRef,
 }
 
-func roleOf(key []byte) role {
-	if len(key) < 4 || len(key) > 14 {
-		return roleOther
-	}
-	for _, rn := range roleNames {
-		if keyIs(key, rn.name) {
-			return rn.role
+// member is what a member's name says, read once per member.
+type member struct {
+	role                 role
+	kind, path, value    bool // "kind", "path", "value"
+	token                bool // "token"
+	credential, hashable bool // named like a credential; like a token
+}
+
+// classify reads a member name. ASCII names (all that apiservers write)
+// are lower-cased into a small buffer and looked up once; others go the
+// slow way, with Unicode case folding as encoding/json matches names.
+func classify(key []byte) member {
+	var m member
+	if len(key) > 32 || !isASCII(key) {
+		for name, r := range roleNames {
+			if keyIs(key, name) {
+				m.role = r
+			}
 		}
+		m.kind, m.path, m.value, m.token = keyIs(key, "kind"), keyIs(key, "path"), keyIs(key, "value"), keyIs(key, "token")
+		m.credential = credentialName(key)
+		m.hashable = m.credential && len(key) >= 5 && bytes.EqualFold(key[len(key)-5:], []byte("token"))
+		return m
 	}
-	return roleOther
+	var buf [32]byte
+	lower := buf[:len(key)]
+	for i, c := range key {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	m.role = roleNames[string(lower)]
+	switch string(lower) {
+	case "kind":
+		m.kind = true
+	case "path":
+		m.path = true
+	case "value":
+		m.value = true
+	case "token":
+		m.token = true
+	}
+	m.credential = credentialName(lower)
+	m.hashable = m.credential && bytes.HasSuffix(lower, []byte("token"))
+	return m
 }
 
 // keyIs matches an unescaped member name against a field name the way
@@ -272,7 +305,8 @@ func (d *doc) object(depth int, parent int32, r role) error {
 		if _, err := d.sc.Peek(); err != nil {
 			return err
 		}
-		kr := roleOf(key)
+		mk := classify(key)
+		kr := mk.role
 		if d.event && self == 0 {
 			// Only the event's own members are bodies and references.
 			if kr == roleObjectRef {
@@ -286,16 +320,15 @@ func (d *doc) object(depth int, parent int32, r role) error {
 		valStart := d.sc.Pos
 		// Everything the name decides is read now: key is scratch that
 		// the walk of the value reuses.
-		isKind, isPath, isValue := keyIs(key, "kind"), patchOp && keyIs(key, "path"), patchOp && keyIs(key, "value")
+		isKind, isPath, isValue := mk.kind, patchOp && mk.path, patchOp && mk.value
 		k := plainKey
 		switch {
-		case keyIs(key, "token") && (r == roleSpec || r == roleStatus):
+		case mk.token && (r == roleSpec || r == roleStatus):
 			k = tokenField
-		case credentialName(key):
+		case mk.hashable:
+			k = tokenKey
+		case mk.credential:
 			k = credentialKey
-			if len(key) >= 5 && bytes.EqualFold(key[len(key)-5:], []byte("token")) {
-				k = tokenKey
-			}
 		}
 		switch c := d.sc.Data[valStart]; {
 		case c == '"' && (isKind || isPath):
