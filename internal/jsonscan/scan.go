@@ -29,15 +29,8 @@ import (
 	"unsafe"
 )
 
-// The scanner below is the lexical half of the audit-event decoder: a
-// single pass over the input that validates JSON exactly as encoding/json's
-// scanner does (so that every input encoding/json refuses is refused here
-// too) while handing the structural half (decode_event.go) unquoted strings,
-// number literals and raw values without reflection or per-token
-// allocation.
-
 // MaxDepth is encoding/json's limit on nested objects and arrays; a
-// body nested deeper is refused the same way, and the recursion in skip
+// body nested deeper is refused the same way, and the recursion in Skip
 // stays bounded.
 const MaxDepth = 10000
 
@@ -65,9 +58,13 @@ func (e *TypeError) Error() string {
 	return fmt.Sprintf("cannot unmarshal %s into field %s of type %s", e.Value, e.Field, e.Want)
 }
 
+// ErrUnexpectedEnd reports input that ended inside a value.
 var ErrUnexpectedEnd = &SyntaxError{Msg: "unexpected end of JSON input", Offset: -1}
 
-// decoder walks data once; i is the offset of the next unread byte.
+// Scanner is a cursor over one JSON document: Data is the input, Pos the
+// offset of the next unread byte. Its methods validate as they consume and
+// hand out unquoted strings, number literals and raw values without
+// reflection or per-token allocation.
 type Scanner struct {
 	Data []byte
 	Pos  int
@@ -85,6 +82,8 @@ func quoteChar(c byte) string {
 	return "'" + s[1:len(s)-1] + "'"
 }
 
+// Syntax returns the syntax error for the byte at d.Pos, worded as
+// encoding/json words it, context saying what was expected.
 func (d *Scanner) Syntax(context string) error {
 	if d.Pos >= len(d.Data) {
 		return ErrUnexpectedEnd
@@ -92,7 +91,7 @@ func (d *Scanner) Syntax(context string) error {
 	return &SyntaxError{Msg: "invalid character " + quoteChar(d.Data[d.Pos]) + " " + context, Offset: d.Pos}
 }
 
-// ws skips JSON whitespace (exactly space, tab, CR and LF).
+// WS skips JSON whitespace (exactly space, tab, CR and LF).
 func (d *Scanner) WS() {
 	for d.Pos < len(d.Data) {
 		switch d.Data[d.Pos] {
@@ -104,7 +103,7 @@ func (d *Scanner) WS() {
 	}
 }
 
-// peek returns the next non-space byte without consuming it.
+// Peek returns the next non-space byte without consuming it.
 func (d *Scanner) Peek() (byte, error) {
 	d.WS()
 	if d.Pos >= len(d.Data) {
@@ -113,7 +112,7 @@ func (d *Scanner) Peek() (byte, error) {
 	return d.Data[d.Pos], nil
 }
 
-// objectStart consumes the '{' at d.Pos and reports whether a member follows;
+// ObjectStart consumes the '{' at d.Pos and reports whether a member follows;
 // when it does, d.Pos is at the member's opening quote.
 func (d *Scanner) ObjectStart() (bool, error) {
 	d.Pos++
@@ -131,7 +130,7 @@ func (d *Scanner) ObjectStart() (bool, error) {
 	return false, d.Syntax("looking for beginning of object key string")
 }
 
-// objectNext consumes the ',' or '}' after a member's value and reports
+// ObjectNext consumes the ',' or '}' after a member's value and reports
 // whether another member follows (d.Pos then at its opening quote).
 func (d *Scanner) ObjectNext() (bool, error) {
 	c, err := d.Peek()
@@ -155,7 +154,7 @@ func (d *Scanner) ObjectNext() (bool, error) {
 	return false, d.Syntax("after object key:value pair")
 }
 
-// key reads a member name and its colon, leaving d.Pos at the value. The name
+// Key reads a member name and its colon, leaving d.Pos at the value. The name
 // is unquoted; it aliases the input unless it had escapes or invalid UTF-8,
 // and is only valid until the next call.
 func (d *Scanner) Key() ([]byte, error) {
@@ -177,7 +176,7 @@ func (d *Scanner) Key() ([]byte, error) {
 	return k, nil
 }
 
-// arrayStart consumes the '[' at d.Pos and reports whether an element
+// ArrayStart consumes the '[' at d.Pos and reports whether an element
 // follows; d.Pos is then at the element.
 func (d *Scanner) ArrayStart() (bool, error) {
 	d.Pos++
@@ -192,7 +191,7 @@ func (d *Scanner) ArrayStart() (bool, error) {
 	return true, nil
 }
 
-// arrayNext consumes the ',' or ']' after an element and reports whether
+// ArrayNext consumes the ',' or ']' after an element and reports whether
 // another element follows.
 func (d *Scanner) ArrayNext() (bool, error) {
 	c, err := d.Peek()
@@ -211,7 +210,7 @@ func (d *Scanner) ArrayNext() (bool, error) {
 	return false, d.Syntax("after array element")
 }
 
-// literal consumes true, false or null at d.Pos.
+// Literal consumes true, false or null at d.Pos.
 func (d *Scanner) Literal() error {
 	var want string
 	switch d.Data[d.Pos] {
@@ -237,9 +236,10 @@ func (d *Scanner) Literal() error {
 	return nil
 }
 
+// IsDigit reports an ASCII digit.
 func IsDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-// number consumes a number literal at d.Pos and returns its text.
+// Number consumes a number literal at d.Pos and returns its text.
 func (d *Scanner) Number() ([]byte, error) {
 	data, start := d.Data, d.Pos
 	j := d.Pos
@@ -359,7 +359,7 @@ func scanPlain(data []byte, j int) int {
 	return j
 }
 
-// stringEnd validates the string whose opening quote is at d.Pos, leaving d.Pos
+// StringEnd validates the string whose opening quote is at d.Pos, leaving d.Pos
 // after its closing quote. It returns the raw content's bounds and whether
 // the content has escapes.
 func (d *Scanner) StringEnd() (start, end int, escaped bool, err error) {
@@ -414,44 +414,44 @@ func isHex(c byte) bool {
 	return IsDigit(c) || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
 }
 
-// str reads the string at d.Pos and returns its unquoted content. Plain
-// content (the usual case) aliases the input; content with escapes or
-// invalid UTF-8 is unquoted into a new buffer, as encoding/json does.
-func (d *Scanner) Str() ([]byte, error) {
+// content reads the string at d.Pos and returns its raw content (between
+// the quotes) and whether it must be unquoted: it has escapes or invalid
+// UTF-8. Plain content, the usual case, takes one vectorised scan.
+func (d *Scanner) content() (raw []byte, unquote bool, err error) {
 	data := d.Data
 	start := d.Pos + 1
 	j := scanPlain(data, start)
 	if j < len(data) && data[j] == '"' {
 		d.Pos = j + 1
-		return data[start:j], nil
+		return data[start:j], false, nil
 	}
 	start, end, escaped, err := d.StringEnd()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	raw := data[start:end]
-	if !escaped && utf8.Valid(raw) {
-		return raw, nil
+	raw = data[start:end]
+	return raw, escaped || !utf8.Valid(raw), nil
+}
+
+// Str reads the string at d.Pos and returns its unquoted content. Plain
+// content (the usual case) aliases the input; content with escapes or
+// invalid UTF-8 is unquoted into a new buffer, as encoding/json does.
+func (d *Scanner) Str() ([]byte, error) {
+	raw, unquote, err := d.content()
+	if err != nil || !unquote {
+		return raw, err
 	}
 	return Unquote(make([]byte, 0, len(raw)+utf8.UTFMax), raw), nil
 }
 
-// strString is str converted to a string. Content str had to unquote is
+// StrString is Str converted to a string. Content Str had to unquote is
 // already a fresh buffer, so it becomes the string without a second copy.
 func (d *Scanner) StrString() (string, error) {
-	data := d.Data
-	start := d.Pos + 1
-	j := scanPlain(data, start)
-	if j < len(data) && data[j] == '"' {
-		d.Pos = j + 1
-		return string(data[start:j]), nil
-	}
-	start, end, escaped, err := d.StringEnd()
+	raw, unquote, err := d.content()
 	if err != nil {
 		return "", err
 	}
-	raw := data[start:end]
-	if !escaped && utf8.Valid(raw) {
+	if !unquote {
 		return string(raw), nil
 	}
 	b := Unquote(make([]byte, 0, len(raw)+utf8.UTFMax), raw)
@@ -463,7 +463,20 @@ func (d *Scanner) StrString() (string, error) {
 	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
 
-// unquote appends the decoded content of a validated string to dst with
+// StrScratch is Str for callers that do not keep the content: content that
+// needs unquoting goes into *scratch, reused from call to call, so that
+// reading escaped strings does not allocate. The result is valid until
+// *scratch is next used.
+func (d *Scanner) StrScratch(scratch *[]byte) ([]byte, error) {
+	raw, unquote, err := d.content()
+	if err != nil || !unquote {
+		return raw, err
+	}
+	*scratch = Unquote((*scratch)[:0], raw)
+	return *scratch, nil
+}
+
+// Unquote appends the decoded content of a validated string to dst with
 // encoding/json's rules: invalid UTF-8 and unpaired surrogates become
 // U+FFFD.
 func Unquote(dst, s []byte) []byte {
@@ -534,7 +547,7 @@ func hex4(s []byte) rune {
 	return r
 }
 
-// skip validates and consumes the value at d.Pos. depth counts the objects
+// Skip validates and consumes the value at d.Pos. depth counts the objects
 // and arrays enclosing it.
 func (d *Scanner) Skip(depth int) error {
 	c, err := d.Peek()
@@ -589,7 +602,7 @@ func (d *Scanner) Skip(depth int) error {
 	return d.Syntax("looking for beginning of value")
 }
 
-// mismatch validates the value at d.Pos, which has the wrong type for field,
+// Mismatch validates the value at d.Pos, which has the wrong type for field,
 // and reports it the way encoding/json would.
 func (d *Scanner) Mismatch(depth int, field, want string) error {
 	start := d.Pos
@@ -615,7 +628,7 @@ func (d *Scanner) Mismatch(depth int, field, want string) error {
 	return &TypeError{Value: value, Field: field, Want: want}
 }
 
-// isNull reports whether the raw value is the literal null.
+// IsNull reports whether the raw value is the literal null.
 func IsNull(raw []byte) bool { return bytes.Equal(raw, []byte("null")) }
 
 // Valid reports whether data is one JSON value (surrounded by optional
@@ -631,27 +644,3 @@ func Valid(data []byte) bool {
 
 // Reset points the scanner at data, from its start.
 func (d *Scanner) Reset(data []byte) { d.Data, d.Pos = data, 0 }
-
-// StrScratch is Str for callers that do not keep the content: content that
-// needs unquoting goes into *scratch, reused from call to call, so that
-// reading escaped strings does not allocate. The result is valid until
-// *scratch is next used.
-func (d *Scanner) StrScratch(scratch *[]byte) ([]byte, error) {
-	data := d.Data
-	start := d.Pos + 1
-	j := scanPlain(data, start)
-	if j < len(data) && data[j] == '"' {
-		d.Pos = j + 1
-		return data[start:j], nil
-	}
-	start, end, escaped, err := d.StringEnd()
-	if err != nil {
-		return nil, err
-	}
-	raw := data[start:end]
-	if !escaped && utf8.Valid(raw) {
-		return raw, nil
-	}
-	*scratch = Unquote((*scratch)[:0], raw)
-	return *scratch, nil
-}
