@@ -17,7 +17,7 @@ var hostileShapes = []string{
 	"TokenURI", "TokenDots", "Dots",
 	"DeepObject", "DeepArray",
 	"EscapeUnicode", "EscapeBackslash", "EscapeQuote",
-	"TinyItems",
+	"TinyItems", "EmptyItems",
 }
 
 // hostileSizes are BenchmarkHostile's body sizes, by row name.
@@ -169,7 +169,7 @@ func hostile(w io.Writer, res results, notRun map[string]float64) {
 	fmt.Fprintf(w, "What a sender holding a webhook credential can post to make ingest spend more per byte (BenchmarkHostile): ")
 	fmt.Fprintf(w, "a requestURI of `eyJ` repeated (TokenURI), a ConfigMap value of `eyJ.` or `a.` repeated (TokenDots, Dots), ")
 	fmt.Fprintf(w, "a requestObject nested `{\"a\":…}` or `[[…]]` as deep as the size allows (DeepObject, DeepArray; past encoding/json's 10,000 levels ingest refuses the event, status 400), ")
-	fmt.Fprintf(w, "a string of `\\u0041`, `\\\\` or `\\\"` escapes (EscapeUnicode, EscapeBackslash, EscapeQuote), and an EventList of `{}` items (TinyItems, with the per-request event cap raised to let 1 MiB of them in). ")
+	fmt.Fprintf(w, "a string of `\\u0041`, `\\\\` or `\\\"` escapes (EscapeUnicode, EscapeBackslash, EscapeQuote), and EventLists of many tiny items: the smallest events ingest's validation accepts, each with its own auditID (TinyItems), and `{}` (EmptyItems, refused item by item where ingest validates events), with the per-request event cap raised to let 1 MiB of them in. ")
 	fmt.Fprintf(w, "Every other field is a realistic ResponseComplete event. Each row posts one body of 1 KiB, 64 KiB or 1 MiB through the whole handler (httptest: body read, split, redaction, validation, keys, a producer that acknowledges at once), with max-event-bytes at 4 MiB so that no event is truncated. ")
 	fmt.Fprintf(w, "A linear path costs about the same per byte at every size (less at 1 MiB, where the fixed cost of a request is spread thinner); the requirement is that 1 MiB cost at most %d× per byte what 1 KiB does. ", maxHostileGrowth)
 	fmt.Fprintf(w, "A row whose one request is predicted (from the smaller sizes) to take longer than the benchmark's -hostile-max-request is not run, and fails.\n\n")
