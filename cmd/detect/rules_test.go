@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 )
 
 func TestRulesCommand(t *testing.T) {
@@ -34,6 +37,15 @@ func TestRulesCommand(t *testing.T) {
       match:
         - {verb: get, objectRef: {resource: pods}, responseStatus: {code: 200}}
 `)
+	// Forty macros, each ORing the previous one with itself: refused at
+	// the first that exceeds the bound, instead of never returning.
+	var bomb strings.Builder
+	bomb.WriteString("macros:\n  - macro: m1\n    condition: verb == \"get\"\n")
+	for i := 2; i <= 40; i++ {
+		fmt.Fprintf(&bomb, "  - macro: m%d\n    condition: m%d or m%d\n", i, i-1, i-1)
+	}
+	bomb.WriteString("rules:\n  - rule: bomb\n    severity: low\n    condition: m40\n")
+	bombPath := write("bomb.yaml", bomb.String())
 	f := func(args []string, wantErr bool, wantOut ...string) {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
@@ -58,6 +70,8 @@ func TestRulesCommand(t *testing.T) {
 		bad+`:6:15: rule "loud": unknown severity "extreme"`,
 		"2 problems")
 	f([]string{"rules", "check", filepath.Join(dir, "missing.yaml")}, true, "missing.yaml")
+	f([]string{"rules", "check", bombPath}, true,
+		fmt.Sprintf("%s:29:16: macro m14 expands to more than %d expression nodes", bombPath, rules.MaxExpandedNodes), "1 problems")
 	f([]string{"rules", "test", "-no-default", "-v", good}, false,
 		"PASS shell-into-pod match[0]", "PASS shell-into-pod nomatch[1]", "3 passed, 0 failed")
 	f([]string{"rules", "test", "-no-default", failing}, true,

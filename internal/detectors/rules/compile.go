@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -62,7 +63,13 @@ type mergedMacro struct {
 	at     pos
 	seq    int
 	state  macroState
-	broken bool // has errors of its own, already reported
+	broken bool // has errors of its own, or uses a broken macro; reported once
+	// isBool records the type checkMacro found: bool, or else unknown (a
+	// body value), which is all a macro may be.
+	isBool bool
+	// size is macroSize's memo; sizing marks a computation in progress.
+	size          int
+	sized, sizing bool
 }
 
 type mergedRule struct {
@@ -78,6 +85,11 @@ type compiler struct {
 	macros          map[string]*mergedMacro
 	paths           map[string]*bodyPath
 	errs            []error
+	// checking is the chain of macros checkMacro is inside, to name a cycle.
+	checking []*mergedMacro
+	// total is the expanded size of what the set has compiled so far, held
+	// to MaxSetNodes.
+	total int
 }
 
 func newConfig(expectBool bool) *conf.Config {
@@ -216,8 +228,7 @@ func (f visitFunc) Visit(node *ast.Node) { f(node) }
 
 // expansion is the outcome of inlining lists and macros into a tree.
 type expansion struct {
-	cycle  string // a macro cycle through the first macro on the stack
-	broken bool   // uses a macro that has errors of its own
+	broken bool // uses a macro that has errors of its own
 }
 
 // expand replaces list names with their items and macro names with their
@@ -236,17 +247,9 @@ func (c *compiler) expand(node *ast.Node, stack []string, x *expansion) {
 		if m == nil {
 			return
 		}
-		for i, s := range stack {
-			if s == m.name {
-				if i == 0 && x.cycle == "" {
-					x.cycle = strings.Join(append(stack[:len(stack):len(stack)], m.name), " -> ")
-				}
-				x.broken = true
-				ast.Patch(n, &ast.BoolNode{Value: false})
-				return
-			}
-		}
-		if m.broken {
+		// checkMacro reports cycles and marks the macros in them broken;
+		// the stack only guards against looping forever if one got by.
+		if m.broken || slices.Contains(stack, m.name) {
 			x.broken = true
 			ast.Patch(n, &ast.BoolNode{Value: false})
 			return
@@ -322,13 +325,19 @@ func (c *compiler) program(node ast.Node, src string, cfg *conf.Config) (*vm.Pro
 
 // checkMacro reports a macro's own errors once, after those of the macros
 // it uses, so that a broken macro is reported where it is defined and not
-// again at every use.
+// again at every use. Each macro is checked on its own text, the macros it
+// uses standing in as constants of their types: checking every macro's full
+// expansion would cost the square of the length of a chain of macros.
 func (c *compiler) checkMacro(m *mergedMacro) {
 	if m.state != macroUnchecked {
 		return
 	}
 	m.state = macroChecking
-	defer func() { m.state = macroDone }()
+	c.checking = append(c.checking, m)
+	defer func() {
+		m.state = macroDone
+		c.checking = c.checking[:len(c.checking)-1]
+	}()
 	trees := make([]*parser.Tree, len(m.parts))
 	for i, part := range m.parts {
 		tree, ok := c.parse(part, part.text, 0, true)
@@ -337,47 +346,131 @@ func (c *compiler) checkMacro(m *mergedMacro) {
 			continue
 		}
 		trees[i] = tree
+		var cycle string
 		ast.Walk(&tree.Node, visitFunc(func(n *ast.Node) {
-			if id, ok := (*n).(*ast.IdentifierNode); ok {
-				if dep := c.macros[id.Value]; dep != nil && dep != m {
-					c.checkMacro(dep)
+			id, ok := (*n).(*ast.IdentifierNode)
+			if !ok {
+				return
+			}
+			dep := c.macros[id.Value]
+			switch {
+			case dep == nil:
+			case dep.state == macroChecking:
+				if cycle == "" {
+					cycle = c.cycle(m, dep)
+				}
+			default:
+				c.checkMacro(dep)
+				if dep.broken {
+					m.broken = true // reported at dep
 				}
 			}
 		}))
+		if cycle != "" {
+			c.errorAt(partPos(part), "macro cycle: %s", cycle)
+			m.broken = true
+		}
 	}
 	if m.broken {
 		return
 	}
+	// Refuse before inlining anything: the size is computed from the
+	// memoized sizes of the macros m uses.
+	if c.macroSize(m) > MaxExpandedNodes {
+		c.errorAt(partPos(m.parts[len(m.parts)-1]),
+			"macro %s expands to more than %d expression nodes (the limit for one condition): every use of a macro copies it, so a macro that uses another twice doubles its size", m.name, MaxExpandedNodes)
+		m.broken = true
+		return
+	}
+	m.isBool = len(m.parts) > 1 // (part1) || (part2) is bool
 	for i, part := range m.parts {
-		var x expansion
-		c.expand(&trees[i].Node, []string{m.name}, &x)
-		if x.cycle != "" {
-			c.errorAt(pos{part.src, part.node.Line, part.node.Column}, "macro cycle: %s", x.cycle)
-			m.broken = true
-			continue
-		}
-		if x.broken {
-			m.broken = true // a macro it uses is broken and was reported
-			continue
-		}
-		if err := c.check(trees[i], c.cfgBool); err != nil {
+		c.standIn(&trees[i].Node)
+		t, err := checker.Check(trees[i], c.cfgBool)
+		if err != nil {
 			c.exprError(part, 0, err, "macro "+m.name+": ")
 			m.broken = true
+			continue
+		}
+		if len(m.parts) == 1 {
+			m.isBool = t != nil && t.Kind() == reflect.Bool
 		}
 	}
 }
+
+// cycle names the macro cycle closed by m using dep, which checkMacro is
+// inside: m -> dep -> ... -> m.
+func (c *compiler) cycle(m, dep *mergedMacro) string {
+	names := []string{m.name}
+	i := slices.Index(c.checking, dep)
+	for _, x := range c.checking[i : len(c.checking)-1] {
+		names = append(names, x.name)
+	}
+	return strings.Join(append(names, m.name), " -> ")
+}
+
+// standIn inlines lists and replaces each use of a checked macro with a
+// constant of the macro's type, which type-checks as the expansion would:
+// a macro's text cannot refer to anything of the place it is used in (#
+// or a let variable there), since it was checked on its own.
+func (c *compiler) standIn(node *ast.Node) {
+	ast.Walk(node, visitFunc(func(n *ast.Node) {
+		id, ok := (*n).(*ast.IdentifierNode)
+		if !ok {
+			return
+		}
+		if l := c.lists[id.Value]; l != nil {
+			ast.Patch(n, listNode(l))
+		} else if m := c.macros[id.Value]; m != nil {
+			var v any // unknown, like a body value
+			if m.isBool {
+				v = true
+			}
+			ast.Patch(n, &ast.ConstantNode{Value: v})
+		}
+	}))
+}
+
+// spend adds the expanded size n of something the set keeps to the set's
+// total, and reports at p, once, when that exceeds MaxSetNodes.
+func (c *compiler) spend(p pos, rule string, n int) bool {
+	if c.total > MaxSetNodes {
+		return false // reported
+	}
+	c.total += n
+	if c.total > MaxSetNodes {
+		c.errorAt(p, "rule %q: the rule set expands to more than %d expression nodes (the limit for a set); no further rules were compiled", rule, MaxSetNodes)
+		return false
+	}
+	return true
+}
+
+// full reports whether the set has exceeded MaxSetNodes.
+func (c *compiler) full() bool { return c.total > MaxSetNodes }
 
 // condition parses, expands and checks every part of a rule's condition
 // (reporting each problem once) and returns the expanded tree, the parts
 // ANDed, or nil.
 func (c *compiler) condition(name string, parts []condPart) ast.Node {
 	ok := true
-	for _, part := range parts {
+	trees := make([]*parser.Tree, len(parts))
+	size := len(parts) - 1 // the && joining the parts
+	for i, part := range parts {
 		tree, good := c.parse(part, part.text, 0, true)
 		if !good {
 			ok = false
 			continue
 		}
+		trees[i] = tree
+		if size = saturate(size + c.treeSize(tree.Node)); size > MaxExpandedNodes && ok {
+			c.errorAt(partPos(part), "rule %s: the condition expands to more than %d expression nodes (the limit for one condition)", name, MaxExpandedNodes)
+			return nil
+		}
+	}
+	if !ok || !c.spend(partPos(parts[0]), name, size) {
+		return nil
+	}
+	for i, part := range parts {
+		tree := trees[i]
 		var x expansion
 		c.expand(&tree.Node, nil, &x)
 		if x.broken {
@@ -407,9 +500,12 @@ func (c *compiler) condition(name string, parts []condPart) ast.Node {
 	return out
 }
 
+// partPos is where a condition part's text starts in its file.
+func partPos(part condPart) pos { return pos{part.src, part.node.Line, part.node.Column} }
+
 // exception compiles one exception to a program that is true when every
 // field equals the value at its place in one of the tuples.
-func (c *compiler) exception(ex exceptionDef) (*vm.Program, bool) {
+func (c *compiler) exception(rule string, ex exceptionDef) (*vm.Program, bool) {
 	ok := true
 	fields := make([]string, len(ex.fields))
 	for i, f := range ex.fields {
@@ -454,6 +550,12 @@ func (c *compiler) exception(ex exceptionDef) (*vm.Program, bool) {
 	}
 	if or == nil {
 		or = &ast.BoolNode{Value: false}
+	}
+	if n := c.treeSize(or); n > MaxExpandedNodes {
+		c.errorAt(ex.at, "exception %q: its values make more than %d expression nodes (the limit for one condition)", ex.name, MaxExpandedNodes)
+		return nil, false
+	} else if !c.spend(ex.at, rule, n) {
+		return nil, false
 	}
 	prog, err := c.program(or, or.String(), c.cfgBool)
 	if err != nil {
@@ -518,6 +620,16 @@ func (c *compiler) template(name string, part condPart) ([]templatePart, bool) {
 		src := s[i+2 : i+2+j]
 		start := runeOff(off + i + 2)
 		tree, good := c.parse(part, src, start, true)
+		if good {
+			if n := c.treeSize(tree.Node); n > MaxExpandedNodes {
+				line, col := locate(part, start)
+				c.errs = append(c.errs, &Error{File: part.src.name, Line: line, Column: col,
+					Message: fmt.Sprintf("rule %s output: the expression expands to more than %d expression nodes (the limit for one condition)", name, MaxExpandedNodes)})
+				good = false
+			} else if !c.spend(partPos(part), name, n) {
+				good = false
+			}
+		}
 		if good {
 			var x expansion
 			c.expand(&tree.Node, nil, &x)
@@ -640,7 +752,7 @@ func (c *compiler) compileRule(mr *mergedRule) *rule {
 		}
 	}
 	for _, ex := range d.exceptions {
-		prog, good := c.exception(ex)
+		prog, good := c.exception(d.name, ex)
 		ok = ok && good
 		r.exceptions = append(r.exceptions, ruleException{name: ex.name, prog: prog})
 	}
@@ -669,9 +781,11 @@ func (c *compiler) compileRule(mr *mergedRule) *rule {
 		return nil
 	}
 	// The index and the evidence read a fresh copy: checking and
-	// optimizing rewrite the tree they are given.
-	r.cons = constraintsOf(c.freshCondition(mr.parts))
-	r.evidence = c.evidence(c.freshCondition(mr.parts))
+	// optimizing rewrite the tree they are given. Neither changes it, so
+	// they share one.
+	fresh := c.freshCondition(mr.parts)
+	r.cons = constraintsOf(fresh)
+	r.evidence = c.evidence(fresh)
 	prog, err := c.program(cond, cond.String(), c.cfgBool)
 	if err != nil {
 		c.errorAt(d.at, "rule %q: compiling condition: %v", d.name, err)

@@ -8,8 +8,8 @@ import (
 )
 
 // FuzzRuleCompile feeds arbitrary bytes to the loader: it must return a set
-// or errors, never panic, and a set it returns must judge events without
-// panicking.
+// or errors, never panic or hang (MaxExpandedNodes and MaxSetNodes bound
+// the work), and a set it returns must judge events without panicking.
 func FuzzRuleCompile(f *testing.F) {
 	if data, err := os.ReadFile("testdata/exec.yaml"); err == nil {
 		f.Add(data)
@@ -21,6 +21,12 @@ func FuzzRuleCompile(f *testing.F) {
 	f.Add([]byte("macros:\n  - macro: a\n    condition: b\n  - macro: b\n    condition: a\nrules:\n  - rule: r\n    severity: low\n    condition: a\n"))
 	f.Add([]byte("rules:\n  - rule: r\n    severity: low\n    condition: has(\"a[*].b[\\\"c]\\\"]\")\n    output: \"{{ object(\\\"x[0]\\\") }}{{\"\n"))
 	f.Add([]byte("lists: &a [*a]\n"))
+	// Macro expansion bombs, refused by MaxExpandedNodes before anything
+	// is inlined, and a doubling within the bound for the fuzzer to grow.
+	f.Add(macroDoubling(40))
+	f.Add(macroDoubling(8))
+	f.Add(macroChain(1000, 30))
+	f.Add([]byte("lists:\n  - list: l\n    items: [a, b, c, d, e, f, g, h]\nmacros:\n  - macro: a\n    condition: verb in l\n  - macro: b\n    condition: a or a or a\n  - macro: c\n    condition: b and b and b\nrules:\n  - rule: r\n    severity: low\n    condition: c or c\n    output: \"{{ c and b }}\"\n"))
 	var events []*pipeline.Event
 	for _, js := range []string{privilegedPod, metadataPod} {
 		var ev pipeline.Event

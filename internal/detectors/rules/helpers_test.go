@@ -54,3 +54,36 @@ func generatedRules(n int) []byte {
 }
 
 func runtimeGosched() { runtime.Gosched() }
+
+// macroDoubling writes n macros, each ORing the previous one with itself,
+// and a rule using the last: inlined, macro k has 2^(k+1)-1 nodes, so the
+// file is a few kilobytes and its expansion exponential.
+func macroDoubling(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString("macros:\n  - macro: m1\n    condition: verb == \"get\"\n")
+	for i := 2; i <= n; i++ {
+		fmt.Fprintf(&b, "  - macro: m%d\n    condition: m%d or m%d\n", i, i-1, i-1)
+	}
+	fmt.Fprintf(&b, "rules:\n  - rule: bomb\n    severity: low\n    condition: m%d\n", n)
+	return b.Bytes()
+}
+
+// macroChain writes n macros, each ORing the previous one with a test of a
+// list of items items, and a rule using the last: the expansion grows by
+// the same amount per macro, so it is linear in n.
+func macroChain(n, items int) []byte {
+	var b bytes.Buffer
+	b.WriteString("lists:\n  - list: team_namespaces\n    items: [")
+	for i := range items {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "team-%d", i)
+	}
+	b.WriteString("]\nmacros:\n  - macro: c1\n    condition: verb == \"get\"\n")
+	for i := 2; i <= n; i++ {
+		fmt.Fprintf(&b, "  - macro: c%d\n    condition: c%d or objectRef.namespace in team_namespaces\n", i, i-1)
+	}
+	fmt.Fprintf(&b, "rules:\n  - rule: chain\n    severity: low\n    condition: c%d\n", n)
+	return b.Bytes()
+}

@@ -35,6 +35,9 @@ func Load(files ...File) (*Set, error) {
 	}
 	s := &Set{paths: c.paths}
 	for _, mr := range rules {
+		if c.full() {
+			break // reported once; compiling more would only cost time
+		}
 		if r := c.compileRule(mr); r != nil {
 			s.rules = append(s.rules, r)
 		}
