@@ -202,12 +202,16 @@ func (r *replayer) flush(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("replay: producing events of %s..%s: %w", r.origins[0], r.origins[len(r.origins)-1], err)
 	}
+	// res.Rejected lists only the first rejections of the batch; the
+	// counts cover them all.
 	for _, rej := range res.Rejected {
-		r.rejected++
-		r.reasons[rej.Reason]++
-		if r.rejected <= 10 {
+		if r.rejected++; r.rejected <= 10 {
 			fmt.Fprintf(r.stderr, "%s: %s\n", r.origins[rej.Index], rej.Error)
 		}
+	}
+	r.rejected += res.RejectedCount - len(res.Rejected)
+	for reason, n := range res.RejectedReasons {
+		r.reasons[reason] += n
 	}
 	r.accepted += res.Accepted
 	r.produced += res.Produced

@@ -326,13 +326,15 @@ func TestIngestSaturatedAnswers429(t *testing.T) {
 	})
 	t.Run("bytes", func(t *testing.T) {
 		prod := &blockingProducer{entered: make(chan struct{}, 8), release: make(chan struct{})}
-		srv, reg := newServerWith(t, Config{MaxBodyBytes: 64 << 10, MaxInFlightBytes: 64 << 10}, prod)
+		// The smallest budget Validate allows: one request at both limits,
+		// 64 KiB of body and 60 events at 1 KiB each.
+		srv, reg := newServerWith(t, Config{MaxBodyBytes: 64 << 10, MaxEventsPerRequest: 60, MaxInFlightBytes: 124 << 10}, prod)
 		batch := func(base int) string {
 			var items []string
 			for i := range 50 {
 				items = append(items, item(base+i, "a", ""))
 			}
-			return eventList(items...) // about 40 KiB: two do not fit in 64 KiB
+			return eventList(items...) // about 40 KiB and 50 KiB of events: two do not fit in 124 KiB
 		}
 		var wg sync.WaitGroup
 		wg.Go(func() { post(t, srv.URL+"/audit/c1", batch(0)) })
@@ -373,6 +375,15 @@ func TestConfigValidate(t *testing.T) {
 	f(Config{DedupEntries: -1}, "dedup-entries must be positive")
 	f(Config{MaxBodyBytes: 1 << 20, MaxEventBytes: 2 << 20}, "max-event-bytes (2097152) must not exceed max-body-bytes")
 	f(Config{MaxBodyBytes: 1 << 20, MaxInFlightBytes: 1 << 10}, "max-inflight-bytes (1024) must be at least max-body-bytes")
+	f(Config{MaxBodyBytes: 1 << 20, MaxEventsPerRequest: 1000, MaxInFlightBytes: 2_000_000}, "max-inflight-bytes (2000000) must be at least max-body-bytes (1048576) plus max-events-per-request (1000) × 1024 bytes per event, 2072576 in all")
+	f(Config{MaxBodyBytes: 1 << 20, MaxEventsPerRequest: 1000, MaxInFlightBytes: 2072576}, "")
+	f(Config{MaxEventsPerRequest: -1}, "max-events-per-request must be positive")
+	f(Config{MaxReadingRequests: -1}, "max-reading-requests must be positive")
+	f(Config{MinBodyRate: -1}, "min-body-rate must be positive")
+	f(Config{BodyRateGrace: -time.Second}, "body-rate-grace must be positive")
+	f(Config{BodyRateGrace: time.Minute, ReadTimeout: 30 * time.Second}, "body-rate-grace (1m0s) must be shorter than read-timeout (30s)")
+	// The budget's default grows to fit a raised event cap.
+	f(Config{MaxEventsPerRequest: 1_000_000}, "")
 	f(Config{RetryAfter: time.Millisecond}, "retry-after must be at least 1s")
 	f(Config{DefaultCluster: "a b"}, "cluster: invalid cluster name")
 }
