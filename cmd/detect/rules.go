@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/auditpipe/auditpipe/internal/cli"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 )
 
@@ -64,7 +65,13 @@ func loadRules(name string, args []string, stdout, stderr io.Writer) (*rules.Set
 		return nil, fs, false, err
 	}
 	files = append(files, user...)
-	set, err := rules.Load(files...)
+	// Interruptible: a huge rule set can take a while to refuse.
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	set, err := rules.LoadContext(ctx, files...)
+	if ctx.Err() != nil {
+		return nil, fs, false, err
+	}
 	if err != nil {
 		problems := rules.Errors(err)
 		for _, p := range problems {

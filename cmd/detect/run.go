@@ -194,12 +194,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	// User rules beside the built-in detectors; the watcher swaps in a
 	// changed rule set atomically and keeps the old one when the new one
-	// does not load.
-	watcher, err := rules.NewWatcher(rules.WatcherConfig{Files: cli.SplitList(o.ruleFiles), NoDefault: o.noDefaultRules, Interval: o.rulesReload}, log, reg)
+	// does not load. Its context is the signal context, so SIGTERM stops a
+	// reload in progress instead of waiting for it.
+	watcher, err := rules.NewWatcher(ctx, rules.WatcherConfig{Files: cli.SplitList(o.ruleFiles), NoDefault: o.noDefaultRules, Interval: o.rulesReload}, log, reg)
 	if err != nil {
 		return errors.Join(err, closeAll())
 	}
-	wctx, wstop := context.WithCancel(context.Background())
+	wctx, wstop := context.WithCancel(ctx)
 	var wwg sync.WaitGroup
 	wwg.Go(func() { _ = watcher.Run(wctx) })
 	closers = append(closers, func() error { wstop(); wwg.Wait(); return nil })

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -98,7 +99,8 @@ func loadAll(config string, ruleFiles []string, noDefault bool) (pipeline.EventD
 		}
 		set, err = rules.Load(files...)
 	} else {
-		set, err = rules.LoadWithDefault(ruleFiles...)
+		// scan installs no signal handler: SIGTERM ends it, load or not.
+		set, err = rules.LoadWithDefault(context.Background(), ruleFiles...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("loading rules: %w", err)

@@ -2,9 +2,16 @@ package rules
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // loadErrors loads files named user.yaml, bomb.yaml, ... and returns the
@@ -131,5 +138,88 @@ func TestSetSizeBounded(t *testing.T) {
 	want := fmt.Sprintf(`rule "r%d": the rule set expands to more than %d expression nodes`, k, MaxSetNodes)
 	if len(msgs) != 1 || !strings.Contains(msgs[0], want) {
 		t.Errorf("errors\n  %s\nwant one containing %q", strings.Join(msgs, "\n  "), want)
+	}
+}
+
+// cancelAfter is a context whose Err cancels it on the nth call: a load
+// interrupted in its middle, deterministically.
+type cancelAfter struct {
+	context.Context
+	cancel   context.CancelFunc
+	n, calls int
+}
+
+func (c *cancelAfter) Err() error {
+	if c.calls++; c.calls == c.n {
+		c.cancel()
+	}
+	return c.Context.Err()
+}
+
+func TestLoadContextCancelled(t *testing.T) {
+	files, err := DefaultFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, File{Name: "gen.yaml", Data: generatedRules(200)})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if s, err := LoadContext(ctx, files...); s != nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled before: set %v, err %v; want context.Canceled", s, err)
+	}
+	// Cancelled among the macros, and among the rules: the load returns at
+	// the next check.
+	for _, n := range []int{len(files) + 3, len(files) + 100} {
+		ctx, cancel := context.WithCancel(context.Background())
+		c := &cancelAfter{Context: ctx, cancel: cancel, n: n}
+		s, err := LoadContext(c, files...)
+		if s != nil || !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled at check %d: set %v, err %v; want context.Canceled", n, s, err)
+		}
+		if c.calls != n {
+			t.Errorf("cancelled at check %d: the load went on to check %d", n, c.calls)
+		}
+	}
+}
+
+// TestWatcherReloadCancelled cancels the watcher's context in the middle of
+// a reload: Run must return without finishing the load, keep the old set,
+// not count the interrupted reload as invalid, and leave no goroutine
+// (goleak in TestMain).
+func TestWatcherReloadCancelled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "user.yaml")
+	writeFile(t, path, ruleA)
+	reg := prometheus.NewRegistry()
+	w, err := NewWatcher(context.Background(), WatcherConfig{Files: []string{path}, Interval: time.Millisecond}, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var once sync.Once
+	var interrupted *cancelAfter
+	var loadErr error
+	loading := make(chan struct{})
+	w.load = func(lctx context.Context, files ...File) (*Set, error) {
+		c := &cancelAfter{Context: lctx, cancel: cancel, n: len(files) + 3} // among the default macros
+		s, err := LoadContext(c, files...)
+		once.Do(func() { interrupted, loadErr = c, err; close(loading) })
+		return s, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	writeFile(t, path, ruleB)
+	<-loading
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !errors.Is(loadErr, context.Canceled) || interrupted.calls != interrupted.n {
+		t.Errorf("load returned %v after %d checks; want context.Canceled at check %d", loadErr, interrupted.calls, interrupted.n)
+	}
+	if names := w.Current().Names(); !strings.Contains(strings.Join(names, ","), "watch-a") {
+		t.Errorf("current set %v lost watch-a", names)
+	}
+	if got := counterValue(t, w.metrics.reloads.WithLabelValues("invalid")); got != 0 {
+		t.Errorf("invalid reloads = %v, want 0: an interrupted load says nothing about the files", got)
 	}
 }

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -8,14 +9,26 @@ import (
 	"github.com/expr-lang/expr/builtin"
 )
 
-// Load compiles rule files into a Set. Files are read in order and later
-// files override earlier ones, so the default pack goes first (see
-// DefaultFiles). Every problem is reported, joined with errors.Join, each
-// an *Error naming file, line and column; the Set is nil then.
+// Load is LoadContext without a deadline, for tests and tools that cannot
+// be interrupted anyway.
 func Load(files ...File) (*Set, error) {
+	return LoadContext(context.Background(), files...)
+}
+
+// LoadContext compiles rule files into a Set. Files are read in order and
+// later files override earlier ones, so the default pack goes first (see
+// DefaultFiles). Every problem is reported, joined with errors.Join, each
+// an *Error naming file, line and column; the Set is nil then. ctx is
+// checked between files, macros and rules, each of which takes at most
+// milliseconds (see MaxExpandedNodes), so a cancelled load returns
+// promptly with an error wrapping ctx.Err() and nothing else.
+func LoadContext(ctx context.Context, files ...File) (*Set, error) {
 	var errs []error
 	var all []*fileDefs
 	for _, f := range files {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("loading rules: %w", err)
+		}
 		defs, ferrs := parseFile(f)
 		errs = append(errs, ferrs...)
 		if defs != nil {
@@ -31,10 +44,16 @@ func Load(files ...File) (*Set, error) {
 	}
 	rules := c.merge(all)
 	for _, m := range sortedMacros(c.macros) {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("compiling rule macros: %w", err)
+		}
 		c.checkMacro(m)
 	}
 	s := &Set{paths: c.paths}
 	for _, mr := range rules {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("compiling rules: %w", err)
+		}
 		if c.full() {
 			break // reported once; compiling more would only cost time
 		}

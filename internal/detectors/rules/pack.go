@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"embed"
 	"fmt"
 )
@@ -23,21 +24,21 @@ func DefaultFiles() ([]File, error) {
 }
 
 // LoadDefault compiles the shipped default pack alone.
-func LoadDefault() (*Set, error) {
+func LoadDefault(ctx context.Context) (*Set, error) {
 	files, err := DefaultFiles()
 	if err != nil {
 		return nil, err
 	}
-	return Load(files...)
+	return LoadContext(ctx, files...)
 }
 
 // LoadWithDefault compiles the default pack followed by the files at paths.
-func LoadWithDefault(paths ...string) (*Set, error) {
+func LoadWithDefault(ctx context.Context, paths ...string) (*Set, error) {
 	files, err := filesWithDefault(paths)
 	if err != nil {
 		return nil, err
 	}
-	return Load(files...)
+	return LoadContext(ctx, files...)
 }
 
 func filesWithDefault(paths []string) ([]File, error) {

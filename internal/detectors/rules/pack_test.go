@@ -2,6 +2,7 @@ package rules
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"regexp"
@@ -18,7 +19,7 @@ import (
 // fire, a nomatch example must not. It also requires each enabled rule to
 // have at least one example of each kind, so a rule cannot ship untested.
 func TestDefaultPackExamples(t *testing.T) {
-	s, err := LoadDefault()
+	s, err := LoadDefault(context.Background())
 	if err != nil {
 		t.Fatalf("loading the default pack:\n%v", err)
 	}

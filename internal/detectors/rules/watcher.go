@@ -60,13 +60,16 @@ type Watcher struct {
 	pending [sha256.Size]byte
 	// readErr is the last error reading the files, logged when it changes.
 	readErr string
+	// load is LoadContext; tests replace it to see what a reload is given.
+	load func(context.Context, ...File) (*Set, error)
 }
 
 var _ pipeline.EventDetector = (*Watcher)(nil)
 
 // NewWatcher loads the rules once: a set that does not load at start-up is
-// an error, as a typo must not leave the pipeline without rules.
-func NewWatcher(cfg WatcherConfig, log *slog.Logger, reg prometheus.Registerer) (*Watcher, error) {
+// an error, as a typo must not leave the pipeline without rules. Cancelling
+// ctx stops the load.
+func NewWatcher(ctx context.Context, cfg WatcherConfig, log *slog.Logger, reg prometheus.Registerer) (*Watcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -80,12 +83,12 @@ func NewWatcher(cfg WatcherConfig, log *slog.Logger, reg prometheus.Registerer) 
 	if err != nil {
 		return nil, err
 	}
-	w := &Watcher{cfg: cfg, log: log, metrics: m}
+	w := &Watcher{cfg: cfg, log: log, metrics: m, load: LoadContext}
 	files, sum, err := w.read()
 	if err != nil {
 		return nil, err
 	}
-	set, err := Load(files...)
+	set, err := w.load(ctx, files...)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +106,8 @@ func (w *Watcher) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.
 }
 
 // Run checks the files every interval until ctx is done. It returns nil on
-// cancellation.
+// cancellation, promptly even in the middle of a load: pass the process's
+// context, so that SIGTERM during a reload does not wait for it.
 func (w *Watcher) Run(ctx context.Context) error {
 	t := time.NewTicker(w.cfg.Interval)
 	defer t.Stop()
@@ -112,7 +116,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			w.Reload()
+			w.Reload(ctx)
 		}
 	}
 }
@@ -120,8 +124,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 // Reload checks the files once and swaps the set if their content changed,
 // stayed the same since the previous check, and loads. It reports whether
 // a new set went live. Run calls it; tests
-// and a SIGHUP handler may too, but not concurrently with each other.
-func (w *Watcher) Reload() bool {
+// and a SIGHUP handler may too, but not concurrently with each other. A
+// load cut short by ctx leaves everything as it was.
+func (w *Watcher) Reload(ctx context.Context) bool {
 	files, sum, err := w.read()
 	if err != nil {
 		// A file mid-rename or removed: keep the old set, try again later,
@@ -142,8 +147,14 @@ func (w *Watcher) Reload() bool {
 		w.pending = sum // changed since the last check: wait for it to settle
 		return false
 	}
+	set, err := w.load(ctx, files...)
+	if ctx.Err() != nil {
+		// Shutting down: not a verdict on the files, so neither counted
+		// nor remembered as seen.
+		w.log.Info("rule reload stopped by shutdown")
+		return false
+	}
 	w.seen = sum
-	set, err := Load(files...)
 	if err != nil {
 		w.metrics.reload("invalid")
 		problems := Errors(err)

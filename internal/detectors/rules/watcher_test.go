@@ -37,7 +37,7 @@ func TestWatcherReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "user.yaml")
 	writeFile(t, path, ruleA)
 	reg := prometheus.NewRegistry()
-	w, err := NewWatcher(WatcherConfig{Files: []string{path}, NoDefault: true}, nil, reg)
+	w, err := NewWatcher(context.Background(), WatcherConfig{Files: []string{path}, NoDefault: true}, nil, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,35 +49,35 @@ func TestWatcherReload(t *testing.T) {
 		}
 	}
 	check("rule:watch-a")
-	if w.Reload() {
+	if w.Reload(context.Background()) {
 		t.Fatal("reloaded unchanged files")
 	}
 	writeFile(t, path, ruleB)
-	if w.Reload() {
+	if w.Reload(context.Background()) {
 		t.Fatal("loaded a change before it settled")
 	}
-	if !w.Reload() {
+	if !w.Reload(context.Background()) {
 		t.Fatal("valid change not loaded")
 	}
 	check("rule:watch-b")
 	writeFile(t, path, ruleBad)
-	w.Reload()
-	if w.Reload() {
+	w.Reload(context.Background())
+	if w.Reload(context.Background()) {
 		t.Fatal("invalid change went live")
 	}
 	check("rule:watch-b")
 	// An invalid file is reported once, not at every interval.
-	w.Reload()
+	w.Reload(context.Background())
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if w.Reload() {
+	if w.Reload(context.Background()) {
 		t.Fatal("missing file went live")
 	}
 	check("rule:watch-b")
 	writeFile(t, path, ruleA)
-	w.Reload()
-	if !w.Reload() {
+	w.Reload(context.Background())
+	if !w.Reload(context.Background()) {
 		t.Fatal("fixed file not loaded")
 	}
 	check("rule:watch-a")
@@ -92,7 +92,7 @@ func TestWatcherReload(t *testing.T) {
 func TestWatcherStartInvalid(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "user.yaml")
 	writeFile(t, path, ruleBad)
-	if _, err := NewWatcher(WatcherConfig{Files: []string{path}, NoDefault: true}, nil, nil); err == nil {
+	if _, err := NewWatcher(context.Background(), WatcherConfig{Files: []string{path}, NoDefault: true}, nil, nil); err == nil {
 		t.Fatal("started with an invalid rule file")
 	}
 }
@@ -102,7 +102,7 @@ func TestWatcherStartInvalid(t *testing.T) {
 func TestWatcherConcurrentSwap(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "user.yaml")
 	writeFile(t, path, ruleA)
-	w, err := NewWatcher(WatcherConfig{Files: []string{path}, NoDefault: true}, nil, nil)
+	w, err := NewWatcher(context.Background(), WatcherConfig{Files: []string{path}, NoDefault: true}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +134,8 @@ func TestWatcherConcurrentSwap(t *testing.T) {
 	}
 	for i := range 50 {
 		writeFile(t, path, []string{ruleA, ruleB}[i%2])
-		w.Reload()
-		w.Reload()
+		w.Reload(context.Background())
+		w.Reload(context.Background())
 	}
 	cancel()
 	wg.Wait()
@@ -147,7 +147,7 @@ func TestWatcherConcurrentSwap(t *testing.T) {
 func TestWatcherRun(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "user.yaml")
 	writeFile(t, path, ruleA)
-	w, err := NewWatcher(WatcherConfig{Files: []string{path}, NoDefault: true, Interval: 1}, nil, nil)
+	w, err := NewWatcher(context.Background(), WatcherConfig{Files: []string{path}, NoDefault: true, Interval: 1}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
