@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/auditpipe/auditpipe/internal/auditlog"
 	"github.com/auditpipe/auditpipe/internal/cli"
@@ -32,7 +33,7 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	if err := ingest.ValidateCluster(*cluster); err != nil {
 		return err
 	}
-	set, err := loadAll(*config, cli.SplitList(*ruleFiles), *noDefault)
+	set, err := loadAll(*config, cli.SplitList(*ruleFiles), *noDefault, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}
@@ -85,8 +86,9 @@ func (s *scanner) file(path string) error {
 }
 
 // loadAll builds what scan runs: the built-in detectors and the rules
-// (default pack unless noDefault, then ruleFiles), loaded once.
-func loadAll(config string, ruleFiles []string, noDefault bool) (pipeline.EventDetector, error) {
+// (default pack unless noDefault, then ruleFiles), loaded once. Rule
+// evaluation errors are logged to log (throttled), which may be nil.
+func loadAll(config string, ruleFiles []string, noDefault bool, log *slog.Logger) (pipeline.EventDetector, error) {
 	builtins, err := loadDetectors(config)
 	if err != nil {
 		return nil, err
@@ -105,5 +107,5 @@ func loadAll(config string, ruleFiles []string, noDefault bool) (pipeline.EventD
 	if err != nil {
 		return nil, fmt.Errorf("loading rules: %w", err)
 	}
-	return detectorChain{builtins, set}, nil
+	return detectorChain{builtins, set.Instrument(log, nil)}, nil
 }

@@ -106,7 +106,7 @@ func TestScanMatchesPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	set, err := loadAll("", nil, false)
+	set, err := loadAll("", nil, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -317,6 +317,12 @@ func (c *compiler) program(node ast.Node, src string, cfg *conf.Config) (*vm.Pro
 	if _, err := checker.Check(tree, cfg); err != nil {
 		return nil, err
 	}
+	// zeroFill reads the types the check annotated; its new nodes need a
+	// second check before the optimizer and compiler read their types.
+	zeroFill(&tree.Node, cfg.Expect == reflect.Bool)
+	if _, err := checker.Check(tree, cfg); err != nil {
+		return nil, err
+	}
 	if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
 		return nil, err
 	}

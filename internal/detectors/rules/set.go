@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
@@ -62,7 +63,20 @@ type Set struct {
 
 	log     *slog.Logger
 	metrics *Metrics
-	logged  []atomic.Bool // whether a rule's first evaluation error was logged
+	errLogs []errLog // per rule, throttling the log of evaluation errors
+}
+
+// EvalErrorLogInterval is how often at most one rule's evaluation errors
+// are logged. An error can repeat for every event (a body of an unexpected
+// shape), so logging each would flood the log at event rate; every error
+// is counted in MetricEvalErrors regardless, and each log line says how
+// many errors went unlogged since the previous one.
+const EvalErrorLogInterval = time.Minute
+
+// errLog throttles one rule's evaluation-error log lines without a lock.
+type errLog struct {
+	next       atomic.Int64 // unix nanoseconds before which nothing is logged
+	suppressed atomic.Int64 // errors not logged since the last line
 }
 
 var _ pipeline.EventDetector = (*Set)(nil)
@@ -75,7 +89,7 @@ type state struct {
 
 func (s *Set) init() {
 	s.index = buildIndex(s.rules)
-	s.logged = make([]atomic.Bool, len(s.rules))
+	s.errLogs = make([]errLog, len(s.rules))
 	s.pool.New = func() any {
 		st := &state{}
 		st.init(s.paths)
@@ -83,8 +97,9 @@ func (s *Set) init() {
 	}
 }
 
-// Instrument makes s log its first evaluation error per rule to log and
-// count every one in m. Call it before s is shared; both may be nil.
+// Instrument makes s count every evaluation error in m and log them to log,
+// at most one line per rule per EvalErrorLogInterval. Call it before s is
+// shared; both may be nil.
 func (s *Set) Instrument(log *slog.Logger, m *Metrics) *Set {
 	s.log, s.metrics = log, m
 	return s
@@ -190,9 +205,17 @@ func (s *Set) match(st *state, r *rule) (fired bool, suppressedBy string, err er
 func (s *Set) evalError(i int, err error) {
 	r := s.rules[i]
 	s.metrics.evalError(r.name)
-	if s.log != nil && s.logged[i].CompareAndSwap(false, true) {
-		s.log.Warn("evaluating rule; later errors of this rule are only counted", "rule", r.name, "err", exprMessage(err))
+	if s.log == nil {
+		return
 	}
+	l := &s.errLogs[i]
+	now := time.Now().UnixNano()
+	next := l.next.Load()
+	if now < next || !l.next.CompareAndSwap(next, now+int64(EvalErrorLogInterval)) {
+		l.suppressed.Add(1)
+		return
+	}
+	s.log.Warn("evaluating rule", "rule", r.name, "err", exprMessage(err), "unlogged_errors", l.suppressed.Swap(0))
 }
 
 // exprMessage drops expr's snippet: the condition a program was compiled
