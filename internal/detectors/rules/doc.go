@@ -65,9 +65,37 @@
 // filter, hasPrefix, hasSuffix, ...) there are glob(s, pattern), where *
 // matches any run of characters, and cidr(ip, "10.0.0.0/8").
 //
+// A field missing from a body is nil, and wherever expr would fail on nil
+// because it needs a typed value, it reads as the zero value of that type,
+// so that a missing field never turns a detection off: "" for
+// hasPrefix(c.image, "x"), 0 for replicas > 3, false for !x or a
+// predicate's result, an empty list for any(x, ...) or len(x), an empty
+// map for keys(x); a member of a missing object is missing too
+// (c.securityContext.privileged without a securityContext). Where expr
+// accepts nil it keeps its meaning, so that only what used to be an error
+// changes: ==, !=, in, contains, startsWith, endsWith and matches see nil,
+// which equals only nil and matches nothing. So object("x") == nil, like
+// has(path), tells a missing field from an empty one, and
+// c.securityContext.allowPrivilegeEscalation != false fires when it is
+// missing, as Kubernetes defaults it to true. A value of the wrong type (a
+// string where a list is needed) is not missing, and still fails.
+//
 // Everything is type-checked at load time: an unknown field, macro or list,
 // a type mismatch, a bad severity, or an output that does not compile is
 // reported as file:line:col: message, all problems at once.
+//
+// # Limits
+//
+// Macros and lists are inlined textually, so a macro that uses another
+// twice doubles in size, and forty such macros would expand to 2^41 nodes.
+// Sizes are computed before anything is inlined (memoized per macro, so in
+// time linear in the files), and a load is refused with an error naming the
+// macro, rule, output or exception when one condition would exceed
+// MaxExpandedNodes (25,000 expression nodes, counting one per list item
+// and one per macro use) or the whole set MaxSetNodes (250,000). The
+// default pack is about 2,600 nodes, the largest rule under 200. Loading
+// takes a context (LoadContext), checked between files, macros and rules,
+// so an interrupted load returns promptly.
 //
 // # Evaluation
 //
@@ -80,10 +108,13 @@
 // MITRE technique, the rendered output as summary, and as evidence the
 // fields the condition reads (source event, request or response) and the
 // rule's tags (source "rule": pipeline.Finding has no tags field). An
-// evaluation error is counted in auditpipe_rules_eval_errors_total{rule}
-// and the rule does not fire.
+// evaluation error (a value of the wrong type, an index out of range) is
+// counted in auditpipe_rules_eval_errors_total{rule} and logged at most
+// once per rule per EvalErrorLogInterval, and the rule does not fire
+// (unless the error is in an exception: an error never suppresses).
 //
 // Watcher polls the rule files and swaps in a new Set when their content
 // changes and loads; a set that does not load is logged and counted, and
-// the previous one keeps running.
+// the previous one keeps running. Cancelling the context given to Run
+// stops a reload in progress.
 package rules
