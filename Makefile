@@ -22,7 +22,7 @@ FUZZ_TARGETS ?= \
 	./internal/detectors:FuzzSelector \
 	./internal/redact:FuzzRedact \
 	./internal/redact:FuzzRedactMarker \
-	./internal/ingest:FuzzFastPath \
+	./internal/ingest:FuzzIngestBody \
 	./internal/detectors/rules:FuzzRuleCompile
 
 .PHONY: all build demo test unit fuzz-smoke vet clean bench

@@ -103,9 +103,9 @@ type nopProducer struct{}
 
 func (nopProducer) Produce(context.Context, []pipeline.Message) error { return nil }
 
-// benchHandler posts batches through the whole webhook handler: body
-// read, split, redaction, decode or fast path, keys, produce.
-func benchHandler(b *testing.B, fullDecode bool) {
+// BenchmarkIngestHandler posts batches through the whole webhook handler:
+// body read, split, redaction, decode and validation, keys, produce.
+func BenchmarkIngestHandler(b *testing.B) {
 	bodies, size := eventLists(b, 10)
 	red, err := redact.New(redact.Config{})
 	if err != nil {
@@ -113,7 +113,7 @@ func benchHandler(b *testing.B, fullDecode bool) {
 	}
 	// Deduplication off: the benchmark replays ten bodies, which the
 	// window would otherwise answer from memory after the first round.
-	h, err := ingest.New(ingest.Config{DisableDedup: true, FullDecode: fullDecode}, nopProducer{}, red, nil, nil, nil)
+	h, err := ingest.New(ingest.Config{DisableDedup: true}, nopProducer{}, red, nil, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -128,10 +128,3 @@ func benchHandler(b *testing.B, fullDecode bool) {
 		}
 	}
 }
-
-// BenchmarkIngestHandlerFullDecode is the handler decoding every event.
-func BenchmarkIngestHandlerFullDecode(b *testing.B) { benchHandler(b, true) }
-
-// BenchmarkIngestHandlerFastPath is the handler on its default path, which
-// extracts only what it needs to key and deduplicate each event.
-func BenchmarkIngestHandlerFastPath(b *testing.B) { benchHandler(b, false) }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -20,8 +21,13 @@ type Result struct {
 	Deduplicated int
 	// Truncated counts events that lost their bodies to the size limit.
 	Truncated int
-	// Rejected names the events refused, by index in the batch.
-	Rejected []Rejection
+	// Rejected names the first MaxRejectionsListed events refused, by
+	// index in the batch; RejectedCount counts them all, and
+	// RejectedReasons by reason. The list is bounded so that a batch of
+	// many bad items costs no memory per item beyond the cap.
+	Rejected        []Rejection
+	RejectedCount   int
+	RejectedReasons map[string]int
 }
 
 // batchState is the scratch space of one batch, pooled across requests.
@@ -31,11 +37,10 @@ type batchState struct {
 	keys  []uint64
 	dup   []bool
 	seen  map[uint64]struct{}
-	ev    fastEvent
-	full  pipeline.Event
-	// pre holds each item's fields when the split scanned it (webhook
-	// requests on the fast path); empty otherwise.
-	pre []preEvent
+	ev    pipeline.Event
+	// v1beta1 reports a list sent as audit.k8s.io/v1beta1: its items are
+	// rewritten as v1 even when they do not name a version themselves.
+	v1beta1 bool
 }
 
 func (h *Handler) getState() *batchState {
@@ -49,10 +54,10 @@ func (h *Handler) getState() *batchState {
 func (h *Handler) putState(st *batchState) {
 	clear(st.items)
 	clear(st.msgs)
-	st.items, st.msgs, st.keys, st.dup, st.pre = st.items[:0], st.msgs[:0], st.keys[:0], st.dup[:0], st.pre[:0]
+	st.items, st.msgs, st.keys, st.dup = st.items[:0], st.msgs[:0], st.keys[:0], st.dup[:0]
 	clear(st.seen)
-	st.ev = fastEvent{sourceIPs: st.ev.sourceIPs[:0]}
-	st.full.Reset()
+	st.ev.Reset()
+	st.v1beta1 = false
 	h.pool.Put(st)
 }
 
@@ -75,8 +80,15 @@ func (h *Handler) ingest(ctx context.Context, cluster string, items [][]byte, st
 	var res Result
 	h.m.batchEvents.Observe(float64(len(items)))
 	reject := func(i int, reason string, err error) {
-		res.Rejected = append(res.Rejected, Rejection{Index: i, Reason: reason, Error: err.Error()})
+		res.RejectedCount++
+		if res.RejectedReasons == nil {
+			res.RejectedReasons = make(map[string]int, 2)
+		}
+		res.RejectedReasons[reason]++
 		h.m.eventsRejected.WithLabelValues(reason).Inc()
+		if len(res.Rejected) < MaxRejectionsListed {
+			res.Rejected = append(res.Rejected, Rejection{Index: i, Reason: reason, Error: rejectionError(err)})
+		}
 	}
 	// Keys of one batch share an arena: one allocation instead of one per
 	// event. It is not pooled, since the producer may still hold the keys
@@ -84,7 +96,6 @@ func (h *Handler) ingest(ctx context.Context, cluster string, items [][]byte, st
 	arena := make([]byte, 0, len(items)*(len(cluster)+48))
 	limit := h.cfg.MaxEventBytes
 	for i, item := range items {
-		orig := item
 		truncated := false
 		if int64(len(item)) > limit {
 			out, err := truncateEvent(item)
@@ -97,7 +108,7 @@ func (h *Handler) ingest(ctx context.Context, cluster string, items [][]byte, st
 		if h.redact != nil {
 			out, _, err := h.redact.Event(item)
 			if err != nil {
-				reject(i, ReasonMalformed, fmt.Errorf("redacting event: %w", err))
+				reject(i, ReasonMalformed, err)
 				continue
 			}
 			item = out
@@ -111,17 +122,25 @@ func (h *Handler) ingest(ctx context.Context, cluster string, items [][]byte, st
 			}
 			item, truncated = out, true
 		}
-		// The split already scanned the item unless truncation or
-		// redaction changed it since.
-		var pre *fastEvent
-		if i < len(st.pre) && st.pre[i].ok && len(item) == len(orig) && (len(item) == 0 || &item[0] == &orig[0]) {
-			pre = &st.pre[i].ev
-		}
-		key, dk, err := h.keyOf(cluster, item, pre, st, &arena)
-		if err != nil {
+		// Decoded as detect will decode it: what is keyed and validated
+		// is what is forwarded.
+		if err := st.ev.Decode(cluster, item); err != nil {
 			reject(i, ReasonMalformed, err)
 			continue
 		}
+		if err := validateEvent(&st.ev.Event); err != nil {
+			reject(i, ReasonInvalid, err)
+			continue
+		}
+		if st.v1beta1 || st.ev.V1beta1 {
+			out, err := json.Marshal(&st.ev.Event)
+			if err != nil {
+				reject(i, ReasonMalformed, fmt.Errorf("converting v1beta1 event: %w", err))
+				continue
+			}
+			item = out
+		}
+		key, dk := keyOf(cluster, &st.ev, &arena)
 		if int64(len(item)) > limit {
 			// Only metadata is left and it is still too large: the
 			// apiserver's truncate backend drops such an event; here the
@@ -160,7 +179,7 @@ func (h *Handler) ingest(ctx context.Context, cluster string, items [][]byte, st
 		msgs, keys = msgs[:n], keys[:n]
 	}
 	h.m.deduplicated.Add(float64(res.Deduplicated))
-	h.m.events.WithLabelValues("rejected").Add(float64(len(res.Rejected)))
+	h.m.events.WithLabelValues("rejected").Add(float64(res.RejectedCount))
 
 	if len(msgs) > 0 {
 		start := time.Now()
@@ -197,27 +216,14 @@ func (h *Handler) ingest(ctx context.Context, cluster string, items [][]byte, st
 	return res, nil
 }
 
-// keyOf validates one event and returns its message key and deduplication
-// key, on the fast path when it can.
-func (h *Handler) keyOf(cluster string, item []byte, pre *fastEvent, st *batchState, arena *[]byte) ([]byte, uint64, error) {
-	var sub, auditID, stage string
-	var content uint64
-	if pre == nil && !h.cfg.FullDecode && scanEvent(item, &st.ev) {
-		pre = &st.ev
-	}
-	if pre != nil {
-		sub, auditID, stage, content = pre.subject(), pre.str[slotAuditID], pre.str[slotStage], pre.contentHash()
-	} else {
-		if err := st.full.Decode(cluster, item); err != nil {
-			return nil, 0, err
-		}
-		sub, auditID, stage, content = st.full.Subject(), string(st.full.AuditID), string(st.full.Stage), st.full.Hash
-	}
-	// The key is "<cluster>/<subject>", as pipeline.MessageKey builds it.
+// keyOf returns an event's message key, "<cluster>/<subject>" as
+// pipeline.MessageKey builds it (in the batch's arena), and its
+// deduplication key.
+func keyOf(cluster string, ev *pipeline.Event, arena *[]byte) ([]byte, uint64) {
 	start := len(*arena)
 	*arena = append(*arena, cluster...)
 	*arena = append(*arena, '/')
-	*arena = append(*arena, sub...)
+	*arena = append(*arena, ev.Subject()...)
 	key := (*arena)[start:len(*arena):len(*arena)]
-	return key, dedupKey(cluster, auditID, stage, content), nil
+	return key, dedupKey(cluster, string(ev.AuditID), string(ev.Stage), ev.Hash)
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/redact"
 )
 
 type discardProducer struct{}
@@ -27,12 +28,20 @@ func BenchmarkIngestSplit(b *testing.B) {
 		bodies = append(bodies, gen.EventList(evs))
 	}
 	for _, mode := range []struct {
-		name string
-		full bool
-	}{{"full", true}, {"fast", false}} {
+		name   string
+		redact bool
+	}{{"plain", false}, {"redacted", true}} {
 		b.Run(mode.name, func(b *testing.B) {
+			var red Redactor
+			if mode.redact {
+				r, err := redact.New(redact.Config{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				red = r
+			}
 			// Deduplication off, so every iteration does the whole work.
-			h, err := New(Config{FullDecode: mode.full, DisableDedup: true}, discardProducer{}, nil, nil, nil, nil)
+			h, err := New(Config{DisableDedup: true}, discardProducer{}, red, nil, nil, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

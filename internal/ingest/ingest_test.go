@@ -158,7 +158,7 @@ func TestIngestBadInput(t *testing.T) {
 	}
 	f("not json", "/audit", "hello", 400, 0, "not a JSON object")
 	f("truncated json", "/audit", `{"kind":"EventList","items":[{"verb":`, 400, 0, "decoding event list")
-	f("wrong apiVersion", "/audit", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1beta1","items":[]}`, 400, 0, `"audit.k8s.io/v1beta1"`)
+	f("wrong apiVersion", "/audit", `{"kind":"EventList","apiVersion":"audit.k8s.io/v2","items":[]}`, 400, 0, `"audit.k8s.io/v2"`)
 	f("wrong kind", "/audit", `{"kind":"PodList","apiVersion":"audit.k8s.io/v1","items":[]}`, 400, 0, `"PodList"`)
 	f("empty list", "/audit", `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[]}`, 200, 0, "")
 	f("malformed item in the middle", "/audit/c1", eventList(item(1, "a", ""), `{"verb":"get","stageTimestamp":"yesterday"}`, item(3, "b", "")), 400, 2, "1 of 3 events rejected")
