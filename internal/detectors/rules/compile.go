@@ -88,8 +88,9 @@ type compiler struct {
 	// checking is the chain of macros checkMacro is inside, to name a cycle.
 	checking []*mergedMacro
 	// total is the expanded size of what the set has compiled so far, held
-	// to MaxSetNodes.
-	total int
+	// to MaxSetNodes; exampleBytes the JSON of its examples, held to
+	// MaxExampleBytes.
+	total, exampleBytes int
 }
 
 func newConfig(expectBool bool) *conf.Config {
@@ -775,11 +776,20 @@ func (c *compiler) compileRule(mr *mergedRule) *rule {
 		}
 		i := counts[k]
 		counts[k]++
+		if c.exampleBytes > MaxExampleBytes {
+			ok = false // reported; decoding more would only cost time
+			break
+		}
 		ex, err := exampleEvent(exd.node)
 		if err != nil {
 			c.errorAt(exd.at, "rule %q: example: %v", d.name, err)
 			ok = false
 			continue
+		}
+		if c.exampleBytes += len(ex); c.exampleBytes > MaxExampleBytes {
+			c.errorAt(exd.at, "rule %q: the examples of the rule set hold more than %d bytes (the limit for a set); a YAML alias copies an example at every use", d.name, MaxExampleBytes)
+			ok = false
+			break
 		}
 		r.examples = append(r.examples, example{match: exd.match, json: ex, at: exd.at, index: i})
 	}

@@ -93,7 +93,9 @@
 // macro, rule, output or exception when one condition would exceed
 // MaxExpandedNodes (25,000 expression nodes, counting one per list item
 // and one per macro use) or the whole set MaxSetNodes (250,000). The
-// default pack is about 2,600 nodes, the largest rule under 200. Loading
+// default pack is about 2,600 nodes, the largest rule under 200. The JSON
+// of all examples is held to MaxExampleBytes (16 MiB), as a YAML alias
+// copies an example at every use. Loading
 // takes a context (LoadContext), checked between files, macros and rules,
 // so an interrupted load returns promptly.
 //

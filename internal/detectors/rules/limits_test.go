@@ -141,6 +141,24 @@ func TestSetSizeBounded(t *testing.T) {
 	}
 }
 
+// TestExampleBytesBounded aliases one large example many times: a few
+// bytes of YAML each, a full copy each once decoded. The load is refused
+// at the example that crosses MaxExampleBytes.
+func TestExampleBytesBounded(t *testing.T) {
+	const size = 100_000
+	var b bytes.Buffer
+	b.WriteString("rules:\n  - rule: r\n    severity: low\n    condition: verb == \"get\"\n    examples:\n      match:\n")
+	fmt.Fprintf(&b, "        - &big {verb: get, objectRef: {resource: pods}, annotations: {a: %q}}\n", strings.Repeat("x", size))
+	for range 2 * MaxExampleBytes / size {
+		b.WriteString("        - *big\n")
+	}
+	msgs := loadErrors(t, File{Name: "alias.yaml", Data: b.Bytes()})
+	want := fmt.Sprintf(`rule "r": the examples of the rule set hold more than %d bytes`, MaxExampleBytes)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], want) {
+		t.Errorf("errors\n  %s\nwant one containing %q", strings.Join(msgs, "\n  "), want)
+	}
+}
+
 // cancelAfter is a context whose Err cancels it on the nth call: a load
 // interrupted in its middle, deterministically.
 type cancelAfter struct {

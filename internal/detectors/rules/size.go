@@ -28,6 +28,13 @@ const MaxExpandedNodes = 25_000
 // 25,000: the bound leaves ten times that.
 const MaxSetNodes = 250_000
 
+// MaxExampleBytes bounds the audit-event JSON of all the examples a set
+// keeps for `detect rules test`. A YAML alias costs a few bytes of the file
+// but copies its anchor at every use, so a 130 KB file aliasing one 100 KB
+// example 2,000 times made a set of 240 MB. The default pack's 90 examples
+// are 170 KB; 16 MiB leaves a hundred times that.
+const MaxExampleBytes = 16 << 20
+
 // saturate caps a size just above MaxExpandedNodes: beyond the bound the
 // exact size does not matter, and capping keeps a chain of doublings from
 // overflowing.
