@@ -411,3 +411,25 @@ func TestParseJWKS(t *testing.T) {
 	f(`{"keys":[{"kty":"RSA","kid":"b","n":"AQAB","e":"AQAB"}]}`, "too short")
 	f(`not json`, "parsing jwks")
 }
+
+// TestRedactLeavesLookAlikes: text that only resembles a credential, and
+// the apiserver's own annotations that detectors read, pass unchanged.
+func TestRedactLeavesLookAlikes(t *testing.T) {
+	r := newRedactor(t, redact.Config{})
+	f := func(name, field string) {
+		t.Run(name, func(t *testing.T) {
+			raw := []byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/ci/pods","verb":"list",` + field + `}`)
+			out, changed, err := r.Event(raw)
+			if err != nil || changed {
+				t.Errorf("changed=%v err=%v:\n%s", changed, err, out)
+			}
+		})
+	}
+	f("legacy-token annotation", `"annotations":{"authentication.k8s.io/legacy-token":"system:serviceaccount:ci:deployer","authentication.k8s.io/legacy-token-manual-secret":"deployer-token"}`)
+	f("stale-token annotation", `"annotations":{"authentication.k8s.io/stale-token":"subject: system:serviceaccount:ci:deployer, seconds after warning threshold: 3600"}`)
+	f("bearer in prose", `"responseStatus":{"code":401,"message":"invalid bearer token"}`)
+	f("basic in prose", `"responseStatus":{"code":401,"message":"Basic authentication is disabled"}`)
+	f("hostnames and versions", `"userAgent":"kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46","sourceIPs":["10.0.4.7"],"objectRef":{"resource":"services","name":"kube-dns.kube-system.svc.cluster.local"}`)
+	f("timestamps", `"requestReceivedTimestamp":"2026-11-27T09:15:01.123456Z","stageTimestamp":"2026-11-27T09:15:01.131987Z"`)
+	f("token count in a body", `"requestObject":{"kind":"ConfigMap","data":{"note":"tokens: 3, password rotation: monthly"}}`)
+}

@@ -300,7 +300,7 @@ func (t *textState) findAuthSchemes(v []byte) {
 		for k < len(v) && isCredential(v[k]) {
 			k++
 		}
-		if k > j {
+		if looksLikeCredential(v[j:k]) {
 			t.found = append(t.found, found{start: j, end: k, hashed: hashed})
 		}
 		i = max(i, k-1)
@@ -336,6 +336,24 @@ func indexFrom(v []byte, from int, c byte) int {
 		return from + j
 	}
 	return -1
+}
+
+// looksLikeCredential tells a credential after "Bearer" or "Basic" from
+// prose ("invalid bearer token", "basic authentication"): tokens and
+// base64 are long, or hold a digit or punctuation; words are neither.
+func looksLikeCredential(c []byte) bool {
+	if len(c) >= 20 {
+		return true
+	}
+	if len(c) < 6 {
+		return false
+	}
+	for _, b := range c {
+		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z') {
+			return true
+		}
+	}
+	return false
 }
 
 // isCredential is RFC 6750's b64token alphabet.

@@ -265,9 +265,21 @@ func (d *doc) value(depth int, parent int32, r role, k keyKind) error {
 	}
 }
 
+// ownAnnotations are the prefixes of the annotations kube-apiserver itself
+// writes into audit events. Their values are never credentials, and some
+// are what detectors read: authentication.k8s.io/legacy-token names the
+// service account whose legacy token was used, and stale-token says how
+// stale it is.
+var ownAnnotations = []string{"authentication.k8s.io/", "authorization.k8s.io/", "audit.k8s.io/", "pod-security.kubernetes.io/", "apiserver.latency.k8s.io/", "mutation.webhook.admission.k8s.io/", "validation.policy.admission.k8s.io/"}
+
 // credentialName reports a member name that says its value is a
 // credential, as the text search reads "name: value".
 func credentialName(key []byte) bool {
+	for _, prefix := range ownAnnotations {
+		if len(key) > len(prefix) && bytes.EqualFold(key[:len(prefix)], []byte(prefix)) {
+			return false
+		}
+	}
 	for _, name := range kvKeys {
 		if len(key) >= len(name) && bytes.EqualFold(key[len(key)-len(name):], []byte(name)) {
 			return true
