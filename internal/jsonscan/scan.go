@@ -8,13 +8,14 @@
 // encoding/json refuses is refused here, worded the same way), in a single
 // pass that is linear in the input, with nesting bounded by MaxDepth. It
 // is hand-written rather than built on a library because it wins the
-// benchmark that decided it (internal/bench, BenchmarkScanner): validating
-// the realistic event stream it is about 1.3x jsontext's ReadValue and
-// fastjson's parser, and the event decoder built on it (pipeline.DecodeEvent,
-// 378 MB/s) beats a bare jsontext token walk (257 MB/s) that builds no
-// struct at all. Callers read Data and Pos directly: the scanner is a
-// cursor, not an iterator, so the structural code around it decides what
-// each value means.
+// benchmark that decided it (internal/bench, BenchmarkScanner; medians of
+// six runs on the realistic stream, one core): it validates at 791 MB/s
+// against fastjson's parser at 648 and jsontext's ReadValue at 510, and the
+// event decoder built on it (pipeline.DecodeEvent, 323 MB/s) is 1.3x a
+// jsontext token walk that only reads each string's value (about 240
+// MB/s) without building anything. Callers read Data and Pos directly:
+// the scanner is a cursor, not an iterator, so the structural code around
+// it decides what each value means.
 package jsonscan
 
 import (
