@@ -109,7 +109,7 @@ func consumeAll(t *testing.T, brokers []string, topic string, partitions int) []
 // event missing from Kafka was in a request answered with an error.
 func TestIngestBrokerOutageLosesAndDuplicatesNothing(t *testing.T) {
 	const partitions = 4
-	kc := kafkatest.Start(t, "audit-events", partitions)
+	kc := kafkatest.Start(t, "audit-events", partitions, kafkatest.WithOutages())
 	prod, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: kc.Brokers, Topic: kc.Topic, WriteTimeout: 3 * time.Second, MaxAttempts: 2}, nil, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -198,10 +197,7 @@ func TestConsumerResumesAfterCommit(t *testing.T) {
 // fail, and producing must work again once the brokers are back.
 func TestProduceBrokerDown(t *testing.T) {
 	verifyNoLeaks(t)
-	if os.Getenv(kafkatest.EnvBrokers) != "" {
-		t.Skip("stopping brokers needs the in-process cluster")
-	}
-	c := kafkatest.Start(t, "audit-events", 3)
+	c := kafkatest.Start(t, "audit-events", 3, kafkatest.WithOutages())
 	p := newProducer(t, c)
 	produce(t, p, auditMessages(t, 0, 400))
 

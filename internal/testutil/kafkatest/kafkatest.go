@@ -50,20 +50,44 @@ type Cluster struct {
 	mu    sync.Mutex
 	fake  *kfake.Cluster // nil when real or stopped
 	real  bool
-	dir   string // kfake's data directory, so a restart keeps the log
-	ports []int  // kfake's ports, rebound on restart
+	dir   string     // kfake's data directory, so a restart keeps the log
+	ports []int      // kfake's ports, rebound on restart
+	own   *ownBroker // the test's own real broker, from WithOutages
 }
+
+// Option changes what Start gives a test.
+type Option func(*options)
+
+type options struct {
+	outages bool
+}
+
+// WithOutages asks for a cluster the test may Stop and Restart. In process
+// every cluster can; against real Kafka (KAFKA_BROKERS set) the test gets a
+// broker of its own, started by scripts/kafka.sh in a temp dir, because
+// stopping the shared broker would fail every other test using it. Without
+// java and mvn the test is skipped, or fails under AUDITPIPE_REQUIRE_SERVICES.
+func WithOutages() Option { return func(o *options) { o.outages = true } }
 
 // Start returns a cluster holding topic with the given number of partitions.
 // It is shut down (or, for a real cluster, the topic deleted) in t.Cleanup.
-func Start(t testing.TB, topic string, partitions int) *Cluster {
+func Start(t testing.TB, topic string, partitions int, opts ...Option) *Cluster {
 	t.Helper()
 	if partitions < 1 {
 		t.Fatalf("kafkatest: partitions must be at least 1, got %d", partitions)
 	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	c := &Cluster{t: t, partitions: partitions}
 	if env := strings.TrimSpace(os.Getenv(EnvBrokers)); env != "" {
-		c.startReal(topic, strings.Split(env, ","))
+		brokers := strings.Split(env, ",")
+		if o.outages {
+			c.own = startOwnBroker(t)
+			brokers = []string{c.own.bootstrap}
+		}
+		c.startReal(topic, brokers)
 		return c
 	}
 	c.Topic = topic
@@ -84,13 +108,18 @@ func Start(t testing.TB, topic string, partitions int) *Cluster {
 // Real reports whether the cluster is an external broker from KAFKA_BROKERS.
 func (c *Cluster) Real() bool { return c.real }
 
-// Stop shuts the in-process brokers down, as a broker outage would: their
-// ports refuse connections until Restart. With a real cluster the test is
-// skipped, since a test must not stop a shared broker.
+// Stop shuts the brokers down, as a broker outage would: their ports refuse
+// connections until Restart. A real broker is the test's own (WithOutages),
+// stopped with SIGTERM like a rolling restart would; without WithOutages the
+// test is skipped, since a test must not stop a shared broker.
 func (c *Cluster) Stop() {
 	c.t.Helper()
+	if c.own != nil {
+		c.own.stop(c.t)
+		return
+	}
 	if c.real {
-		c.t.Skip("kafkatest: Stop needs the in-process broker; unset " + EnvBrokers)
+		c.t.Skip("kafkatest: Stop on a real cluster needs Start(..., WithOutages())")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -105,8 +134,12 @@ func (c *Cluster) Stop() {
 // data (topics, records, committed offsets), like a broker restart.
 func (c *Cluster) Restart() {
 	c.t.Helper()
+	if c.own != nil {
+		c.own.start(c.t)
+		return
+	}
 	if c.real {
-		c.t.Skip("kafkatest: Restart needs the in-process broker; unset " + EnvBrokers)
+		c.t.Skip("kafkatest: Restart on a real cluster needs Start(..., WithOutages())")
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -186,6 +219,11 @@ func (c *Cluster) startReal(topic string, brokers []string) {
 	if err != nil {
 		transport.CloseIdleConnections()
 		c.t.Fatalf("kafkatest: creating topic %s on %v: %v", name, brokers, err)
+	}
+	if c.own != nil {
+		// The test's own broker is removed with its data in t.Cleanup.
+		transport.CloseIdleConnections()
+		return
 	}
 	c.t.Cleanup(func() {
 		defer transport.CloseIdleConnections()
