@@ -247,9 +247,9 @@ func TestIngestEventCap(t *testing.T) {
 // request although its bytes would.
 func TestIngestEventCharge(t *testing.T) {
 	prod := &blockingProducer{entered: make(chan struct{}, 8), release: make(chan struct{})}
-	// The least budget Validate allows: 64 KiB of body and 1000 events at
-	// 1 KiB each.
-	srv, reg := newServerWith(t, Config{MaxBodyBytes: 64 << 10, MaxEventsPerRequest: 1000, MaxInFlightBytes: 64<<10 + 1000<<10}, prod)
+	// The least budget Validate allows: 64 KiB of body, as much for its
+	// decoded copy, and 1000 events at 1 KiB each.
+	srv, reg := newServerWith(t, Config{MaxBodyBytes: 64 << 10, MaxEventsPerRequest: 1000, MaxInFlightBytes: 2*64<<10 + 1000<<10}, prod)
 	var held []string
 	for i := range 50 {
 		held = append(held, item(i, "alice", ""))

@@ -151,7 +151,7 @@ const (
 // Measured: a body of 1,000,000 `{}` items once peaked at 1.18 GB of RSS,
 // about 1.2 KB per item, however small the item; charging body bytes alone
 // let a 3 MB body claim a gigabyte. Copies that grow with the event's size
-// (redaction, truncation) are not in this figure.
+// are charged apart, as the body's size once more (see chargeItems).
 const perEventBytes = 1 << 10
 
 // MaxRejectionsListed bounds the rejections a Result keeps and an answer
@@ -228,9 +228,10 @@ func (c Config) WithDefaults() Config {
 }
 
 // requestMaxBytes is what one request within every limit can hold of the
-// byte budget: a maximal body and the charge for a maximal count of events.
+// byte budget: a maximal body, its decoded copy and the charge for a
+// maximal count of events.
 func (c Config) requestMaxBytes() int64 {
-	return c.MaxBodyBytes + int64(c.MaxEventsPerRequest)*perEventBytes
+	return 2*c.MaxBodyBytes + int64(c.MaxEventsPerRequest)*perEventBytes
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -286,7 +287,7 @@ func (c Config) Validate() error {
 		// Otherwise a request within max-body-bytes and
 		// max-events-per-request could never be admitted and its sender
 		// would be told to retry forever.
-		errs = append(errs, fmt.Errorf("max-inflight-bytes (%d) must be at least max-body-bytes (%d) plus max-events-per-request (%d) × %d bytes per event, %d in all: one request at both limits must fit",
+		errs = append(errs, fmt.Errorf("max-inflight-bytes (%d) must be at least twice max-body-bytes (%d: the body and its decoded copy) plus max-events-per-request (%d) × %d bytes per event, %d in all: one request at both limits must fit",
 			c.MaxInFlightBytes, c.MaxBodyBytes, c.MaxEventsPerRequest, perEventBytes, need))
 	}
 	if c.BodyRateGrace >= c.ReadTimeout && c.ReadTimeout > 0 {
@@ -536,7 +537,7 @@ func (h *Handler) serveAudit(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, http.StatusRequestEntityTooLarge, ReasonTooManyEvents, err)
 		return
 	}
-	charged, err := h.chargeItems(len(items))
+	charged, err := h.chargeItems(len(items), len(body))
 	if err != nil {
 		h.refuse(w, http.StatusTooManyRequests, ReasonTooManyRequests, err)
 		return
@@ -586,10 +587,14 @@ func (h *Handler) checkItems(n int) error {
 	return nil
 }
 
-// chargeItems charges what n events cost beyond their bytes to the
-// in-flight budget. The caller releases charged.
-func (h *Handler) chargeItems(n int) (charged int64, err error) {
-	charged = int64(n) * perEventBytes
+// chargeItems charges what n events split from a body of bodyLen bytes
+// cost beyond the body to the in-flight budget: perEventBytes each, and
+// their decoded copies (redacted, truncated, converted from v1beta1), held
+// until produced, which add up to about the body's size again: a record
+// replacing a secret is at most a few hundred bytes, and an event larger
+// than max-event-bytes is cut. The caller releases charged.
+func (h *Handler) chargeItems(n, bodyLen int) (charged int64, err error) {
+	charged = int64(n)*perEventBytes + int64(bodyLen)
 	if !h.lim.acquireBytes(charged) {
 		return 0, h.bytesSaturated()
 	}

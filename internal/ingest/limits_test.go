@@ -327,14 +327,15 @@ func TestIngestSaturatedAnswers429(t *testing.T) {
 	t.Run("bytes", func(t *testing.T) {
 		prod := &blockingProducer{entered: make(chan struct{}, 8), release: make(chan struct{})}
 		// The smallest budget Validate allows: one request at both limits,
-		// 64 KiB of body and 60 events at 1 KiB each.
-		srv, reg := newServerWith(t, Config{MaxBodyBytes: 64 << 10, MaxEventsPerRequest: 60, MaxInFlightBytes: 124 << 10}, prod)
+		// 64 KiB of body, as much again for its decoded copy, and 60 events
+		// at 1 KiB each.
+		srv, reg := newServerWith(t, Config{MaxBodyBytes: 64 << 10, MaxEventsPerRequest: 60, MaxInFlightBytes: 188 << 10}, prod)
 		batch := func(base int) string {
 			var items []string
 			for i := range 50 {
 				items = append(items, item(base+i, "a", ""))
 			}
-			return eventList(items...) // about 40 KiB and 50 KiB of events: two do not fit in 124 KiB
+			return eventList(items...) // about 40 KiB, twice, and 50 KiB of events: two do not fit in 188 KiB
 		}
 		var wg sync.WaitGroup
 		wg.Go(func() { post(t, srv.URL+"/audit/c1", batch(0)) })
@@ -374,9 +375,9 @@ func TestConfigValidate(t *testing.T) {
 	f(Config{DedupWindow: -time.Second}, "dedup-window must be positive")
 	f(Config{DedupEntries: -1}, "dedup-entries must be positive")
 	f(Config{MaxBodyBytes: 1 << 20, MaxEventBytes: 2 << 20}, "max-event-bytes (2097152) must not exceed max-body-bytes")
-	f(Config{MaxBodyBytes: 1 << 20, MaxInFlightBytes: 1 << 10}, "max-inflight-bytes (1024) must be at least max-body-bytes")
-	f(Config{MaxBodyBytes: 1 << 20, MaxEventsPerRequest: 1000, MaxInFlightBytes: 2_000_000}, "max-inflight-bytes (2000000) must be at least max-body-bytes (1048576) plus max-events-per-request (1000) × 1024 bytes per event, 2072576 in all")
-	f(Config{MaxBodyBytes: 1 << 20, MaxEventsPerRequest: 1000, MaxInFlightBytes: 2072576}, "")
+	f(Config{MaxBodyBytes: 1 << 20, MaxInFlightBytes: 1 << 10}, "max-inflight-bytes (1024) must be at least twice max-body-bytes")
+	f(Config{MaxBodyBytes: 1 << 20, MaxEventsPerRequest: 1000, MaxInFlightBytes: 3_000_000}, "max-inflight-bytes (3000000) must be at least twice max-body-bytes (1048576: the body and its decoded copy) plus max-events-per-request (1000) × 1024 bytes per event, 3121152 in all")
+	f(Config{MaxBodyBytes: 1 << 20, MaxEventsPerRequest: 1000, MaxInFlightBytes: 3121152}, "")
 	f(Config{MaxEventsPerRequest: -1}, "max-events-per-request must be positive")
 	f(Config{MaxReadingRequests: -1}, "max-reading-requests must be positive")
 	f(Config{MinBodyRate: -1}, "min-body-rate must be positive")
