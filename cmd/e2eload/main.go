@@ -1,7 +1,9 @@
 // Command e2eload measures auditpipe end to end on one machine: it plays the
 // apiserver, posting 400-event EventLists over loopback HTTP to a real
 // ingest process, which produces them with acknowledgements to an
-// in-process Kafka broker (kfake); a real detect process consumes them,
+// in-process Kafka broker (kfake), or to the Apache Kafka broker named by
+// -kafka-brokers (default $KAFKA_BROKERS; scripts/kafka.sh starts one); a
+// real detect process consumes them,
 // runs every detector and writes to a real ClickHouse server (Debian's
 // clickhouse-server as a child process). It reports the sustained rate of
 // rows landing in ClickHouse, the batch-to-row latency, loss, and the CPU
@@ -37,6 +39,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/chserver"
 	"github.com/auditpipe/auditpipe/internal/gen"
+	"github.com/auditpipe/auditpipe/internal/kafka"
 )
 
 // batchEvents is the apiserver webhook's largest batch, which a busy
@@ -59,6 +62,7 @@ type options struct {
 	senders, partitions                 int
 	jsonOut                             string
 	keep                                bool
+	kafkaBrokers                        string
 }
 
 func main() {
@@ -74,6 +78,7 @@ func main() {
 	flag.IntVar(&o.partitions, "partitions", 8, "partitions of the audit topic")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, ClickHouse data)")
+	flag.StringVar(&o.kafkaBrokers, "kafka-brokers", os.Getenv("KAFKA_BROKERS"), "real Kafka brokers, comma-separated (default $KAFKA_BROKERS); empty runs an in-process kfake broker")
 	flag.Parse()
 	// The children run in the work directory; their binaries must not
 	// resolve against it.
@@ -191,13 +196,28 @@ func run(ctx context.Context, o options, log *slog.Logger) (*Results, error) {
 	}()
 	log.Info("ClickHouse started", "addr", ch.TCPAddr, "took", ch.StartupTime.Round(time.Millisecond))
 
-	const topic = "audit-events"
-	broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.partitions), topic))
-	if err != nil {
-		return nil, fmt.Errorf("starting in-process kafka: %w", err)
+	topic, brokers, senderName := "audit-events", o.kafkaBrokers, "e2eload (sender + kfake)"
+	if brokers == "" {
+		broker, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(o.partitions), topic))
+		if err != nil {
+			return nil, fmt.Errorf("starting in-process kafka: %w", err)
+		}
+		defer broker.Close()
+		brokers = strings.Join(broker.ListenAddrs(), ",")
+	} else {
+		// A topic of the run's own, so earlier runs' records are not
+		// counted; it is left on the broker, which a test broker's
+		// stop removes with the rest.
+		topic = fmt.Sprintf("audit-events-load-%d", time.Now().UnixNano())
+		tctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := kafka.EnsureTopic(tctx, strings.Split(brokers, ","), topic, o.partitions)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		senderName = "e2eload (sender)"
+		log.Info("using real Kafka", "brokers", brokers, "topic", topic)
 	}
-	defer broker.Close()
-	brokers := strings.Join(broker.ListenAddrs(), ",")
 
 	webhookAddr, err := freeAddr()
 	if err != nil {
@@ -250,7 +270,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*Results, error) {
 	log.Info("pipeline ready; sending", "rate", o.rate, "duration", o.duration, "senders", o.senders)
 
 	procs := []*proc{{name: "ingest", pid: ingest.cmd.Process.Pid}, {name: "detect", pid: detect.cmd.Process.Pid},
-		{name: "clickhouse-server", pid: ch.Pid()}, {name: "e2eload (sender + kfake)", pid: os.Getpid()}}
+		{name: "clickhouse-server", pid: ch.Pid()}, {name: senderName, pid: os.Getpid()}}
 	for _, p := range procs {
 		p.begin = cpuSeconds(p.pid)
 	}
