@@ -48,7 +48,10 @@ const imageDockerHub = "docker.io"
 type ImagePullConfig struct {
 	// PublicRegistries are images anyone may pull: never reported (except
 	// by AllowedRegistries). Default: docker.io/library (official images),
-	// registry.k8s.io, gcr.io/distroless. Add quay.io organisations whose
+	// gcr.io/distroless, the Kubernetes registries (registry.k8s.io, the
+	// frozen k8s.gcr.io and gcr.io/google-containers) and the cloud
+	// providers' public ones (gke.gcr.io, public.ecr.aws,
+	// mcr.microsoft.com). Add quay.io organisations whose
 	// images are public, e.g. "quay.io/prometheus".
 	PublicRegistries []string `json:"public_registries"`
 	// NodeCredentialedRegistries are registries the kubelet authenticates
@@ -67,8 +70,18 @@ func defaultImagePullConfig() ImagePullConfig {
 	return ImagePullConfig{
 		PublicRegistries: []string{
 			"docker.io/library",
-			"registry.k8s.io",
 			"gcr.io/distroless",
+			// The Kubernetes project's registries, current and frozen, and
+			// the cloud providers' public registries of system images: no
+			// pull from them needs a credential, so a cached copy leaks
+			// nothing.
+			"registry.k8s.io",
+			"k8s.gcr.io",
+			"gcr.io/google-containers",
+			"gcr.io/google_containers",
+			"gke.gcr.io",
+			"public.ecr.aws",
+			"mcr.microsoft.com",
 		},
 		NodeCredentialedRegistries: []string{
 			"*.dkr.ecr.*.amazonaws.com",

@@ -524,20 +524,28 @@ func (d *selectorDetector) broadFinding(ev *pipeline.Event, field, label selecto
 	if field.present || label.present {
 		how = "with a selector that narrows nothing"
 	}
-	outcome := ""
-	if code := ev.Code(); code >= 400 {
+	// A refused broad read is reconnaissance (someone trying what a
+	// credential reaches), a separate and lower signal than a harvest that
+	// succeeded: its own discriminator and severity, and its own wording.
+	outcome, disc := "", "broad"
+	if code := ev.Code(); code >= 400 || ev.Decision() == "forbid" {
 		sev = d.cfg.DeniedSeverity
-		outcome = fmt.Sprintf(" (refused, %d)", code)
+		outcome, disc = fmt.Sprintf(" (refused, %d)", code), "broad-refused"
+		mitre = selectorMITREDiscovery
 	}
 	tail := ""
 	if ev.Verb == "watch" && secrets && cluster {
 		tail = ": every secret streamed as it changes"
 	}
 
-	f := pipeline.NewFinding(selectorDetectorID, ev, "broad")
+	f := pipeline.NewFinding(selectorDetectorID, ev, disc)
 	f.Severity = sev
 	f.MITRE = mitre
-	f.Summary = fmt.Sprintf("%s %s all %s %s %s%s%s", selectorActor(ev), selectorPast(ev.Verb), what, scope, how, outcome, tail)
+	if disc == "broad-refused" {
+		f.Summary = fmt.Sprintf("%s tried to %s all %s %s %s%s", selectorActor(ev), ev.Verb, what, scope, how, outcome)
+	} else {
+		f.Summary = fmt.Sprintf("%s %s all %s %s %s%s", selectorActor(ev), selectorPast(ev.Verb), what, scope, how, tail)
+	}
 	f.Evidence = append(f.Evidence,
 		pipeline.Evidence{Field: "verb", Value: ev.Verb, Source: pipeline.FromEvent},
 		pipeline.Evidence{Field: "requestURI", Value: ev.RequestURI, Source: pipeline.FromEvent},

@@ -752,6 +752,7 @@ func (c *compiler) compileRule(mr *mergedRule) *rule {
 	}
 	r.tags = d.tags
 	r.tagsValue = strings.Join(d.tags, ",")
+	r.defersTo = d.defersTo
 	var cond ast.Node
 	if len(mr.parts) > 0 {
 		if cond = c.condition(d.name, mr.parts); cond == nil {

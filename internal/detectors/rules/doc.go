@@ -25,6 +25,7 @@
 //	    condition: is_exec && objectRef.resource == "pods" && not (objectRef.namespace in privileged_namespaces)
 //	    output: "{{ user.username }} opened {{ objectRef.subresource }} into {{ objectRef.namespace }}/{{ objectRef.name }}"
 //	    enabled: true                        # default true
+//	    defers_to: [admission-policy-change] # optional: detectors reporting the same signal
 //	    exceptions:                          # suppress when all fields equal one tuple
 //	      - name: ci_debug
 //	        fields: [user.username, objectRef.namespace]
@@ -39,7 +40,7 @@
 // ORs its condition with the old one or replaces it; a rule override
 // replaces the scalar keys it gives (description, severity, mitre, output,
 // enabled), and then append ANDs its condition with the old one and adds
-// tags, examples and exceptions (an exception of the same name gets more
+// tags, defers_to, examples and exceptions (an exception of the same name gets more
 // values), while replace swaps those too.
 //
 // # Conditions
@@ -109,7 +110,14 @@
 // rules that could fire on it. A finding carries the rule's severity and
 // MITRE technique, the rendered output as summary, and as evidence the
 // fields the condition reads (source event, request or response) and the
-// rule's tags (source "rule": pipeline.Finding has no tags field). An
+// rule's tags (source "rule": pipeline.Finding has no tags field).
+//
+// One event raises one finding per signal: a rule whose defers_to names a
+// detector id (a built-in detector such as broad-selector, or another
+// rule's "rule:NAME") makes no finding on an event that detector already
+// reported. detect run and detect scan run the built-in detectors first and
+// pass their findings on, so a rule can defer to them; where the detector is
+// off (detect rules test, a Set used alone) the rule fires as usual. An
 // evaluation error (a value of the wrong type, an index out of range) is
 // counted in auditpipe_rules_eval_errors_total{rule} and logged at most
 // once per rule per EvalErrorLogInterval, and the rule does not fire

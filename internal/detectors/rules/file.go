@@ -160,6 +160,8 @@ type ruleDef struct {
 	output                       *condPart
 	tags                         []string
 	hasTags                      bool
+	defersTo                     []string
+	hasDefersTo                  bool
 	cond                         *condPart
 	enabled                      *bool
 	exceptions                   []exceptionDef
@@ -175,7 +177,10 @@ type fileDefs struct {
 var (
 	identRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	ruleNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-	yamlLineRE = regexp.MustCompile(`line (\d+)`)
+	// detectorIDRE is a built-in detector's id or another rule's
+	// ("rule:NAME"), as named in defers_to.
+	detectorIDRE = regexp.MustCompile(`^(rule:)?[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	yamlLineRE   = regexp.MustCompile(`line (\d+)`)
 )
 
 // decoder turns one file's YAML node tree into definitions, strictly:
@@ -431,6 +436,17 @@ func (d *decoder) rule(n *yaml.Node, defs *fileDefs) {
 			}
 		case "tags":
 			def.tags, def.hasTags = d.strList(v, key)
+		case "defers_to":
+			def.defersTo, def.hasDefersTo = d.strList(v, key)
+			for i, id := range def.defersTo {
+				if !detectorIDRE.MatchString(id) {
+					at := v
+					if v.Kind == yaml.SequenceNode && i < len(v.Content) {
+						at = v.Content[i]
+					}
+					d.errorf(at, "defers_to[%d] %q is not a detector id such as admission-policy-change or rule:NAME", i, id)
+				}
+			}
 		case "condition":
 			if s, ok := d.str(v, key); ok {
 				def.cond = &condPart{text: s, node: v, src: d.src}
@@ -449,7 +465,7 @@ func (d *decoder) rule(n *yaml.Node, defs *fileDefs) {
 		case "examples":
 			d.examples(v, &def)
 		default:
-			d.errorf(k, "unknown key %q in rule: want rule, description, severity, tags, mitre, condition, output, enabled, exceptions, examples, override", key)
+			d.errorf(k, "unknown key %q in rule: want rule, description, severity, tags, mitre, condition, output, enabled, defers_to, exceptions, examples, override", key)
 		}
 	})
 	if !named {

@@ -163,8 +163,8 @@ func (c *compiler) merge(all []*fileDefs) []*mergedRule {
 }
 
 // overrideRule merges r into prev. Both modes replace the scalar keys r
-// gives; append ANDs the condition and adds exceptions, tags and examples,
-// replace swaps them.
+// gives; append ANDs the condition and adds exceptions, tags, defers_to and
+// examples, replace swaps them.
 func (c *compiler) overrideRule(prev *mergedRule, r ruleDef) {
 	d := &prev.def
 	if r.description != nil {
@@ -189,6 +189,9 @@ func (c *compiler) overrideRule(prev *mergedRule, r ruleDef) {
 		if r.hasTags {
 			d.tags = r.tags
 		}
+		if r.hasDefersTo {
+			d.defersTo = r.defersTo
+		}
 		if r.exceptions != nil {
 			d.exceptions = r.exceptions
 		}
@@ -203,6 +206,11 @@ func (c *compiler) overrideRule(prev *mergedRule, r ruleDef) {
 	for _, t := range r.tags {
 		if !slices.Contains(d.tags, t) {
 			d.tags = append(d.tags, t)
+		}
+	}
+	for _, id := range r.defersTo {
+		if !slices.Contains(d.defersTo, id) {
+			d.defersTo = append(slices.Clip(d.defersTo), id)
 		}
 	}
 	d.examples = append(d.examples, r.examples...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,8 +36,12 @@ type rule struct {
 	mitre       string
 	tags        []string
 	tagsValue   string
-	enabled     bool
-	at          pos
+	// defersTo names detectors that report the same signal: when one of
+	// them has already reported on the event, the rule's finding is
+	// dropped, so that one event raises one finding per signal.
+	defersTo []string
+	enabled  bool
+	at       pos
 
 	cond       *vm.Program
 	exceptions []ruleException
@@ -164,7 +169,7 @@ func (s *Set) judge(st *state, i int, ev *pipeline.Event, out []pipeline.Finding
 	if err != nil {
 		s.evalError(i, err)
 	}
-	if !fired {
+	if !fired || deferred(r.defersTo, ev, out) {
 		return out
 	}
 	f := pipeline.NewFinding(r.id, ev, "")
@@ -172,6 +177,31 @@ func (s *Set) judge(st *state, i int, ev *pipeline.Event, out []pipeline.Finding
 	f.Summary = s.render(st, r)
 	f.Evidence = s.evidence(st, r)
 	return append(out, f)
+}
+
+// deferred reports whether a detector r defers to has already reported on
+// ev: a finding in out with that detector id, ev's cluster, auditID and
+// stage. It relies on the order of detect run and detect scan, which run the
+// built-in detectors before the rules and hand the rules the findings they
+// made about the same event. out may also hold findings about earlier
+// events of a batch; this event's are at its tail, so the walk back stops at
+// the first finding about another request. Findings that
+// summarise a window (an enumeration burst) carry the auditID of the event
+// that completed them, so a rule defers to those only on that event.
+func deferred(ids []string, ev *pipeline.Event, out []pipeline.Finding) bool {
+	if len(ids) == 0 {
+		return false
+	}
+	for i := len(out) - 1; i >= 0; i-- {
+		f := &out[i]
+		if f.AuditID != string(ev.AuditID) || f.Stage != string(ev.Stage) || f.Cluster != ev.Cluster {
+			return false
+		}
+		if slices.Contains(ids, f.Detector) {
+			return true
+		}
+	}
+	return false
 }
 
 // match evaluates r's condition, then its exceptions. A failing exception
