@@ -1,0 +1,275 @@
+package rules
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/auditpipe/auditpipe/internal/redact"
+)
+
+// credentialEvent is an audit event as the apiserver writes it: user is
+// the user object's JSON, body the members after responseStatus
+// (requestObject, responseObject), each with a leading comma, or "".
+func credentialEvent(level, stage, verb, uri, user, objectRef string, code int, body string) string {
+	decision := "allow"
+	if code == 403 {
+		decision = "forbid"
+	}
+	return fmt.Sprintf(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":%q,"auditID":"c-1","stage":%q,"requestURI":%q,"verb":%q,
+"user":%s,"sourceIPs":["192.168.50.41"],"userAgent":"kubectl/v1.34.1 (linux/amd64) kubernetes/93248f9","objectRef":%s,
+"responseStatus":{"metadata":{},"code":%d}%s,"requestReceivedTimestamp":"2026-11-27T11:40:31.004512Z","stageTimestamp":"2026-11-27T11:40:31.061877Z",
+"annotations":{"authorization.k8s.io/decision":%q}}`, level, stage, uri, verb, user, objectRef, code, body, decision)
+}
+
+const (
+	userBob     = `{"username":"bob@example.com","groups":["developers","system:authenticated"]}`
+	userNode1   = `{"username":"system:node:node-1","groups":["system:nodes","system:authenticated"]}`
+	userKCM     = `{"username":"system:kube-controller-manager","groups":["system:authenticated"]}`
+	userAppSA   = `{"username":"system:serviceaccount:payments:payments-api","groups":["system:serviceaccounts","system:serviceaccounts:payments","system:authenticated"]}`
+	userAddonSA = `{"username":"system:serviceaccount:kube-system:metrics-server","groups":["system:serviceaccounts","system:serviceaccounts:kube-system","system:authenticated"]}`
+	userCSRCtrl = `{"username":"system:serviceaccount:kube-system:certificate-controller","groups":["system:serviceaccounts","system:serviceaccounts:kube-system","system:authenticated"]}`
+	// A compact JWT standing in for a minted token in a TokenRequest
+	// response; ingest replaces it with a record.
+	mintedJWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImFiYyJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6cGF5bWVudHM6cGF5bWVudHMtYXBpIn0.c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl"
+)
+
+// checkFired redacts js as ingest does, decodes it, runs the default pack
+// and compares the rules that fired with want (rule names, any order).
+func checkFired(t *testing.T, s *Set, r *redact.Redactor, name, js string, want ...string) {
+	t.Helper()
+	out, _, err := r.Event([]byte(js))
+	if err != nil {
+		t.Fatalf("%s: redacting: %v", name, err)
+	}
+	ev := decode(t, string(out))
+	if errs := evalErrors(s, ev); len(errs) > 0 {
+		t.Errorf("%s: rules failed:\n  %s", name, strings.Join(errs, "\n  "))
+	}
+	got := fired(s, ev)
+	for i := range want {
+		want[i] = "rule:" + want[i]
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: fired %v, want %v", name, got, want)
+	}
+}
+
+// TestCredentialMinting covers TokenRequests and certificate signing
+// requests at every audit level they are logged with, after redaction.
+func TestCredentialMinting(t *testing.T) {
+	s, err := LoadDefault(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := redact.New(redact.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenRef := func(ns, sa string) string {
+		return fmt.Sprintf(`{"resource":"serviceaccounts","namespace":%q,"name":%q,"apiVersion":"v1","subresource":"token"}`, ns, sa)
+	}
+	tokenURI := func(ns, sa string) string { return "/api/v1/namespaces/" + ns + "/serviceaccounts/" + sa + "/token" }
+	unbound := `,"requestObject":{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","metadata":{"creationTimestamp":null},"spec":{"audiences":null,"expirationSeconds":3600,"boundObjectRef":null},"status":{"token":"","expirationTimestamp":null}}`
+	podBound := `,"requestObject":{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","metadata":{"creationTimestamp":null},"spec":{"audiences":["https://kubernetes.default.svc.cluster.local"],"expirationSeconds":3607,"boundObjectRef":{"kind":"Pod","apiVersion":"v1","name":"api-7d4b9c6f8-x2k9p","uid":"8f4a2c6e-1b3d-4f5a-9e7c-6d2b8a0f1c35"}},"status":{"token":"","expirationTimestamp":null}}`
+	// At RequestResponse the response carries the minted token.
+	podBoundRR := podBound + `,"responseObject":{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","metadata":{"name":"payments-api","namespace":"payments","creationTimestamp":"2026-11-27T11:40:31Z"},"spec":{"audiences":["https://kubernetes.default.svc.cluster.local"],"expirationSeconds":3607,"boundObjectRef":{"kind":"Pod","apiVersion":"v1","name":"api-7d4b9c6f8-x2k9p","uid":"8f4a2c6e-1b3d-4f5a-9e7c-6d2b8a0f1c35"}},"status":{"token":"` + mintedJWT + `","expirationTimestamp":"2026-11-27T12:40:38Z"}}`
+	unboundRR := unbound + `,"responseObject":{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","metadata":{"name":"payments-api","namespace":"payments","creationTimestamp":"2026-11-27T11:40:31Z"},"spec":{"audiences":["https://kubernetes.default.svc.cluster.local"],"expirationSeconds":3600,"boundObjectRef":null},"status":{"token":"` + mintedJWT + `","expirationTimestamp":"2026-11-27T12:40:31Z"}}`
+	f := func(name, js string, want ...string) { t.Helper(); checkFired(t, s, r, name, js, want...) }
+	const rc = "ResponseComplete"
+
+	// TokenRequests outside the control plane.
+	for level, body := range map[string]string{"Metadata": "", "Request": unbound, "RequestResponse": unboundRR} {
+		f("person mints an app token, "+level, credentialEvent(level, rc, "create", tokenURI("payments", "payments-api"), userBob, tokenRef("payments", "payments-api"), 201, body),
+			"token-request-for-other-account")
+		f("app account mints its own token, "+level, credentialEvent(level, rc, "create", tokenURI("payments", "payments-api"), userAppSA, tokenRef("payments", "payments-api"), 201, body))
+		f("kube-controller-manager mints outside kube-system, "+level, credentialEvent(level, rc, "create", tokenURI("production", "app-sa"), userKCM, tokenRef("production", "app-sa"), 201, body),
+			"token-request-for-other-account")
+		f("refused TokenRequest, "+level, credentialEvent(level, rc, "create", tokenURI("payments", "payments-api"), userBob, tokenRef("payments", "payments-api"), 403, ""))
+	}
+	for level, body := range map[string]string{"Metadata": "", "Request": podBound, "RequestResponse": podBoundRR} {
+		f("kubelet mints a pod-bound token, "+level, credentialEvent(level, rc, "create", tokenURI("payments", "payments-api"), userNode1, tokenRef("payments", "payments-api"), 201, body))
+	}
+	f("node mints an unbound token", credentialEvent("Request", rc, "create", tokenURI("payments", "payments-api"), userNode1, tokenRef("payments", "payments-api"), 201, unbound),
+		"token-request-for-other-account")
+	f("node mints an unbound token, RequestResponse", credentialEvent("RequestResponse", rc, "create", tokenURI("payments", "payments-api"), userNode1, tokenRef("payments", "payments-api"), 201, unboundRR),
+		"token-request-for-other-account")
+	f("TokenRequest without a stage's worth of body: spec missing", credentialEvent("Request", rc, "create", tokenURI("payments", "payments-api"), userBob, tokenRef("payments", "payments-api"), 201,
+		`,"requestObject":{"kind":"TokenRequest"}`), "token-request-for-other-account")
+
+	// TokenRequests in the control plane: one rule each, never both.
+	for level, body := range map[string]string{"Metadata": "", "Request": unbound} {
+		f("kube-system add-on mints a controller's token, "+level, credentialEvent(level, rc, "create", tokenURI("kube-system", "namespace-controller"), userAddonSA, tokenRef("kube-system", "namespace-controller"), 201, body),
+			"kube-system-token-request")
+		f("person mints a controller's token, "+level, credentialEvent(level, rc, "create", tokenURI("kube-system", "namespace-controller"), userBob, tokenRef("kube-system", "namespace-controller"), 201, body),
+			"kube-system-token-request")
+		f("kube-controller-manager mints its controller's token, "+level, credentialEvent(level, rc, "create", tokenURI("kube-system", "deployment-controller"), userKCM, tokenRef("kube-system", "deployment-controller"), 201, body))
+	}
+	f("kubelet mints a CoreDNS pod's token", credentialEvent("Request", rc, "create", tokenURI("kube-system", "coredns"), userNode1, tokenRef("kube-system", "coredns"), 201, podBound))
+
+	// Certificate signing requests and their approval.
+	csrRef := `{"resource":"certificatesigningrequests","apiGroup":"certificates.k8s.io","apiVersion":"v1"}`
+	const csrURI = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+	const pemCSR = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlJQ1ZqQ0NBVDRDQVFBd0VURVBNQTBHQTFVRUF3d0dZVzVuWld4aE1JSUJJakFOQmdrcWhraUc5dzBCQVFFRgotLS0tLUVORCBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K"
+	csr := func(signer string, usages ...string) string {
+		us := `"` + strings.Join(usages, `","`) + `"`
+		spec := fmt.Sprintf(`{"request":%q,"signerName":%q,"usages":[%s]}`, pemCSR, signer, us)
+		return fmt.Sprintf(`,"requestObject":{"kind":"CertificateSigningRequest","apiVersion":"certificates.k8s.io/v1","metadata":{"name":"x","creationTimestamp":null},"spec":%s,"status":{}}`, spec)
+	}
+	f("person requests a kube-apiserver-client certificate", credentialEvent("Request", rc, "create", csrURI, userBob, csrRef, 201, csr("kubernetes.io/kube-apiserver-client", "client auth")),
+		"client-certificate-requested")
+	f("node requests a kube-apiserver-client certificate", credentialEvent("Request", rc, "create", csrURI, userNode1, csrRef, 201, csr("kubernetes.io/kube-apiserver-client", "client auth")),
+		"client-certificate-requested")
+	f("app account requests a kubelet client certificate", credentialEvent("Request", rc, "create", csrURI, userAppSA, csrRef, 201, csr("kubernetes.io/kube-apiserver-client-kubelet", "digital signature", "client auth")),
+		"client-certificate-requested")
+	f("person requests client auth from a custom signer", credentialEvent("Request", rc, "create", csrURI, userBob, csrRef, 201, csr("example.com/internal", "client auth")),
+		"client-certificate-requested")
+	f("person creates a CSR, body not logged", credentialEvent("Metadata", rc, "create", csrURI, userBob, csrRef, 201, ""),
+		"client-certificate-requested")
+	f("kubelet renews its client certificate", credentialEvent("Request", rc, "create", csrURI, userNode1, csrRef, 201, csr("kubernetes.io/kube-apiserver-client-kubelet", "digital signature", "client auth")))
+	f("kubelet CSR, body not logged", credentialEvent("Metadata", rc, "create", csrURI, userNode1, csrRef, 201, ""))
+	f("bootstrapping kubelet", credentialEvent("Request", rc, "create", csrURI, `{"username":"system:bootstrap:abcdef","groups":["system:bootstrappers","system:bootstrappers:kubeadm:default-node-token","system:authenticated"]}`, csrRef, 201,
+		csr("kubernetes.io/kube-apiserver-client-kubelet", "digital signature", "client auth")))
+	f("person requests a serving certificate", credentialEvent("Request", rc, "create", csrURI, userBob, csrRef, 201, csr("example.com/internal-serving", "server auth")))
+	f("refused CSR", credentialEvent("Request", rc, "create", csrURI, userBob, csrRef, 403, csr("kubernetes.io/kube-apiserver-client", "client auth")))
+
+	approvalRef := `{"resource":"certificatesigningrequests","name":"x","apiGroup":"certificates.k8s.io","apiVersion":"v1","subresource":"approval"}`
+	const approvalURI = csrURI + "/x/approval"
+	verdict := func(signer, condition string) string {
+		return fmt.Sprintf(`,"requestObject":{"kind":"CertificateSigningRequest","apiVersion":"certificates.k8s.io/v1","metadata":{"name":"x"},"spec":{"request":%q,"signerName":%q,"usages":["client auth"],"username":"bob@example.com"},"status":{"conditions":[{"type":%q,"status":"True","reason":"Kubectl","lastUpdateTime":"2026-11-27T11:36:40Z","lastTransitionTime":null}]}}`,
+			pemCSR, signer, condition)
+	}
+	f("person approves a client certificate", credentialEvent("Request", rc, "update", approvalURI, userBob, approvalRef, 200, verdict("kubernetes.io/kube-apiserver-client", "Approved")),
+		"csr-approved-by-user")
+	f("person approves, Metadata level", credentialEvent("Metadata", rc, "update", approvalURI, userBob, approvalRef, 200, ""),
+		"csr-approved-by-user")
+	f("person approves with a patch", credentialEvent("Request", rc, "patch", approvalURI, userBob, approvalRef, 200, `,"requestObject":{"status":{"conditions":[{"type":"Approved","status":"True"}]}}`),
+		"csr-approved-by-user")
+	f("person denies", credentialEvent("Request", rc, "update", approvalURI, userBob, approvalRef, 200, verdict("kubernetes.io/kube-apiserver-client", "Denied")))
+	f("person approves a kubelet serving certificate", credentialEvent("Request", rc, "update", approvalURI, userBob, approvalRef, 200, verdict("kubernetes.io/kubelet-serving", "Approved")))
+	f("certificate controller approves", credentialEvent("Metadata", rc, "update", approvalURI, userCSRCtrl, approvalRef, 200, ""))
+	f("refused approval", credentialEvent("Metadata", rc, "update", approvalURI, userBob, approvalRef, 403, ""))
+}
+
+// TestCredentialExec covers commands run in pods: the command is in the
+// request URI (kubectl over SPDY sends create, over websockets get), or in
+// a PodExecOptions body an exporter adds. Every URI here must pass
+// redaction unchanged, since a rule cannot read what redaction removed.
+func TestCredentialExec(t *testing.T) {
+	s, err := LoadDefault(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := redact.New(redact.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	podRef := `{"resource":"pods","namespace":"payments","name":"api-1","apiVersion":"v1","subresource":"exec"}`
+	exec := func(verb, query string, code int) string {
+		uri := "/api/v1/namespaces/payments/pods/api-1/exec?" + query + "&container=api&stderr=true&stdout=true"
+		return credentialEvent("Metadata", "ResponseStarted", verb, uri, userBob, podRef, code, "")
+	}
+	f := func(name, js string, want ...string) {
+		t.Helper()
+		if _, changed, err := r.Event([]byte(js)); err != nil || changed {
+			t.Errorf("%s: redaction changed the event (err %v)", name, err)
+		}
+		checkFired(t, s, r, name, js, want...)
+	}
+	for _, verb := range []string{"create", "get"} {
+		f("cat token, "+verb, exec(verb, "command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken", 101),
+			"exec-into-pod", "exec-reads-credentials")
+		f("ls interactive shell, "+verb, exec(verb, "command=sh&stdin=true&tty=true", 101), "exec-into-pod")
+		f("refused token read, "+verb, exec(verb, "command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken", 403))
+	}
+	f("EKS IRSA token through sh -c", exec("get", "command=sh&command=-c&command=cat+%2Fvar%2Frun%2Fsecrets%2Feks.amazonaws.com%2Fserviceaccount%2Ftoken", 101),
+		"exec-into-pod", "exec-reads-credentials")
+	f("token path not percent-encoded", exec("get", "command=cat&command=/run/secrets/kubernetes.io/serviceaccount/token", 101),
+		"exec-into-pod", "exec-reads-credentials")
+	f("token path in upper-case escapes", exec("get", "command=cat&command=%2fvar%2frun%2fsecrets%2fkubernetes.io%2fserviceaccount%2ftoken", 101),
+		"exec-into-pod", "exec-reads-credentials")
+	f("aws credentials with ~ escaped", exec("get", "command=cat&command=%7E%2F.aws%2Fcredentials", 101),
+		"exec-into-pod", "exec-reads-credentials")
+	f("token sent to the apiserver with curl", exec("get", "command=curl&command=-H&command=Authorization%3A+Bearer+%24%28cat+%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken%29&command=https%3A%2F%2Fkubernetes.default.svc%2Fapi", 101),
+		"exec-into-pod", "exec-reads-credentials")
+	f("kubeconfig", exec("create", "command=cat&command=%2Froot%2F.kube%2Fconfig", 101),
+		"exec-into-pod", "exec-reads-credentials")
+	f("reading an application file", exec("get", "command=cat&command=%2Fetc%2Fnginx%2Fnginx.conf", 101), "exec-into-pod")
+	f("IMDS", exec("get", "command=curl&command=http%3A%2F%2F169.254.169.254%2Flatest%2Fapi%2Ftoken&command=-X&command=PUT", 101),
+		"exec-into-pod", "exec-queries-metadata-service")
+	f("IMDS over IPv6", exec("get", "command=curl&command=http%3A%2F%2F%5Bfd00%3Aec2%3A%3A254%5D%2Flatest%2Fmeta-data%2F", 101),
+		"exec-into-pod", "exec-queries-metadata-service")
+	f("ECS task credentials", exec("create", "command=sh&command=-c&command=curl+169.254.170.2%24AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", 101),
+		"exec-into-pod", "exec-queries-metadata-service")
+	f("curl to a service", exec("get", "command=curl&command=http%3A%2F%2Fpayments.payments.svc%3A8080%2Fhealthz", 101), "exec-into-pod")
+	f("kubectl cp out", exec("get", "command=tar&command=cf&command=-&command=%2Fvar%2Flib%2Fapp%2Fdata.db", 101),
+		"exec-into-pod", "kubectl-cp-from-pod")
+	f("kubectl cp out, compressed", exec("get", "command=tar&command=czf&command=-&command=%2Fvar%2Flib%2Fapp", 101),
+		"exec-into-pod", "kubectl-cp-from-pod")
+	f("kubectl cp of the token directory", exec("get", "command=tar&command=cf&command=-&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount", 101),
+		"exec-into-pod", "kubectl-cp-from-pod", "exec-reads-credentials")
+	f("kubectl cp in", exec("get", "command=tar&command=-xmf&command=-&command=-C&command=%2Ftmp", 101), "exec-into-pod")
+	f("tar listing", exec("get", "command=tar&command=tf&command=%2Ftmp%2Fa.tar", 101), "exec-into-pod")
+
+	// An exporter that records PodExecOptions as the request body.
+	body := `,"requestObject":{"kind":"PodExecOptions","apiVersion":"v1","stdout":true,"stderr":true,"container":"api","command":["sh","-c","cat /var/run/secrets/kubernetes.io/serviceaccount/token"]}`
+	f("command in the request body", credentialEvent("Request", "ResponseStarted", "create", "/api/v1/namespaces/payments/pods/api-1/exec", userBob, podRef, 101, body),
+		"exec-into-pod", "exec-reads-credentials")
+	body = `,"requestObject":{"kind":"PodExecOptions","apiVersion":"v1","command":["tar","cf","-","/data"]}`
+	f("kubectl cp in the request body", credentialEvent("Request", "ResponseStarted", "create", "/api/v1/namespaces/payments/pods/api-1/exec", userBob, podRef, 101, body),
+		"exec-into-pod", "kubectl-cp-from-pod")
+
+	// The kubelet API through nodes/proxy.
+	nodeRef := `{"resource":"nodes","name":"node-1","apiVersion":"v1","subresource":"proxy"}`
+	f("kubelet run endpoint", credentialEvent("Metadata", "ResponseStarted", "create", "/api/v1/nodes/node-1/proxy/run/payments/api-1/api?cmd=cat+%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken", userBob, nodeRef, 200, ""),
+		"exec-reads-credentials")
+	f("kubelet metrics through the proxy", credentialEvent("Metadata", "ResponseStarted", "get", "/api/v1/nodes/node-1/proxy/metrics", userBob, nodeRef, 200, ""))
+	f("kubelet pods listing mentioning secrets", credentialEvent("Metadata", "ResponseStarted", "get", "/api/v1/nodes/node-1/proxy/pods?x=%2Fvar%2Frun%2Fsecrets", userBob, nodeRef, 200, ""))
+
+	// The other stages of the same exec: RequestReceived is never judged
+	// (authorization has not run); ResponseComplete, the only stage left
+	// with omitStages: [ResponseStarted], and an event without a stage are
+	// judged whenever the pipeline judges them (pipeline.StageGate keeps a
+	// request from being reported twice), and then read the same way.
+	for _, stage := range []string{"RequestReceived", "ResponseComplete", ""} {
+		uri := "/api/v1/namespaces/payments/pods/api-1/exec?command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken&container=api&stdout=true"
+		js := credentialEvent("Metadata", stage, "create", uri, userBob, podRef, 101, "")
+		if stage == "" {
+			js = strings.Replace(js, `"stage":"",`, "", 1)
+		}
+		var want []string
+		if decode(t, js).IsAuthoritative() {
+			want = []string{"exec-into-pod", "exec-reads-credentials"}
+		} else if stage != "RequestReceived" {
+			t.Logf("stage %q is not judged for exec by this pipeline", stage)
+		}
+		f("cat token at stage "+stage, js, want...)
+	}
+}
+
+// TestCredentialExecRedaction records what ingest's redaction does to exec
+// commands that hold a credential-named assignment: the value is replaced,
+// and with it the path the rule looks for. The command is then not
+// recognised; this test fails when redaction or the rules change that.
+func TestCredentialExecRedaction(t *testing.T) {
+	r, err := redact.New(redact.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadDefault(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	podRef := `{"resource":"pods","namespace":"payments","name":"api-1","apiVersion":"v1","subresource":"exec"}`
+	uri := "/api/v1/namespaces/payments/pods/api-1/exec?command=sh&command=-c&command=TOKEN%3D%24%28cat+%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken%29%3B+curl+-k+https%3A%2F%2Fkubernetes.default.svc%2Fapi&container=api&stdout=true"
+	js := credentialEvent("Metadata", "ResponseStarted", "get", uri, userBob, podRef, 101, "")
+	out, changed, err := r.Event([]byte(js))
+	if err != nil || !changed || strings.Contains(string(out), "%2Fvar%2Frun%2Fsecrets") {
+		t.Fatalf("redaction kept the assigned command (changed %v, err %v): %s", changed, err, out)
+	}
+	checkFired(t, s, r, "TOKEN=$(cat ...) before redaction is not seen after it", js, "exec-into-pod")
+}
