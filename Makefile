@@ -80,6 +80,7 @@ bench: build
 	done
 	@echo "hostile inputs"
 	(cd internal/bench && ../../bench/.bench.test -test.run '^$$' -test.bench '^BenchmarkHostile$$' -test.benchmem -test.cpu 1 $(BENCH_HOSTILE_FLAGS)) >> bench/new.txt
+	@rm -f bench/e2e.json
 	./$(BIN)/e2eload $(BENCH_E2E_FLAGS) -json bench/e2e.json || echo "e2eload reported a failure; see bench/results.md"
 	$(GO) run ./internal/bench/report -bench bench/new.txt -e2e bench/e2e.json -previous bench/bench.txt \
 		-loadavg-file bench/.loadavg -benchstat '$(BENCHSTAT)' -out bench/results.md

@@ -210,6 +210,11 @@ func run(benchFile, e2eFile, previous, loadFile, benchstat, out string) error {
 	hostile(&w, res, notRun)
 	scanner(&w, res)
 
+	if e == nil {
+		// make bench removes the previous run's file first, so a failed
+		// run shows as failed rather than as the last good figures.
+		fmt.Fprintf(&w, "\n## End to end (cmd/e2eload)\n\nNo figures: e2eload wrote no results in this run (it failed; its log is in make bench's output).\n")
+	}
 	if e != nil {
 		fmt.Fprintf(&w, "\n## End to end (cmd/e2eload)\n\n")
 		fmt.Fprintf(&w, "apiserver-style 400-event EventLists over loopback HTTP → ingest (process) → in-process Kafka (kfake, acks) → detect (process) → ClickHouse 18.16 (process).\n\n")
