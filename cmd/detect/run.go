@@ -204,6 +204,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var wwg sync.WaitGroup
 	wwg.Go(func() { _ = watcher.Run(wctx) })
 	closers = append(closers, func() error { wstop(); wwg.Wait(); return nil })
+	// The built-in detectors' background work: reloading the bad-network
+	// list when it changes. Stopped with the watcher, after the processor.
+	bctx, bstop := context.WithCancel(ctx)
+	var bwg sync.WaitGroup
+	bwg.Go(func() {
+		if err := builtins.Run(bctx, log, reg); err != nil {
+			log.Error("running detectors' background work", "err", err)
+		}
+	})
+	closers = append(closers, func() error { bstop(); bwg.Wait(); return nil })
 	set := detectorChain{builtins, watcher}
 
 	// Alerts go out after each batch is stored, off the commit path.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"net/url"
 	"strconv"
 	"strings"
@@ -60,14 +59,10 @@ const anonMaxMinDistinctPaths = 1000
 // state for sources that have long moved on.
 const anonMaxWindow = 24 * time.Hour
 
-// Bounds on what an enumeration finding quotes. User agents and paths are
-// client-chosen: a scanner must not be able to grow a finding, or the state
-// behind it, by varying them.
-const (
-	anonMaxAgents      = 3
-	anonMaxSamplePaths = 5
-	anonMaxQuoted      = 120
-)
+// anonMaxQuoted bounds each user agent and path a finding quotes: they are
+// client-chosen, and a scanner must not be able to grow a finding by
+// varying them (burstCounter bounds how many are kept).
+const anonMaxQuoted = 120
 
 // AnonymousConfig configures the anonymous-access detector (KEP-4633).
 type AnonymousConfig struct {
@@ -151,9 +146,8 @@ type Anonymous struct {
 	allowed  map[string]struct{}
 	minPaths int
 	window   time.Duration
-	seed     maphash.Seed
 	// bursts counts denied paths per cluster, source and time bucket.
-	bursts *Window[anonBurstKey, *anonBurst]
+	bursts *burstCounter
 }
 
 var _ Detector = (*Anonymous)(nil)
@@ -171,15 +165,11 @@ func NewAnonymous(cfg AnonymousConfig, maxEntries int) (*Anonymous, error) {
 		allowed:  make(map[string]struct{}, len(cfg.AllowedPaths)),
 		minPaths: cfg.Enumeration.MinDistinctPaths,
 		window:   time.Duration(cfg.Enumeration.Window),
-		seed:     maphash.MakeSeed(),
 	}
 	for _, p := range cfg.AllowedPaths {
 		d.allowed[p] = struct{}{}
 	}
-	// Every event of a bucket lies within one window of the entry's last
-	// sighting, so a ttl of two windows never expires a live bucket; old
-	// buckets leave through the LRU cap.
-	d.bursts = NewWindow[anonBurstKey, *anonBurst](maxEntries, 2*d.window)
+	d.bursts = newBurstCounter(d.minPaths, d.window, maxEntries)
 	return d, nil
 }
 
@@ -531,30 +521,6 @@ func anonIsAnonSubject(kind, name string) bool {
 	return (kind == "User" && name == anonUser) || (kind == "Group" && name == anonGroup)
 }
 
-// anonBurstKey identifies one source's denied requests in one bucket.
-type anonBurstKey struct {
-	cluster string
-	ip      string
-	bucket  int64 // bucket start, Unix nanoseconds
-}
-
-// anonBurst is what the Window remembers of one source in one bucket.
-type anonBurst struct {
-	paths   []uint64 // distinct path hashes, at most minPaths of them
-	fired   bool
-	n401    int
-	n403    int
-	agents  []string // first few distinct user agents, truncated
-	samples []string // first few distinct paths, escaped and truncated
-}
-
-// anonBurstReport is a copy of a burst taken under the Window's lock.
-type anonBurstReport struct {
-	n401, n403 int
-	agents     []string
-	samples    []string
-}
-
 // anonPeerIP returns the last source IP. The apiserver lists the
 // X-Forwarded-For and X-Real-Ip addresses first, which any client can set,
 // and the TCP peer last; counting by the peer means a scanner cannot escape
@@ -568,10 +534,7 @@ func anonPeerIP(ev *pipeline.Event) string {
 
 // detectEnumeration counts a denied unauthenticated request towards its
 // source's bucket and reports the bucket once, when it reaches minPaths
-// distinct paths. Buckets are fixed slices of event time, so the result does
-// not depend on arrival order, and the finding id (cluster, peer IP, bucket)
-// is the same after a restart or a redelivery. The cost: a burst split by a
-// bucket boundary is only reported if one side alone reaches the threshold.
+// distinct paths (see burstCounter).
 func (d *Anonymous) detectEnumeration(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
 	at := ev.StageTimestamp.Time
 	if at.IsZero() {
@@ -585,50 +548,11 @@ func (d *Anonymous) detectEnumeration(ev *pipeline.Event, out []pipeline.Finding
 	if _, ok := d.allowed[path]; ok {
 		return out // a health probe refused during start-up is not a scan
 	}
-	start := at.Truncate(d.window)
-	key := anonBurstKey{cluster: ev.Cluster, ip: ip, bucket: start.UnixNano()}
-	h := maphash.String(d.seed, path)
-	code := ev.Code()
-
-	var report *anonBurstReport
-	d.bursts.Update(key, at, func(b *anonBurst, ok bool) *anonBurst {
-		if !ok || b == nil {
-			b = &anonBurst{}
-		}
-		if b.fired {
-			return b // reported; a redelivery or the tail of the scan adds nothing
-		}
-		for _, p := range b.paths {
-			if p == h {
-				return b // a repeat, or the same event delivered twice
-			}
-		}
-		b.paths = append(b.paths, h)
-		if code == 401 {
-			b.n401++
-		} else {
-			b.n403++
-		}
-		if len(b.samples) < anonMaxSamplePaths {
-			b.samples = append(b.samples, anonQuote(anonEscapedPath(ev.RequestURI)))
-		}
-		if len(b.agents) < anonMaxAgents && !anonContains(b.agents, ev.UserAgent) {
-			b.agents = append(b.agents, strings.Clone(ev.UserAgent))
-		}
-		if len(b.paths) >= d.minPaths {
-			b.fired = true
-			report = &anonBurstReport{
-				n401: b.n401, n403: b.n403,
-				agents:  append([]string(nil), b.agents...),
-				samples: append([]string(nil), b.samples...),
-			}
-			b.paths, b.samples, b.agents = nil, nil, nil // not needed once reported
-		}
-		return b
-	})
-	if report == nil {
+	report, ok := d.bursts.add(ev.Cluster, ip, at, path, anonQuote(anonEscapedPath(ev.RequestURI)), ev.Code(), ev.UserAgent)
+	if !ok {
 		return out
 	}
+	start := report.start
 
 	f := pipeline.NewFinding(AnonymousDetectorID, ev, "enumeration")
 	// The burst, not the request that completed it, is what is reported: the

@@ -23,6 +23,9 @@ type Config struct {
 	BroadSelector      SelectorConfig  `json:"broad_selector"`
 	AppArmorUnconfined AppArmorConfig  `json:"apparmor_unconfined"`
 	AdmissionPolicy    AdmissionConfig `json:"admission_policy_change"`
+	// DeniedBurst and BadNetworks are where requests come from (origin.go).
+	DeniedBurst DeniedBurstConfig `json:"denied_burst"`
+	BadNetworks BadNetworksConfig `json:"bad_networks"`
 }
 
 // StateConfig bounds stateful detectors' memory.
@@ -68,6 +71,8 @@ func DefaultConfig() Config {
 		BroadSelector:      defaultSelectorConfig(),
 		AppArmorUnconfined: defaultAppArmorConfig(),
 		AdmissionPolicy:    defaultAdmissionConfig(),
+		DeniedBurst:        defaultDeniedBurstConfig(),
+		BadNetworks:        defaultBadNetworksConfig(),
 	}
 }
 
@@ -88,6 +93,8 @@ func (c Config) Validate() error {
 		c.BroadSelector.validate("broad_selector"),
 		c.AppArmorUnconfined.validate("apparmor_unconfined"),
 		c.AdmissionPolicy.validate("admission_policy_change"),
+		c.DeniedBurst.validate("denied_burst"),
+		c.BadNetworks.validate("bad_networks"),
 	)
 	return errors.Join(errs...)
 }

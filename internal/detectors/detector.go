@@ -44,6 +44,7 @@ func New(cfg Config) (*Set, error) {
 		buildSelector,
 		buildAppArmor,
 		buildAdmission,
+		buildOrigin,
 	}
 	var ds []Detector
 	for _, b := range builders {
