@@ -2,12 +2,11 @@ package clickhouse
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
+	"strconv"
 	"strings"
 	"time"
-
-	ch "github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // alreadyExistsCodes are exceptions that 18.16 can raise for CREATE … IF
@@ -19,11 +18,60 @@ var alreadyExistsCodes = map[int32]bool{
 	82: true, // DATABASE_ALREADY_EXISTS
 }
 
+// schema creates and tunes auditpipe's tables through a Runner: Store
+// runs it over its connection at start, tests over chDB (see Migrate).
+type schema struct {
+	r         Runner
+	db        string
+	retention map[string]int
+	log       *slog.Logger
+
+	// version and features are read from the server by detectVersion.
+	version  serverVersion
+	features features
+}
+
+// Migrate creates database and its tables through r, then tunes them for
+// the server's version, as New does over its connection, and returns the
+// tuning statements it ran: none once the tables are tuned. retention is
+// days per table, as Config.Retention. A nil logger discards logs.
+func Migrate(ctx context.Context, r Runner, database string, retention map[string]int, log *slog.Logger) ([]string, error) {
+	if !identifier.MatchString(database) {
+		return nil, fmt.Errorf("database %q is not a plain identifier", database)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sc := &schema{r: r, db: database, retention: retention, log: log}
+	if err := sc.detectVersion(ctx); err != nil {
+		return nil, err
+	}
+	if err := sc.migrate(ctx); err != nil {
+		return nil, err
+	}
+	return sc.tune(ctx)
+}
+
+// detectVersion reads version() so that tune knows what the server accepts.
+func (s *schema) detectVersion(ctx context.Context) error {
+	row, err := queryRow(ctx, s.r, "SELECT version()", 1)
+	if err != nil {
+		return classify(fmt.Errorf("reading ClickHouse version: %w", err))
+	}
+	v, err := parseServerVersion(row[0])
+	if err != nil {
+		return err
+	}
+	s.version, s.features = v, featuresOf(v)
+	s.log.Info("connected to ClickHouse", "version", row[0])
+	return nil
+}
+
 // migrate creates the database and the migrations table, then runs every
 // migration not yet recorded, in order. Two instances may run the same
 // migration concurrently; see migration for why that is safe.
-func (s *Store) migrate(ctx context.Context) error {
-	db := "`" + s.cfg.Database + "`"
+func (s *schema) migrate(ctx context.Context) error {
+	db := "`" + s.db + "`"
 	if err := s.execDDL(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
 		return err
 	}
@@ -68,10 +116,9 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // execDDL runs one idempotent DDL statement, accepting the "already exists"
 // race described at alreadyExistsCodes.
-func (s *Store) execDDL(ctx context.Context, stmt string) error {
-	err := s.conn.Exec(ctx, stmt)
-	var ex *ch.Exception
-	if errors.As(err, &ex) && alreadyExistsCodes[ex.Code] {
+func (s *schema) execDDL(ctx context.Context, stmt string) error {
+	err := s.r.Exec(ctx, stmt)
+	if code, _, ok := exceptionCode(err); ok && alreadyExistsCodes[code] {
 		return nil
 	}
 	if err != nil {
@@ -84,15 +131,15 @@ func (s *Store) execDDL(ctx context.Context, stmt string) error {
 // COLUMN causes between our check and our ALTER: DUPLICATE_COLUMN (15), or
 // on 18.16 ILLEGAL_COLUMN (44) "column with this name already exists".
 func columnExists(err error) bool {
-	var ex *ch.Exception
-	if !errors.As(err, &ex) {
+	code, msg, ok := exceptionCode(err)
+	if !ok {
 		return false
 	}
-	return ex.Code == 15 || (ex.Code == 44 && strings.Contains(ex.Message, "already exists"))
+	return code == 15 || (code == 44 && strings.Contains(msg, "already exists"))
 }
 
 // addColumn adds c unless system.columns lists it already.
-func (s *Store) addColumn(ctx context.Context, c addColumn) error {
+func (s *schema) addColumn(ctx context.Context, c addColumn) error {
 	cols, err := s.columns(ctx, c.Table)
 	if err != nil {
 		return err
@@ -100,11 +147,11 @@ func (s *Store) addColumn(ctx context.Context, c addColumn) error {
 	if _, ok := cols[c.Column]; ok {
 		return nil
 	}
-	stmt := fmt.Sprintf("ALTER TABLE `%s`.`%s` ADD COLUMN `%s` %s", s.cfg.Database, c.Table, c.Column, c.Type)
+	stmt := fmt.Sprintf("ALTER TABLE `%s`.`%s` ADD COLUMN `%s` %s", s.db, c.Table, c.Column, c.Type)
 	if c.After != "" {
 		stmt += " AFTER `" + c.After + "`"
 	}
-	err = s.conn.Exec(ctx, stmt)
+	err = s.r.Exec(ctx, stmt)
 	if columnExists(err) {
 		return nil
 	}
@@ -122,31 +169,21 @@ type columnInfo struct {
 
 // columns reads table's columns from system.columns. The codec is read
 // only where the server has the column (19.x and later).
-func (s *Store) columns(ctx context.Context, table string) (map[string]columnInfo, error) {
-	q := "SELECT name, type FROM system.columns WHERE database = ? AND table = ?"
+func (s *schema) columns(ctx context.Context, table string) (map[string]columnInfo, error) {
+	codec := "''"
 	if s.features.Codecs {
-		q = "SELECT name, type, compression_codec FROM system.columns WHERE database = ? AND table = ?"
+		codec = "compression_codec"
 	}
-	rows, err := s.conn.Query(ctx, q, s.cfg.Database, table)
+	rows, err := s.r.Query(ctx, "SELECT name, type, "+codec+" FROM system.columns WHERE database = "+quote(s.db)+" AND table = "+quote(table))
 	if err != nil {
 		return nil, classify(fmt.Errorf("reading columns of %s: %w", table, err))
 	}
-	defer rows.Close()
-	cols := make(map[string]columnInfo)
-	for rows.Next() {
-		var name string
-		var ci columnInfo
-		dest := []any{&name, &ci.Type}
-		if s.features.Codecs {
-			dest = append(dest, &ci.Codec)
+	cols := make(map[string]columnInfo, len(rows))
+	for _, row := range rows {
+		if len(row) != 3 {
+			return nil, fmt.Errorf("reading columns of %s: got %d columns, want 3", table, len(row))
 		}
-		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("reading columns of %s: %w", table, err)
-		}
-		cols[name] = ci
-	}
-	if err := rows.Err(); err != nil {
-		return nil, classify(fmt.Errorf("reading columns of %s: %w", table, err))
+		cols[row[0]] = columnInfo{Type: row[1], Codec: row[2]}
 	}
 	return cols, nil
 }
@@ -154,41 +191,64 @@ func (s *Store) columns(ctx context.Context, table string) (map[string]columnInf
 // appliedMigrations returns the recorded migration versions. DISTINCT is
 // enough, no FINAL needed: duplicate rows from a concurrent start name the
 // same version.
-func (s *Store) appliedMigrations(ctx context.Context) (map[uint32]bool, error) {
-	rows, err := s.conn.Query(ctx, "SELECT DISTINCT version FROM `"+s.cfg.Database+"`.`"+MigrationsTable+"`")
+func (s *schema) appliedMigrations(ctx context.Context) (map[uint32]bool, error) {
+	rows, err := s.r.Query(ctx, "SELECT DISTINCT toString(version) FROM `"+s.db+"`.`"+MigrationsTable+"`")
 	if err != nil {
 		return nil, classify(fmt.Errorf("reading applied migrations: %w", err))
 	}
-	defer rows.Close()
-	applied := make(map[uint32]bool)
-	for rows.Next() {
-		var v uint32
-		if err := rows.Scan(&v); err != nil {
+	applied := make(map[uint32]bool, len(rows))
+	for _, row := range rows {
+		v, err := strconv.ParseUint(row[0], 10, 32)
+		if err != nil {
 			return nil, fmt.Errorf("reading applied migrations: %w", err)
 		}
-		applied[v] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, classify(fmt.Errorf("reading applied migrations: %w", err))
+		applied[uint32(v)] = true
 	}
 	return applied, nil
 }
 
 // recordMigration notes that m ran. Two instances recording the same
-// version leave two rows that ReplacingMergeTree collapses.
-func (s *Store) recordMigration(ctx context.Context, m migration) error {
-	batch, err := s.conn.PrepareBatch(ctx, insertQuery(s.cfg.Database, MigrationsTable, []string{"version", "name", "applied_at"}))
-	if err != nil {
-		return classify(fmt.Errorf("recording migration %d: %w", m.Version, err))
-	}
-	defer func() { _ = batch.Close() }()
-	if err := batch.Append(m.Version, m.Name, time.Now()); err != nil {
-		return fmt.Errorf("recording migration %d: %w", m.Version, err)
-	}
-	if err := batch.Send(); err != nil {
+// version leave two rows that ReplacingMergeTree collapses. The row comes
+// from INSERT … SELECT, which runs wholly on the server: over the native
+// protocol an INSERT … VALUES sent as a plain statement waits for data
+// blocks that never come (18.16).
+func (s *schema) recordMigration(ctx context.Context, m migration) error {
+	stmt := fmt.Sprintf("INSERT INTO `%s`.`%s` (version, name, applied_at) SELECT %d, %s, now()", s.db, MigrationsTable, m.Version, quote(m.Name))
+	if err := s.r.Exec(ctx, stmt); err != nil {
 		return classify(fmt.Errorf("recording migration %d: %w", m.Version, err))
 	}
 	return nil
+}
+
+// tune applies planTuning's statements for this server: TTL, codecs and
+// LowCardinality where supported, nothing on 18.16. It returns the
+// statements it ran. Safe to run from several instances at once: each
+// statement sets an absolute state.
+func (s *schema) tune(ctx context.Context) ([]string, error) {
+	f := s.features
+	if !f.TTL && !f.Codecs && !f.LowCardinality {
+		return nil, nil
+	}
+	state := map[string]tableState{}
+	for _, table := range append([]string{EventsTable, FindingsTable}, RollupTables...) {
+		cols, err := s.columns(ctx, table)
+		if err != nil {
+			return nil, err
+		}
+		row, err := queryRow(ctx, s.r, "SELECT create_table_query FROM system.tables WHERE database = "+quote(s.db)+" AND name = "+quote(table), 1)
+		if err != nil {
+			return nil, classify(fmt.Errorf("reading definition of %s: %w", table, err))
+		}
+		state[table] = tableState{Columns: cols, CreateQuery: row[0]}
+	}
+	stmts := planTuning(s.db, f, s.retention, state)
+	for _, stmt := range stmts {
+		if err := s.r.Exec(ctx, stmt); err != nil {
+			return nil, classify(fmt.Errorf("running %q: %w", stmt, err))
+		}
+		s.log.Info("tuned table for this server version", "statement", stmt)
+	}
+	return stmts, nil
 }
 
 // firstLine shortens a statement for error messages.

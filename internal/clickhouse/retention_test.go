@@ -99,7 +99,8 @@ func TestAddColumnMigration(t *testing.T) {
 	}
 	defer st2.Close()
 	// Running the step directly on an existing column is a no-op too.
-	if err := st2.addColumn(testContext(t), migrations[2].AddColumns[0]); err != nil {
+	sc := &schema{r: nativeRunner{st2.conn}, db: st2.Database(), log: st2.log}
+	if err := sc.addColumn(testContext(t), migrations[2].AddColumns[0]); err != nil {
 		t.Errorf("addColumn on an existing column: %v", err)
 	}
 }

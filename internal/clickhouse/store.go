@@ -97,18 +97,20 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		_ = conn.Close()
 		return nil, classify(fmt.Errorf("connecting to ClickHouse at %s: %w", strings.Join(opts.Addr, ","), err))
 	}
-	if err := s.detectVersion(ctx); err != nil {
+	sc := &schema{r: nativeRunner{conn}, db: cfg.Database, retention: cfg.Retention, log: s.log}
+	if err := sc.detectVersion(ctx); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := sc.migrate(ctx); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
-	if err := s.tune(ctx); err != nil {
+	if _, err := sc.tune(ctx); err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
+	s.version, s.features = sc.version, sc.features
 	return s, nil
 }
 
@@ -216,50 +218,6 @@ func (s *Store) Close() error {
 		}
 	})
 	return s.closeErr
-}
-
-// detectVersion reads version() so that tune knows what the server accepts.
-func (s *Store) detectVersion(ctx context.Context) error {
-	var raw string
-	if err := s.conn.QueryRow(ctx, "SELECT version()").Scan(&raw); err != nil {
-		return classify(fmt.Errorf("reading ClickHouse version: %w", err))
-	}
-	v, err := parseServerVersion(raw)
-	if err != nil {
-		return err
-	}
-	s.version, s.features = v, featuresOf(v)
-	s.log.Info("connected to ClickHouse", "version", raw)
-	return nil
-}
-
-// tune applies planTuning's statements for this server: TTL, codecs and
-// LowCardinality where supported, nothing on 18.16. Safe to run from
-// several instances at once: each statement sets an absolute state.
-func (s *Store) tune(ctx context.Context) error {
-	f := s.features
-	if !f.TTL && !f.Codecs && !f.LowCardinality {
-		return nil
-	}
-	state := map[string]tableState{}
-	for _, table := range append([]string{EventsTable, FindingsTable}, RollupTables...) {
-		cols, err := s.columns(ctx, table)
-		if err != nil {
-			return err
-		}
-		var create string
-		if err := s.conn.QueryRow(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", s.cfg.Database, table).Scan(&create); err != nil {
-			return classify(fmt.Errorf("reading definition of %s: %w", table, err))
-		}
-		state[table] = tableState{Columns: cols, CreateQuery: create}
-	}
-	for _, stmt := range planTuning(s.cfg.Database, f, s.cfg.Retention, state) {
-		if err := s.conn.Exec(ctx, stmt); err != nil {
-			return classify(fmt.Errorf("running %q: %w", stmt, err))
-		}
-		s.log.Info("tuned table for this server version", "statement", stmt)
-	}
-	return nil
 }
 
 // Database returns the database holding the tables.
