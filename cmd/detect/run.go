@@ -26,6 +26,10 @@ import (
 	"github.com/auditpipe/auditpipe/internal/spool"
 )
 
+// readyTimeout bounds the metadata request behind /readyz, within the few
+// seconds a probe waits by default.
+const readyTimeout = 3 * time.Second
+
 type runOptions struct {
 	brokers       string
 	topic         string
@@ -121,12 +125,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// directory in embedded mode.
 	var src pipeline.Source
 	var dlq pipeline.DeadLetterSink
+	// ping backs /readyz: detect is ready while its brokers answer and the
+	// topic exists. Nil in embedded mode, where the spool is always there.
+	var ping func(context.Context) error
 	if brokers := cli.SplitList(o.brokers); len(brokers) > 0 {
 		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Topic: o.topic, GroupID: o.group, SessionTimeout: o.session}, log, reg)
 		if err != nil {
 			return err
 		}
-		src = c
+		src, ping = c, c.Ping
 		closers = append(closers, c.Close)
 		// The dead-letter topic is created if missing, one partition: it
 		// is small, and order there does not matter. A broker that forbids
@@ -184,7 +191,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", cli.MetricsHandler(reg))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			if ping != nil {
+				ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+				defer cancel()
+				if err := ping(ctx); err != nil {
+					// The consumer retries on its own; not ready
+					// tells the orchestrator and dashboards why no
+					// rows arrive.
+					http.Error(w, "kafka unreachable: "+err.Error(), http.StatusServiceUnavailable)
+					return
+				}
+			}
+			io.WriteString(w, "ok\n")
+		})
 		srv := &http.Server{Addr: o.metricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		mctx, mstop := context.WithCancel(context.Background())
 		done := make(chan error, 1)

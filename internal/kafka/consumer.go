@@ -2,12 +2,15 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
@@ -17,13 +20,37 @@ import (
 
 var _ pipeline.Source = (*Consumer)(nil)
 
+// Waits between two fetch attempts while the brokers are unreachable.
+// kafka-go's reader retries underneath on its own (it dials again with its
+// own backoff) and reports an error to FetchMessage only after its fourth
+// failure in a row, so Fetch only has to wait a little and ask again; the
+// cap keeps a returning broker noticed within seconds. There is no limit on
+// how long: a rolling restart of a cluster takes minutes, and readiness
+// (Ping) tells the orchestrator meanwhile.
+const (
+	fetchRetryMin = 500 * time.Millisecond
+	fetchRetryMax = 10 * time.Second
+)
+
+// fetchLogWindow is how often an outage is logged while it lasts: the first
+// failure, then one line per window with the attempts so far.
+const fetchLogWindow = 30 * time.Second
+
 // Consumer reads a topic as a member of a consumer group. Offsets move only
 // through Commit, so a record fetched but not committed before a crash or a
 // rebalance is delivered again: at-least-once.
 type Consumer struct {
-	topic string
-	r     *kafkago.Reader
-	m     *consumerMetrics
+	topic   string
+	brokers []string
+	r       *kafkago.Reader
+	m       *consumerMetrics
+	log     *slog.Logger
+
+	// The outage in progress, seen by Fetch alone (one goroutine): when
+	// it began, how many attempts failed, when it was last logged.
+	downSince time.Time
+	attempts  int
+	lastLog   time.Time
 
 	// lagGauges caches one gauge per partition so Fetch does not format
 	// and look up a label on every record.
@@ -69,26 +96,59 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 		Logger:          clientLogger(log, "reader"),
 		ErrorLogger:     clientLogger(log, "reader"),
 	})
-	return &Consumer{topic: cfg.Topic, r: r, m: m, lagGauges: map[int]prometheus.Gauge{}}, nil
+	return &Consumer{topic: cfg.Topic, brokers: cfg.Brokers, r: r, m: m, log: log, lagGauges: map[int]prometheus.Gauge{}}, nil
+}
+
+// Ping asks the brokers for the topic's metadata: it fails while no broker
+// answers or the topic does not exist, for /readyz.
+func (c *Consumer) Ping(ctx context.Context) error {
+	return ping(ctx, kafkago.TCP(c.brokers...), c.topic)
 }
 
 // Fetch returns the next record of any assigned partition, in offset order
-// per partition. It does not commit. After Close it returns an error wrapping
-// io.EOF.
+// per partition. It does not commit. While the brokers are unreachable it
+// waits and tries again, logging once per fetchLogWindow; it returns an
+// error only when ctx ends, after Close (wrapping io.EOF), or for an error
+// that no retry fixes (bad credentials, a forbidden topic or group, a
+// protocol version the broker refuses), marked pipeline.Permanent. Call it
+// from one goroutine.
 func (c *Consumer) Fetch(ctx context.Context) (pipeline.Record, error) {
-	// kafka-go keeps handing out records already buffered when it was
-	// closed; they belong to a group membership that has ended.
-	if c.closed.Load() {
-		return pipeline.Record{}, fmt.Errorf("fetching from %s: consumer closed: %w", c.topic, io.EOF)
-	}
-	// FetchMessage, never ReadMessage: ReadMessage commits the offset
-	// before the caller has stored the record.
-	msg, err := c.r.FetchMessage(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			c.m.errors.WithLabelValues("fetch").Inc()
+	var msg kafkago.Message
+	backoff := fetchRetryMin
+	for {
+		// kafka-go keeps handing out records already buffered when it
+		// was closed; they belong to a group membership that has ended.
+		if c.closed.Load() {
+			return pipeline.Record{}, fmt.Errorf("fetching from %s: consumer closed: %w", c.topic, io.EOF)
 		}
-		return pipeline.Record{}, fmt.Errorf("fetching from %s: %w", c.topic, err)
+		// FetchMessage, never ReadMessage: ReadMessage commits the
+		// offset before the caller has stored the record.
+		var err error
+		msg, err = c.r.FetchMessage(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || c.closed.Load() {
+			return pipeline.Record{}, fmt.Errorf("fetching from %s: %w", c.topic, err)
+		}
+		c.m.errors.WithLabelValues("fetch").Inc()
+		if fatalFetchError(err) {
+			return pipeline.Record{}, pipeline.Permanent(fmt.Errorf("fetching from %s: %w", c.topic, err))
+		}
+		c.unreachable(err)
+		// Full jitter, so that the members of a group do not return to
+		// a restarted broker in step.
+		wait := fetchRetryMin + time.Duration(rand.Int64N(int64(backoff)))
+		select {
+		case <-ctx.Done():
+			return pipeline.Record{}, fmt.Errorf("fetching from %s: %w", c.topic, err)
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, fetchRetryMax)
+	}
+	if !c.downSince.IsZero() {
+		c.log.Info("fetching from kafka again", "topic", c.topic, "down_for", time.Since(c.downSince).Round(time.Second), "attempts", c.attempts)
+		c.downSince, c.attempts = time.Time{}, 0
 	}
 	rec := pipeline.Record{
 		Message:   pipeline.Message{Key: msg.Key, Value: msg.Value},
@@ -107,6 +167,39 @@ func (c *Consumer) Fetch(ctx context.Context) (pipeline.Record, error) {
 		c.lagGauge(msg.Partition).Set(float64(msg.HighWaterMark - msg.Offset - 1))
 	}
 	return rec, nil
+}
+
+// unreachable records a failed fetch of an outage and logs it if it is the
+// first or the window since the last line has passed.
+func (c *Consumer) unreachable(err error) {
+	now := time.Now()
+	if c.downSince.IsZero() {
+		c.downSince, c.lastLog = now, time.Time{}
+	}
+	c.attempts++
+	if now.Sub(c.lastLog) < fetchLogWindow {
+		return
+	}
+	c.lastLog = now
+	c.log.Warn("fetching from kafka, will retry", "topic", c.topic, "attempts", c.attempts, "down_for", now.Sub(c.downSince).Round(time.Second), "err", err)
+}
+
+// fatalFetchError reports the errors retrying cannot fix: the broker refuses
+// who we are or what we ask for. Everything else (connections refused or
+// reset, leaders moving, coordinators loading, a group rebalancing) passes
+// once the brokers are back.
+func fatalFetchError(err error) bool {
+	var kerr kafkago.Error
+	if !errors.As(err, &kerr) {
+		return false
+	}
+	switch kerr {
+	case kafkago.SASLAuthenticationFailed, kafkago.UnsupportedSASLMechanism, kafkago.IllegalSASLState,
+		kafkago.TopicAuthorizationFailed, kafkago.GroupAuthorizationFailed, kafkago.ClusterAuthorizationFailed,
+		kafkago.InvalidTopic, kafkago.InvalidGroupId, kafkago.UnsupportedVersion:
+		return true
+	}
+	return false
 }
 
 func (c *Consumer) lagGauge(partition int) prometheus.Gauge {
