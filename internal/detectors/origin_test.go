@@ -230,6 +230,16 @@ func TestBadNetworks(t *testing.T) {
 	f("refused from another exit, over IPv6", []*pipeline.Event{ev(3, "2001:67c:e60:c0c::17", "forbid", 403)}, pipeline.SeverityMedium)
 	f("the exit behind a proxy (X-Forwarded-For)", []*pipeline.Event{ev(4, "185.220.101.34,10.0.0.5", "", 200)}, pipeline.SeverityHigh)
 	f("an unlisted address", []*pipeline.Event{ev(5, "185.220.102.1", "allow", 200)})
+	// Failed authentication arrives as one ResponseStarted event with no user.
+	failed := decodeTestEvent(t, `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"6b0e3d9a-2f5c-4b8e-a1d7-4c9f2e5a8b30","stage":"ResponseStarted","requestURI":"/api/v1/namespaces/kube-system/secrets","verb":"list","user":{},"sourceIPs":["185.220.101.35"],"userAgent":"curl/8.5.0","objectRef":{"resource":"secrets","namespace":"kube-system","apiVersion":"v1"},"responseStatus":{"metadata":{},"message":"Authentication failed, no credentials provided","code":401},"requestReceivedTimestamp":"2026-11-27T10:20:30.771204Z","stageTimestamp":"2026-11-27T10:20:30.771366Z"}`)
+	f("failed authentication from an exit", []*pipeline.Event{failed}, pipeline.SeverityMedium)
+	// A watch is judged at ResponseStarted; its RequestReceived is not judged.
+	watch := originRefused(t, 10, at.Add(40*time.Second), "bob@example.com", "watch", "/api/v1/secrets?watch=true", "secrets", "", "allow", 200)
+	watch.Stage = "ResponseStarted"
+	watch.SourceIPs = []string{"185.220.101.36"}
+	received := originRefused(t, 11, at.Add(41*time.Second), "bob@example.com", "watch", "/api/v1/secrets?watch=true", "secrets", "", "", 0)
+	received.Stage, received.ResponseStatus, received.SourceIPs = "RequestReceived", nil, []string{"185.220.101.37"}
+	f("a watch from an exit", []*pipeline.Event{watch, received}, pipeline.SeverityHigh)
 	f("no address", []*pipeline.Event{ev(6, "", "allow", 200)})
 
 	// A changed file is read again; a bad one keeps the old list.
