@@ -55,6 +55,12 @@ func TestDefersTo(t *testing.T) {
 	if got := detectorsOf(s.Detect(ev, []pipeline.Finding{prev})); !slices.Equal(got, []string{"admission-policy-change", "rule:policy-deleted"}) {
 		t.Errorf("after another request's finding: got %v, want both", got)
 	}
+
+	// A detector may follow its finding about this event with one about an
+	// earlier, correlated request.
+	if got := detectorsOf(s.Detect(ev, []pipeline.Finding{builtin, prev})); len(got) != 2 {
+		t.Errorf("behind a correlated finding: got %v, want the rule deferred", got)
+	}
 }
 
 // TestDefersToOverride: append adds detector ids, replace swaps them, and a

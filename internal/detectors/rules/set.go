@@ -184,18 +184,23 @@ func (s *Set) judge(st *state, i int, ev *pipeline.Event, out []pipeline.Finding
 // stage. It relies on the order of detect run and detect scan, which run the
 // built-in detectors before the rules and hand the rules the findings they
 // made about the same event. out may also hold findings about earlier
-// events of a batch; this event's are at its tail, so the walk back stops at
-// the first finding about another request. Findings that
+// events of a batch; this event's are at its tail, so the walk back looks at
+// no more than deferScan findings (a detector may also emit a finding about
+// an earlier, correlated request among this event's). Findings that
 // summarise a window (an enumeration burst) carry the auditID of the event
 // that completed them, so a rule defers to those only on that event.
+// deferScan bounds the findings deferred looks back at: the built-in
+// detectors make a handful about one event, far fewer than this.
+const deferScan = 256
+
 func deferred(ids []string, ev *pipeline.Event, out []pipeline.Finding) bool {
 	if len(ids) == 0 {
 		return false
 	}
-	for i := len(out) - 1; i >= 0; i-- {
+	for i := len(out) - 1; i >= 0 && i >= len(out)-deferScan; i-- {
 		f := &out[i]
 		if f.AuditID != string(ev.AuditID) || f.Stage != string(ev.Stage) || f.Cluster != ev.Cluster {
-			return false
+			continue
 		}
 		if slices.Contains(ids, f.Detector) {
 			return true
