@@ -17,7 +17,8 @@ type Detector interface {
 	// ID is the detector's stable id, e.g. "anonymous-access".
 	ID() string
 	// Detect appends findings about ev to out and returns out. It is only
-	// called with the authoritative stage of each request.
+	// called with an authoritative stage (pipeline.Event.IsAuthoritative),
+	// and, behind the pipeline's StageGate, once per request.
 	Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding
 }
 
@@ -66,9 +67,12 @@ func (s *Set) IDs() []string {
 	return ids
 }
 
-// Detect runs every detector on ev if ev is the stage its request is judged
-// from, and appends the findings to out. Other stages of the same request
-// yield nothing, so a request is never reported twice.
+// Detect runs every detector on ev if ev is a stage its request may be
+// judged from, and appends the findings to out. RequestReceived (and
+// ResponseStarted of a short request) yields nothing. A long-running
+// request has two authoritative stages: callers that may see both put a
+// pipeline.StageGate in front, as detect run and detect scan do, so a
+// request is never reported twice.
 func (s *Set) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
 	if !ev.IsAuthoritative() {
 		return out

@@ -46,7 +46,7 @@ func imageCheck(t *testing.T, d Detector, want []imageWant, evs ...*pipeline.Eve
 		disc := "?"
 		for _, ev := range evs {
 			for _, w := range want {
-				if pipeline.FindingID(d.ID(), ev.Cluster, string(ev.AuditID), ev.Hash, w.disc) == f.ID {
+				if pipeline.FindingID(d.ID(), ev.Cluster, string(ev.AuditID), pipeline.RequestHash(&ev.Event), w.disc) == f.ID {
 					disc = w.disc
 				}
 			}

@@ -117,7 +117,7 @@ func selectorCheck(t *testing.T, d Detector, ev *pipeline.Event, want selectorWa
 	if f.Severity != want.sev {
 		t.Errorf("severity = %s, want %s (%s)", f.Severity, want.sev, f.Summary)
 	}
-	if wantID := pipeline.FindingID(d.ID(), ev.Cluster, string(ev.AuditID), ev.Hash, want.disc); f.ID != wantID {
+	if wantID := pipeline.FindingID(d.ID(), ev.Cluster, string(ev.AuditID), pipeline.RequestHash(&ev.Event), want.disc); f.ID != wantID {
 		t.Errorf("finding id does not match discriminator %q (%s)", want.disc, f.Summary)
 	}
 	if f.Detector != d.ID() || f.Summary == "" || strings.Contains(f.Summary, "\n") || f.MITRE == "" || len(f.Evidence) == 0 {
@@ -191,7 +191,9 @@ func TestSelectorDetector(t *testing.T) {
 		{"controller-manager lists secrets", selectorReq{verb: "list", uri: "/api/v1/secrets?limit=500&resourceVersion=0", user: "system:kube-controller-manager", ua: "kube-controller-manager/v1.33.1 (linux/amd64) kubernetes/8adc0f0/shared-informers", resource: "secrets"}, none},
 		{"kube-system controller watches pods", selectorReq{verb: "watch", uri: "/api/v1/pods?allowWatchBookmarks=true&watch=true", user: "system:serviceaccount:kube-system:generic-garbage-collector", ua: "kube-controller-manager/v1.33.1", resource: "pods"}, none},
 		{"impersonating the controller-manager is not allowlisted", selectorReq{verb: "list", uri: "/api/v1/secrets", user: "alice@example.com", impersonate: "system:kube-controller-manager", ua: selectorKubectlUA, resource: "secrets"}, selectorWant{"broad", pipeline.SeverityHigh}},
-		{"watch ResponseComplete is not judged", selectorReq{stage: "ResponseComplete", verb: "watch", uri: "/api/v1/secrets?watch=true", user: "alice@example.com", ua: selectorKubectlUA, resource: "secrets"}, none},
+		// Clusters with omitStages: [ResponseStarted] send only this stage.
+		{"watch ResponseComplete is judged", selectorReq{stage: "ResponseComplete", verb: "watch", uri: "/api/v1/secrets?watch=true", user: "alice@example.com", ua: selectorKubectlUA, resource: "secrets"}, selectorWant{"broad", pipeline.SeverityHigh}},
+		{"watch RequestReceived is not judged", selectorReq{stage: "RequestReceived", verb: "watch", uri: "/api/v1/secrets?watch=true", user: "alice@example.com", ua: selectorKubectlUA, resource: "secrets"}, none},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

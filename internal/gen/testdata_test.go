@@ -51,7 +51,7 @@ func TestFixtureEvents(t *testing.T) {
 		"requestresponse-pod-create.json":  {rc, rqrs, true, func(e *pipeline.Event) bool { return e.RequestObject != nil && e.ResponseObject != nil }},
 		"request-pod-status-patch.json":    {rc, rq, true, body(`"$setElementOrder/conditions"`)},
 		"watch-response-started.json":      {rs, md, true, func(e *pipeline.Event) bool { return e.Verb == "watch" && e.ObjectRef.Name == "api-config" }},
-		"watch-response-complete.json":     {rc, md, false, func(e *pipeline.Event) bool { return e.Verb == "watch" }},
+		"watch-response-complete.json":     {rc, md, true, func(e *pipeline.Event) bool { return e.Verb == "watch" }}, // judged unless its ResponseStarted came first
 		"exec-response-started.json":       {rs, md, true, func(e *pipeline.Event) bool { return e.Code() == 101 && e.ObjectRef.Subresource == "exec" }},
 		"panic.json":                       {auditv1.StagePanic, md, true, func(e *pipeline.Event) bool { return e.Code() == 500 }},
 		"failed-authentication-401.json": {rs, md, true, func(e *pipeline.Event) bool {

@@ -141,11 +141,20 @@ func TestAuthoritativeStage(t *testing.T) {
 		}
 	}
 	f("RequestReceived", "get", "", 0, "alice", false)
+	f("RequestReceived", "create", "exec", 0, "alice", false)
 	f("ResponseComplete", "get", "", 200, "alice", true)
+	f("ResponseStarted", "get", "", 200, "alice", false)
 	f("ResponseStarted", "watch", "", 200, "alice", true)
-	f("ResponseComplete", "watch", "", 200, "alice", false)
+	// Long-running requests may be judged from either stage (a cluster
+	// may omit ResponseStarted); StageGate keeps one.
+	f("ResponseComplete", "watch", "", 200, "alice", true)
 	f("ResponseStarted", "create", "exec", 101, "alice", true)
-	f("ResponseComplete", "create", "exec", 101, "alice", false)
+	f("ResponseComplete", "create", "exec", 101, "alice", true)
 	f("ResponseStarted", "list", "", 401, "", true)
 	f("Panic", "get", "", 500, "alice", true)
+	f("Panic", "create", "exec", 500, "alice", true)
+	// No stage at all (some log exports): judged as ResponseComplete.
+	f("", "get", "", 200, "alice", true)
+	f("", "create", "exec", 101, "alice", true)
+	f("Bogus", "get", "", 200, "alice", false)
 }

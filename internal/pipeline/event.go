@@ -129,18 +129,24 @@ func (e *Event) IsFailedAuthentication() bool {
 	return e.Code() == 401 && e.User.Username == "" && len(e.User.Groups) == 0
 }
 
-// IsAuthoritative reports whether this stage is the one a request is judged
-// from, so that a request seen in several stages is reported once:
-// ResponseStarted for long-running requests and failed authentication (their
-// only or earliest complete view), ResponseComplete for everything else, and
-// Panic, which replaces ResponseComplete when a handler panicked.
+// IsAuthoritative reports whether a request may be judged from this
+// stage: ResponseStarted for long-running requests and failed
+// authentication (their earliest complete view, and the only event of a
+// failed authentication), ResponseComplete for every request (it is the
+// only stage left when a cluster sets `omitStages: [ResponseStarted]`),
+// Panic, which replaces ResponseComplete when a handler panicked, and an
+// event with no stage at all (some log exports drop it), judged as
+// ResponseComplete. RequestReceived is never judged: authorization has not
+// run yet.
+//
+// A long-running request has two authoritative stages; StageGate judges
+// whichever arrives first and skips the other, so a request is reported
+// once.
 func (e *Event) IsAuthoritative() bool {
 	switch e.Stage {
 	case auditv1.StageResponseStarted:
 		return e.IsLongRunning() || e.IsFailedAuthentication()
-	case auditv1.StageResponseComplete:
-		return !e.IsLongRunning()
-	case auditv1.StagePanic:
+	case auditv1.StageResponseComplete, auditv1.StagePanic, "":
 		return true
 	}
 	return false

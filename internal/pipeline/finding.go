@@ -100,11 +100,13 @@ type Finding struct {
 // NewFinding starts a finding about ev with every identity and object field
 // filled in. discriminator tells apart several findings one detector makes
 // about the same request (for example one per container); the id is a hash
-// of detector, cluster, auditID, the event's content hash and discriminator,
-// so a redelivered event yields the same id.
+// of detector, cluster, auditID, the request's hash (RequestHash) and
+// discriminator, so a redelivered event yields the same id, and so does the
+// other authoritative stage of a long-running request (ResponseStarted or
+// ResponseComplete, whichever was judged).
 func NewFinding(detector string, ev *Event, discriminator string) Finding {
 	f := Finding{
-		ID:           FindingID(detector, ev.Cluster, string(ev.AuditID), ev.Hash, discriminator),
+		ID:           FindingID(detector, ev.Cluster, string(ev.AuditID), RequestHash(&ev.Event), discriminator),
 		Time:         ev.StageTimestamp.Time,
 		Cluster:      ev.Cluster,
 		Detector:     detector,

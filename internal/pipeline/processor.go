@@ -30,6 +30,12 @@ const (
 	// the batch and fetch-queue bounds while the sink is down.
 	MetricDetectPendingRecords = "auditpipe_detect_pending_records"
 	MetricDetectPendingBytes   = "auditpipe_detect_pending_bytes"
+	// MetricDetectStageEvents counts decoded events by stage (none for an
+	// event without one, judged as ResponseComplete) and by what the
+	// StageGate decided: judged, not_judged (a stage requests are not
+	// judged at) or duplicate (the request was judged from another stage,
+	// or the event came twice).
+	MetricDetectStageEvents = "auditpipe_detect_stage_events_total"
 )
 
 // EventDetector judges one event; detectors.Set implements it.
@@ -62,6 +68,9 @@ type ProcessorConfig struct {
 	// everything fetched is committed (0: run until ctx is done). Used by
 	// the demo and by batch jobs over a spool.
 	ExitWhenIdle time.Duration
+	// Stages bounds the memory of which requests were judged already; see
+	// StageGate.
+	Stages StageGateConfig
 }
 
 func (c *ProcessorConfig) setDefaults() {
@@ -99,6 +108,7 @@ type processorMetrics struct {
 	dlq          *prometheus.CounterVec
 	pendingRecs  prometheus.Gauge
 	pendingBytes prometheus.Gauge
+	stages       *prometheus.CounterVec
 }
 
 func newProcessorMetrics(reg prometheus.Registerer) *processorMetrics {
@@ -113,9 +123,10 @@ func newProcessorMetrics(reg prometheus.Registerer) *processorMetrics {
 		dlq:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricDetectDLQ, Help: "Records sent to the dead-letter queue, by reason (decode, oversized, rejected)."}, []string{"reason"}),
 		pendingRecs:  prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricDetectPendingRecords, Help: "Records fetched but not yet stored: the backlog in hand."}),
 		pendingBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricDetectPendingBytes, Help: "Value bytes of records fetched but not yet stored."}),
+		stages:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricDetectStageEvents, Help: "Decoded events by stage (none: judged as ResponseComplete) and verdict (judged, not_judged, duplicate)."}, []string{"stage", "verdict"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.records, m.decodeErrors, m.findings, m.batchRecords, m.flushSeconds, m.sinkRetries, m.commits, m.dlq, m.pendingRecs, m.pendingBytes)
+		reg.MustRegister(m.records, m.decodeErrors, m.findings, m.batchRecords, m.flushSeconds, m.sinkRetries, m.commits, m.dlq, m.pendingRecs, m.pendingBytes, m.stages)
 	}
 	return m
 }
@@ -127,6 +138,7 @@ type Processor struct {
 	cfg  ProcessorConfig
 	src  Source
 	det  EventDetector
+	gate *StageGate
 	sink Sink
 	log  *slog.Logger
 	m    *processorMetrics
@@ -159,6 +171,7 @@ func NewProcessor(cfg ProcessorConfig, src Source, det EventDetector, sink Sink,
 	}
 	return &Processor{
 		cfg: cfg, src: src, det: det, sink: sink, log: log,
+		gate:      NewStageGate(cfg.Stages),
 		m:         newProcessorMetrics(reg),
 		decodeLog: newThrottle(10, time.Minute),
 		offsets:   newOffsetTracker(),
@@ -363,8 +376,15 @@ func (p *Processor) prepare(recs []Record) prepared {
 			b.dead = append(b.dead, DeadLetter{Record: *rec, Reason: ReasonDecode, Err: fmt.Errorf("decoding audit event: %w", err)})
 			continue
 		}
+		// Each request is judged once, from the first of its
+		// authoritative stages; every event is stored either way.
+		stage := StageLabel(ev)
+		verdict := p.gate.Admit(ev)
+		p.m.stages.WithLabelValues(stage, verdict.String()).Inc()
 		n := len(findings)
-		findings = p.det.Detect(ev, findings)
+		if verdict == StageJudged {
+			findings = p.det.Detect(ev, findings)
+		}
 		b.items = append(b.items, item{rec: rec, ev: ev, findings: findings[n:len(findings):len(findings)]})
 	}
 	return b

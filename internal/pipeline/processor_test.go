@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -249,4 +250,105 @@ func TestFileDeadLetters(t *testing.T) {
 	if got.Reason != "decode" || !strings.Contains(got.Error, "unexpected end") || got.Value != string(bad) || got.Partition != 3 || got.Offset != 1234 || got.Key != "prod/x" {
 		t.Errorf("dead letter = %+v", got)
 	}
+}
+
+// execDetect fires on every exec it is shown: a stand-in for detectors.Set.
+type execDetect struct{}
+
+func (execDetect) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
+	if ev.ObjectRef != nil && ev.ObjectRef.Subresource == "exec" && ev.IsAuthoritative() {
+		out = append(out, pipeline.NewFinding("exec", ev, ""))
+	}
+	return out
+}
+
+// findingSink keeps every finding written.
+type findingSink struct {
+	mu       sync.Mutex
+	findings []pipeline.Finding
+	events   int
+}
+
+func (s *findingSink) Write(_ context.Context, b pipeline.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.findings = append(s.findings, b.Findings...)
+	s.events += len(b.Events)
+	return nil
+}
+
+// TestProcessorStages: an exec is judged once, from whichever of its
+// authoritative stages arrives first, whether the cluster sends every
+// stage, omits ResponseStarted, sends them out of order, or drops the
+// stage member altogether; every event is stored either way.
+func TestProcessorStages(t *testing.T) {
+	raw, err := os.ReadFile("../../testdata/events/exec-response-started.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stage := func(s string) []byte {
+		out := string(raw)
+		switch s {
+		case "":
+			out = strings.Replace(out, `"stage":"ResponseStarted",`, "", 1)
+		case "RequestReceived":
+			out = strings.Replace(out, `"stage":"ResponseStarted"`, `"stage":"RequestReceived"`, 1)
+			out = strings.Replace(out, `"responseStatus":{"metadata":{},"code":101},`, "", 1)
+		default:
+			out = strings.Replace(out, `"stage":"ResponseStarted"`, `"stage":"`+s+`"`, 1)
+			out = strings.Replace(out, `"stageTimestamp":"2026-11-27T09:01:12.462980Z"`, `"stageTimestamp":"2026-11-27T09:14:40.118304Z"`, 1)
+		}
+		return []byte(out)
+	}
+	f := func(name string, stages []string, wantStage string, wantMetric map[string]float64) {
+		t.Helper()
+		var recs []pipeline.Record
+		for i, s := range stages {
+			recs = append(recs, pipeline.Record{Message: pipeline.Message{Key: []byte("prod/alice"), Value: stage(s)}, Offset: int64(i)})
+		}
+		sink := &findingSink{}
+		reg := prometheus.NewPedanticRegistry()
+		p := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchRecords: 2, ExitWhenIdle: 100 * time.Millisecond}, &memSource{recs: recs}, execDetect{}, sink, nil, reg)
+		if err := p.Run(context.Background()); err != nil {
+			t.Fatalf("%s: Run: %v", name, err)
+		}
+		if len(sink.findings) != 1 || sink.findings[0].Stage != wantStage {
+			t.Fatalf("%s: findings %+v, want one at %s", name, sink.findings, wantStage)
+		}
+		if sink.events != len(stages) {
+			t.Errorf("%s: stored %d events, want %d", name, sink.events, len(stages))
+		}
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() != pipeline.MetricDetectStageEvents {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				var l []string
+				for _, lp := range m.GetLabel() {
+					l = append(l, lp.GetValue())
+				}
+				got[strings.Join(l, "/")] = m.GetCounter().GetValue()
+			}
+		}
+		if !maps.Equal(got, wantMetric) {
+			t.Errorf("%s: %s = %v, want %v", name, pipeline.MetricDetectStageEvents, got, wantMetric)
+		}
+	}
+	f("every stage", []string{"RequestReceived", "ResponseStarted", "ResponseComplete"}, "ResponseStarted",
+		map[string]float64{"RequestReceived/not_judged": 1, "ResponseStarted/judged": 1, "ResponseComplete/duplicate": 1})
+	f("omitStages: [ResponseStarted]", []string{"RequestReceived", "ResponseComplete"}, "ResponseComplete",
+		map[string]float64{"RequestReceived/not_judged": 1, "ResponseComplete/judged": 1})
+	f("out of order", []string{"ResponseComplete", "RequestReceived", "ResponseStarted"}, "ResponseComplete",
+		map[string]float64{"RequestReceived/not_judged": 1, "ResponseComplete/judged": 1, "ResponseStarted/duplicate": 1})
+	f("panicked", []string{"RequestReceived", "Panic"}, "Panic",
+		map[string]float64{"RequestReceived/not_judged": 1, "Panic/judged": 1})
+	f("no stage", []string{""}, "ResponseComplete",
+		map[string]float64{"none/judged": 1})
+	f("redelivered", []string{"ResponseStarted", "ResponseStarted", "ResponseComplete", "ResponseComplete"}, "ResponseStarted",
+		map[string]float64{"ResponseStarted/judged": 1, "ResponseStarted/duplicate": 1, "ResponseComplete/duplicate": 2})
 }
