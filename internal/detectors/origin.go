@@ -64,6 +64,11 @@ type DeniedBurstConfig struct {
 	// Window is the width of the event-time buckets; one finding is made per
 	// principal and bucket. Default 1m, at most 24h.
 	Window Duration `json:"window"`
+	// MinDistinctPrincipals is how many distinct principals refused from
+	// one source address (the TCP peer, the last of sourceIPs) within one
+	// window make a source burst: stolen credentials tried one after the
+	// other from one machine. Default 3, between 2 and 1000.
+	MinDistinctPrincipals int `json:"min_distinct_principals"`
 	// IgnoreUserPrefixes are usernames never counted. Default
 	// ["system:node:"]: the Node authorizer refuses kubelets routinely
 	// while pods move between nodes.
@@ -90,9 +95,10 @@ type BadNetworksConfig struct {
 
 func defaultDeniedBurstConfig() DeniedBurstConfig {
 	return DeniedBurstConfig{
-		MinDistinctRequests: 10,
-		Window:              Duration(time.Minute),
-		IgnoreUserPrefixes:  []string{"system:node:"},
+		MinDistinctRequests:   10,
+		MinDistinctPrincipals: 3,
+		Window:                Duration(time.Minute),
+		IgnoreUserPrefixes:    []string{"system:node:"},
 	}
 }
 
@@ -104,6 +110,9 @@ func (c DeniedBurstConfig) validate(prefix string) error {
 	var errs []error
 	if n := c.MinDistinctRequests; n < 2 || n > anonMaxMinDistinctPaths {
 		errs = append(errs, fmt.Errorf("%s.min_distinct_requests must be between 2 and %d, got %d", prefix, anonMaxMinDistinctPaths, n))
+	}
+	if n := c.MinDistinctPrincipals; n < 2 || n > anonMaxMinDistinctPaths {
+		errs = append(errs, fmt.Errorf("%s.min_distinct_principals must be between 2 and %d, got %d", prefix, anonMaxMinDistinctPaths, n))
 	}
 	if w := time.Duration(c.Window); w <= 0 || w > anonMaxWindow {
 		errs = append(errs, fmt.Errorf("%s.window must be positive and at most %s, got %s", prefix, anonMaxWindow, w))
@@ -176,18 +185,25 @@ func originTime(ev *pipeline.Event) time.Time {
 // DeniedBurst is the denied-burst detector: an authenticated principal
 // refused on many distinct requests within a window, the pattern of a
 // stolen credential being tried against the API (kubectl auth can-i --list
-// does it in one SelfSubjectRulesReview; tools that probe do it by trying).
+// does it in one SelfSubjectRulesReview; tools that probe do it by trying);
+// and one source address refused as several principals, stolen credentials
+// tried one after the other.
 // It is safe for concurrent use.
 type DeniedBurst struct {
 	cfg    DeniedBurstConfig
-	bursts *burstCounter
+	bursts *burstCounter // per principal, over distinct requests
+	users  *burstCounter // per source address, over distinct principals
 }
 
 var _ Detector = (*DeniedBurst)(nil)
 
 // NewDeniedBurst builds the detector; cfg must be valid (Config.Validate).
 func NewDeniedBurst(cfg DeniedBurstConfig, maxEntries int) *DeniedBurst {
-	return &DeniedBurst{cfg: cfg, bursts: newBurstCounter(cfg.MinDistinctRequests, time.Duration(cfg.Window), maxEntries)}
+	return &DeniedBurst{
+		cfg:    cfg,
+		bursts: newBurstCounter(cfg.MinDistinctRequests, time.Duration(cfg.Window), maxEntries),
+		users:  newBurstCounter(cfg.MinDistinctPrincipals, time.Duration(cfg.Window), maxEntries),
+	}
 }
 
 // ID implements Detector.
@@ -209,6 +225,11 @@ func (d *DeniedBurst) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipel
 		return out
 	}
 	path := anonEscapedPath(ev.RequestURI)
+	if ip := anonPeerIP(ev); ip != "" {
+		if report, ok := d.users.add(ev.Cluster, ip, at, user, anonQuote(user), 403, ev.UserAgent); ok {
+			out = append(out, d.sourceFinding(ev, ip, report))
+		}
+	}
 	report, ok := d.bursts.add(ev.Cluster, user, at, ev.Verb+" "+path, anonQuote(ev.Verb+" "+path), 403, ev.UserAgent)
 	if !ok {
 		return out
@@ -237,6 +258,30 @@ func (d *DeniedBurst) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipel
 		pipeline.Evidence{Field: "sample_requests", Value: strings.Join(report.samples, " "), Source: pipeline.FromEvent},
 	)
 	return append(out, f)
+}
+
+// sourceFinding reports one source address refused as several principals
+// within a window.
+func (d *DeniedBurst) sourceFinding(ev *pipeline.Event, ip string, report burstReport) pipeline.Finding {
+	window := time.Duration(d.cfg.Window)
+	f := pipeline.NewFinding(DeniedBurstDetectorID, ev, "source")
+	f.ID = pipeline.FindingID(DeniedBurstDetectorID, ev.Cluster, "", 0,
+		"source\x00"+ip+"\x00"+report.start.UTC().Format(time.RFC3339Nano)+"\x00"+window.String())
+	f.Time = report.start
+	f.SourceIP = ip
+	f.Severity = pipeline.SeverityHigh
+	f.MITRE = originMITREDiscovery
+	f.Summary = anonOneLine(fmt.Sprintf("Credentials tried from one source: %s was refused as %d distinct principals within %s (%s)",
+		ip, d.cfg.MinDistinctPrincipals, window, strings.Join(report.samples, ", ")))
+	f.Evidence = append(f.Evidence,
+		pipeline.Evidence{Field: "source_ip", Value: ip, Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "sourceIPs", Value: strings.Join(ev.SourceIPs, ","), Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "distinct_principals", Value: strconv.Itoa(d.cfg.MinDistinctPrincipals), Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "window", Value: report.start.UTC().Format(time.RFC3339) + "/" + window.String(), Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "principals", Value: strings.Join(report.samples, " "), Source: pipeline.FromEvent},
+		pipeline.Evidence{Field: "user_agents", Value: strings.Join(report.agents, " | "), Source: pipeline.FromEvent},
+	)
+	return f
 }
 
 // netRange is one merged run of addresses of the list, first to last

@@ -346,10 +346,56 @@ func TestOriginConfig(t *testing.T) {
 		{"bad_networks:\n  reload_interval: 10ms\n", "bad_networks.reload_interval must be at least 1s"},
 		{"bad_networks:\n  max_bytes: 0\n", "bad_networks.max_bytes must be between"},
 		{"denied_burst:\n  min_distinct_requests: 1\n", "denied_burst.min_distinct_requests must be between 2"},
+		{"denied_burst:\n  min_distinct_principals: 1001\n", "denied_burst.min_distinct_principals must be between 2"},
 		{"denied_burst:\n  ignore_user_prefixes: ['']\n", "denied_burst.ignore_user_prefixes[0] is empty"},
 	} {
 		if _, err := ParseConfig([]byte(tt.yaml)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%q: error %v, want %q", tt.yaml, err, tt.want)
 		}
 	}
+}
+
+// TestDeniedBurstSource: several principals refused from one source is a
+// finding of its own; the same principals from different machines, or one
+// principal, is not.
+func TestDeniedBurstSource(t *testing.T) {
+	start := time.Date(2026, 11, 27, 10, 20, 5, 0, time.UTC)
+	refused := func(i int, user, ip string) *pipeline.Event {
+		ev := originRefused(t, i, start.Add(time.Duration(i)*time.Second), user, "list", "/api/v1/namespaces/kube-system/secrets", "secrets", "kube-system", "forbid", 403)
+		ev.SourceIPs = []string{ip}
+		return ev
+	}
+	users := []string{"system:serviceaccount:payments:api", "system:serviceaccount:shop:cart", "system:serviceaccount:ci:runner", "alice@example.com"}
+	f := func(name string, evs []*pipeline.Event, want []pipeline.Severity) {
+		t.Helper()
+		got := runDetector(NewDeniedBurst(defaultDeniedBurstConfig(), 1000), evs...)
+		var sev []pipeline.Severity
+		for _, f := range got {
+			sev = append(sev, f.Severity)
+			if f.Detector != DeniedBurstDetectorID || !strings.Contains(f.Summary, "203.0.113.45") {
+				t.Errorf("%s: finding %+v", name, f)
+			}
+		}
+		if fmt.Sprint(sev) != fmt.Sprint(want) {
+			t.Errorf("%s: severities %v, want %v", name, sev, want)
+		}
+	}
+	var oneSource, manySources, twoUsers []*pipeline.Event
+	for i, u := range users {
+		oneSource = append(oneSource, refused(i, u, "203.0.113.45"))
+		manySources = append(manySources, refused(i, u, fmt.Sprintf("203.0.113.%d", 50+i)))
+		if i < 2 {
+			twoUsers = append(twoUsers, refused(i, u, "203.0.113.45"), refused(i+10, u, "203.0.113.45"))
+		}
+	}
+	f("four principals from one source", oneSource, []pipeline.Severity{pipeline.SeverityHigh})
+	f("the same principals from four sources", manySources, nil)
+	f("two principals, each twice", twoUsers, nil)
+	behindProxy := []*pipeline.Event{}
+	for i, u := range users[:3] {
+		ev := refused(i, u, "203.0.113.45")
+		ev.SourceIPs = []string{fmt.Sprintf("192.0.2.%d", i), "203.0.113.45"} // forged X-Forwarded-For first, the peer last
+		behindProxy = append(behindProxy, ev)
+	}
+	f("a varying X-Forwarded-For does not split the source", behindProxy, []pipeline.Severity{pipeline.SeverityHigh})
 }
