@@ -240,6 +240,12 @@ func TestBadNetworks(t *testing.T) {
 	received := originRefused(t, 11, at.Add(41*time.Second), "bob@example.com", "watch", "/api/v1/secrets?watch=true", "secrets", "", "", 0)
 	received.Stage, received.ResponseStatus, received.SourceIPs = "RequestReceived", nil, []string{"185.220.101.37"}
 	f("a watch from an exit", []*pipeline.Event{watch, received}, pipeline.SeverityHigh)
+	// Exports without a stage, and clusters that omit ResponseStarted.
+	noStage := originRefused(t, 12, at.Add(42*time.Second), "bob@example.com", "get", "/api/v1/namespaces/shop/secrets/db", "secrets", "shop", "allow", 200)
+	noStage.Stage, noStage.SourceIPs = "", []string{"185.220.101.38"}
+	watchDone := originRefused(t, 13, at.Add(43*time.Second), "bob@example.com", "watch", "/api/v1/secrets?watch=true", "secrets", "", "allow", 200)
+	watchDone.SourceIPs = []string{"185.220.101.39"}
+	f("no stage, and a watch's ResponseComplete", []*pipeline.Event{noStage, watchDone}, pipeline.SeverityHigh, pipeline.SeverityHigh)
 	f("no address", []*pipeline.Event{ev(6, "", "allow", 200)})
 
 	// A changed file is read again; a bad one keeps the old list.

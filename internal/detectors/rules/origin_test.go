@@ -44,6 +44,14 @@ func TestClusterIdentityFromPublicAddress(t *testing.T) {
 	f("control-plane component", `["198.51.100.23"]`, true, `system:node:node-1`, `system:kube-controller-manager`)
 	f("kube-system service account", `["198.51.100.23"]`, true, `system:node:node-1`, `system:serviceaccount:kube-system:replicaset-controller`)
 	f("service account of another namespace", `["198.51.100.23"]`, false, `system:node:node-1`, `system:serviceaccount:ci:deployer`)
+	// Each stage and export the request can arrive with.
+	f("no stage (a log export)", `["203.0.113.45"]`, true, `"stage":"ResponseComplete",`, ``)
+	f("watch at ResponseStarted", `["203.0.113.45"]`, true, `"verb":"list"`, `"verb":"watch"`, `"stage":"ResponseComplete"`, `"stage":"ResponseStarted"`)
+	f("watch at ResponseComplete (omitStages: [ResponseStarted])", `["203.0.113.45"]`, true, `"verb":"list"`, `"verb":"watch"`)
+	f("RequestReceived is not judged", `["203.0.113.45"]`, false, `"stage":"ResponseComplete"`, `"stage":"RequestReceived"`,
+		`"responseStatus":{"metadata":{},"code":200},`, ``, `"annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":""}`, `"annotations":{}`)
+	f("Request level with a body", `["203.0.113.45"]`, true, `"level":"Metadata"`, `"level":"Request"`, `"verb":"list"`, `"verb":"create"`,
+		`"requestURI":"/api/v1/pods?limit=500"`, `"requestURI":"/api/v1/namespaces/kube-system/pods","requestObject":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"x"}}`)
 	f("failed authentication", `["198.51.100.23"]`, false, `"user":{"username":"system:node:node-1","groups":["system:nodes","system:authenticated"]}`, `"user":{}`,
 		`"code":200`, `"code":401`, `"stage":"ResponseComplete"`, `"stage":"ResponseStarted"`)
 
