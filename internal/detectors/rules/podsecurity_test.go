@@ -232,7 +232,7 @@ func TestPodSecurityRules(t *testing.T) {
 			`{"containers":[{"name":"c","image":"docker.io/library/alpine:3.20"}],"volumes":[{"name":"v","hostPath":{"path":"/etc/localtime","type":"File"}}]}`,
 			"sensitive-hostpath-mount", "hostpath-volume"},
 		{"privileged",
-			`{"containers":[{"name":"c","image":"docker.io/library/alpine:3.20","securityContext":{"privileged":true,"allowPrivilegeEscalation":true,"capabilities":{"add":["SYS_ADMIN"]}}}]}`,
+			`{"containers":[{"name":"c","image":"docker.io/library/alpine:3.20","securityContext":{"privileged":true,"allowPrivilegeEscalation":true,"capabilities":{"add":["SYS_ADMIN"]},"runAsUser":0,"procMount":"Unmasked"}}]}`,
 			`{"containers":[{"name":"c","image":"registry.k8s.io/kube-proxy:v1.34.0","securityContext":{"privileged":true}}]}`,
 			"privileged-pod", ""},
 		{"hostNetwork",
