@@ -36,6 +36,16 @@ const (
 	mintedJWT = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImFiYyJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6cGF5bWVudHM6cGF5bWVudHMtYXBpIn0.c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJl"
 )
 
+// Certificate requests made with openssl req -new -newkey ec (P-256),
+// base64 as in spec.request.
+const (
+	csrBobMasters = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlIdU1JR1ZBZ0VBTURNeEdEQVdCZ05WQkFNTUQySnZZa0JsZUdGdGNHeGxMbU52YlRFWE1CVUdBMVVFQ2d3TwpjM2x6ZEdWdE9tMWhjM1JsY25Nd1dUQVRCZ2NxaGtqT1BRSUJCZ2dxaGtqT1BRTUJCd05DQUFSSUIwY1pnL2l2CmFQUnZ2VnkvRUxUQnhjME5CVmRKeGxaUFdOQVdZWm5FelFnSXJKNEJMYllFQWJxd2dXdTRDOUwyNndtQUZtaDcKWWZJeUU3RDBaKy8vb0FBd0NnWUlLb1pJemowRUF3SURTQUF3UlFJaEFQNkh0RzdJREpPTWJCZGpmVDJGOUV0cQpuRGF2NXFDMFpuTTdISkY5WDR1eEFpQkZDbVhia1VhTUhUd01iWDZBR3N1MVJBQUlXMGltdTVjZmRhVDl3aE5WCllBPT0KLS0tLS1FTkQgQ0VSVElGSUNBVEUgUkVRVUVTVC0tLS0tCg=="
+	csrNode9      = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlIdU1JR1dBZ0VBTURReEd6QVpCZ05WQkFNTUVuTjVjM1JsYlRwdWIyUmxPbTV2WkdVdE9URVZNQk1HQTFVRQpDZ3dNYzNsemRHVnRPbTV2WkdWek1Ga3dFd1lIS29aSXpqMENBUVlJS29aSXpqMERBUWNEUWdBRVk3Y05QLy9WCmp6T2ZsWGtJaG4yUjdnT3NHcXU1ejRZQUJZOHhoUnN1VEt3MXU1OEpsMnVVWmUyVzJJQXBEOUlkYzU0NlVTUXoKeTRvYTVwMkM3aDY1ajZBQU1Bb0dDQ3FHU000OUJBTUNBMGNBTUVRQ0lBdmxXcGZHb1EyWUVPd2hNcG1pdDdPZAo2aUpwaC9HVEJXM3Rud241bkVpSUFpQnlLNGdqdStibmNCY3NDc290b2U1RTZwclVHUmFVRjg1SkVZVzdzdmhSCm9BPT0KLS0tLS1FTkQgQ0VSVElGSUNBVEUgUkVRVUVTVC0tLS0tCg=="
+	csrNode2      = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlIdk1JR1dBZ0VBTURReEd6QVpCZ05WQkFNTUVuTjVjM1JsYlRwdWIyUmxPbTV2WkdVdE1qRVZNQk1HQTFVRQpDZ3dNYzNsemRHVnRPbTV2WkdWek1Ga3dFd1lIS29aSXpqMENBUVlJS29aSXpqMERBUWNEUWdBRWdyUlpFL0pGCjUzOTZ4Q21ET3RtcTFnMjVNM1lJaGRRQ00rL05hbTB2WVZqTkt4OFZlcVUwS3lQSGNYMHFhYzFRbzRlWDg2ZS8KNnJDQW1KeGYzdUY2cnFBQU1Bb0dDQ3FHU000OUJBTUNBMGdBTUVVQ0lRREV6VlNCbGhjcHlEdUlyUWt2OXB1dwpERlZMQS9uWTdMQi9TVkdQQjdEV3dnSWdPdGo1ZC9NTit1UTBxTUlsczVUTDgwOTB0cTRydHB2Y1hrZEQxcGorCnJGbz0KLS0tLS1FTkQgQ0VSVElGSUNBVEUgUkVRVUVTVC0tLS0tCg=="
+	csrNode1      = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlIdk1JR1dBZ0VBTURReEd6QVpCZ05WQkFNTUVuTjVjM1JsYlRwdWIyUmxPbTV2WkdVdE1URVZNQk1HQTFVRQpDZ3dNYzNsemRHVnRPbTV2WkdWek1Ga3dFd1lIS29aSXpqMENBUVlJS29aSXpqMERBUWNEUWdBRWphVTFSdDFkCkVNZEY2L094eWQ5bklsd0dHbXJaVkRDU1lJaXFVREl4WnV0OGZ2SENxbEhLNlpraFFQMk04WmR1Q0RHR0FLaVcKWnA3bVBjR2FDWW1MYktBQU1Bb0dDQ3FHU000OUJBTUNBMGdBTUVVQ0lRRG54cEdMMSsweXoxZU9UNkdQMm1kYQptWjRHK28zSW5HSUZpRUxaWDR4U3RnSWdjeG5mQXc3RzZ4MlpEMENpN0s0SnZnckc0OXhvcHVMelFOM3RmK0VvClNyVT0KLS0tLS1FTkQgQ0VSVElGSUNBVEUgUkVRVUVTVC0tLS0tCg=="
+	csrBobDevs    = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlIcU1JR1JBZ0VBTUM4eEdEQVdCZ05WQkFNTUQySnZZa0JsZUdGdGNHeGxMbU52YlRFVE1CRUdBMVVFQ2d3SwpaR1YyWld4dmNHVnljekJaTUJNR0J5cUdTTTQ5QWdFR0NDcUdTTTQ5QXdFSEEwSUFCS2xSOXFsMHlCMm0zZUFoClJPV1dJTXU1ckhCcWlmSWhnbWFBVE5ZUnNkSHkxUFhjdlFRallOaDdDQTl2RTFKRUVxVFBiV0Zla0JEK2lDZmcKQjJKZVluT2dBREFLQmdncWhrak9QUVFEQWdOSUFEQkZBaUVBbXJhdEVnallwdUYzRkwzOGs1VEV4WkRnU1MxcgpUblhnTVYvSWZ3b1dqZU1DSUZSYitMTCsweWZpVjUvRFZkcHlsZkFOS2lXalcvSTF3dVZtKzAyMCtKdzUKLS0tLS1FTkQgQ0VSVElGSUNBVEUgUkVRVUVTVC0tLS0tCg=="
+)
+
 // checkFired redacts js as ingest does, decodes it, runs the default pack
 // and compares the rules that fired with want (rule names, any order).
 func checkFired(t *testing.T, s *Set, r *redact.Redactor, name, js string, want ...string) {
@@ -115,11 +125,13 @@ func TestCredentialMinting(t *testing.T) {
 	csrRef := `{"resource":"certificatesigningrequests","apiGroup":"certificates.k8s.io","apiVersion":"v1"}`
 	const csrURI = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 	const pemCSR = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlJQ1ZqQ0NBVDRDQVFBd0VURVBNQTBHQTFVRUF3d0dZVzVuWld4aE1JSUJJakFOQmdrcWhraUc5dzBCQVFFRgotLS0tLUVORCBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K"
-	csr := func(signer string, usages ...string) string {
+	csrOf := func(request, signer string, usages ...string) string {
 		us := `"` + strings.Join(usages, `","`) + `"`
-		spec := fmt.Sprintf(`{"request":%q,"signerName":%q,"usages":[%s]}`, pemCSR, signer, us)
+		spec := fmt.Sprintf(`{"request":%q,"signerName":%q,"usages":[%s]}`, request, signer, us)
 		return fmt.Sprintf(`,"requestObject":{"kind":"CertificateSigningRequest","apiVersion":"certificates.k8s.io/v1","metadata":{"name":"x","creationTimestamp":null},"spec":%s,"status":{}}`, spec)
 	}
+	csr := func(signer string, usages ...string) string { return csrOf(pemCSR, signer, usages...) }
+	bootstrap := `{"username":"system:bootstrap:abcdef","groups":["system:bootstrappers","system:bootstrappers:kubeadm:default-node-token","system:authenticated"]}`
 	f("person requests a kube-apiserver-client certificate", credentialEvent("Request", rc, "create", csrURI, userBob, csrRef, 201, csr("kubernetes.io/kube-apiserver-client", "client auth")),
 		"client-certificate-requested")
 	f("node requests a kube-apiserver-client certificate", credentialEvent("Request", rc, "create", csrURI, userNode1, csrRef, 201, csr("kubernetes.io/kube-apiserver-client", "client auth")),
@@ -132,10 +144,38 @@ func TestCredentialMinting(t *testing.T) {
 		"client-certificate-requested")
 	f("kubelet renews its client certificate", credentialEvent("Request", rc, "create", csrURI, userNode1, csrRef, 201, csr("kubernetes.io/kube-apiserver-client-kubelet", "digital signature", "client auth")))
 	f("kubelet CSR, body not logged", credentialEvent("Metadata", rc, "create", csrURI, userNode1, csrRef, 201, ""))
-	f("bootstrapping kubelet", credentialEvent("Request", rc, "create", csrURI, `{"username":"system:bootstrap:abcdef","groups":["system:bootstrappers","system:bootstrappers:kubeadm:default-node-token","system:authenticated"]}`, csrRef, 201,
+	f("bootstrapping kubelet", credentialEvent("Request", rc, "create", csrURI, bootstrap, csrRef, 201,
 		csr("kubernetes.io/kube-apiserver-client-kubelet", "digital signature", "client auth")))
 	f("person requests a serving certificate", credentialEvent("Request", rc, "create", csrURI, userBob, csrRef, 201, csr("example.com/internal-serving", "server auth")))
 	f("refused CSR", credentialEvent("Request", rc, "create", csrURI, userBob, csrRef, 403, csr("kubernetes.io/kube-apiserver-client", "client auth")))
+
+	// The subject requested, read from the request itself.
+	for level, resp := range map[string]bool{"Request": false, "RequestResponse": true} {
+		body := func(request, signer string) string {
+			b := csrOf(request, signer, "client auth")
+			if resp {
+				b += strings.Replace(b, `"requestObject"`, `"responseObject"`, 1)
+			}
+			return b
+		}
+		at := " (" + level + ")"
+		f("person asks for system:masters"+at, credentialEvent(level, rc, "create", csrURI, userBob, csrRef, 201, body(csrBobMasters, "kubernetes.io/kube-apiserver-client")),
+			"csr-for-privileged-group")
+		f("node asks for system:masters"+at, credentialEvent(level, rc, "create", csrURI, userNode1, csrRef, 201, body(csrBobMasters, "kubernetes.io/kube-apiserver-client")),
+			"csr-for-privileged-group")
+		f("app account asks for a node identity"+at, credentialEvent(level, rc, "create", csrURI, userAppSA, csrRef, 201, body(csrNode9, "kubernetes.io/kube-apiserver-client-kubelet")),
+			"csr-for-privileged-group")
+		f("node asks for another node's identity"+at, credentialEvent(level, rc, "create", csrURI, userNode1, csrRef, 201, body(csrNode2, "kubernetes.io/kube-apiserver-client-kubelet")),
+			"csr-for-privileged-group")
+		f("node renews its own identity"+at, credentialEvent(level, rc, "create", csrURI, userNode1, csrRef, 201, body(csrNode1, "kubernetes.io/kube-apiserver-client-kubelet")))
+		f("bootstrapping kubelet asks for its identity"+at, credentialEvent(level, rc, "create", csrURI, bootstrap, csrRef, 201, body(csrNode9, "kubernetes.io/kube-apiserver-client-kubelet")))
+		f("person asks for an ordinary group"+at, credentialEvent(level, rc, "create", csrURI, userBob, csrRef, 201, body(csrBobDevs, "kubernetes.io/kube-apiserver-client")),
+			"client-certificate-requested")
+	}
+	f("request that is not base64", credentialEvent("Request", rc, "create", csrURI, userBob, csrRef, 201, csrOf("not base64!", "kubernetes.io/kube-apiserver-client", "client auth")),
+		"client-certificate-requested")
+	f("request that is base64 of garbage", credentialEvent("Request", rc, "create", csrURI, userBob, csrRef, 201, csrOf("Z2FyYmFnZQ==", "kubernetes.io/kube-apiserver-client", "client auth")),
+		"client-certificate-requested")
 
 	approvalRef := `{"resource":"certificatesigningrequests","name":"x","apiGroup":"certificates.k8s.io","apiVersion":"v1","subresource":"approval"}`
 	const approvalURI = csrURI + "/x/approval"
@@ -148,6 +188,17 @@ func TestCredentialMinting(t *testing.T) {
 	f("person approves, Metadata level", credentialEvent("Metadata", rc, "update", approvalURI, userBob, approvalRef, 200, ""),
 		"csr-approved-by-user")
 	f("person approves with a patch", credentialEvent("Request", rc, "patch", approvalURI, userBob, approvalRef, 200, `,"requestObject":{"status":{"conditions":[{"type":"Approved","status":"True"}]}}`),
+		"csr-approved-by-user")
+	verdictOf := func(request, condition string) string {
+		return fmt.Sprintf(`,"requestObject":{"kind":"CertificateSigningRequest","apiVersion":"certificates.k8s.io/v1","metadata":{"name":"x"},"spec":{"request":%q,"signerName":"kubernetes.io/kube-apiserver-client","usages":["client auth"],"username":"bob@example.com"},"status":{"conditions":[{"type":%q,"status":"True"}]}}`,
+			request, condition)
+	}
+	f("person approves system:masters", credentialEvent("Request", rc, "update", approvalURI, userBob, approvalRef, 200, verdictOf(csrBobMasters, "Approved")),
+		"csr-for-privileged-group")
+	f("controller approves system:masters", credentialEvent("Request", rc, "update", approvalURI, userCSRCtrl, approvalRef, 200, verdictOf(csrBobMasters, "Approved")),
+		"csr-for-privileged-group")
+	f("person denies system:masters", credentialEvent("Request", rc, "update", approvalURI, userBob, approvalRef, 200, verdictOf(csrBobMasters, "Denied")))
+	f("person approves an ordinary group", credentialEvent("Request", rc, "update", approvalURI, userBob, approvalRef, 200, verdictOf(csrBobDevs, "Approved")),
 		"csr-approved-by-user")
 	f("person denies", credentialEvent("Request", rc, "update", approvalURI, userBob, approvalRef, 200, verdict("kubernetes.io/kube-apiserver-client", "Denied")))
 	f("person approves a kubelet serving certificate", credentialEvent("Request", rc, "update", approvalURI, userBob, approvalRef, 200, verdict("kubernetes.io/kubelet-serving", "Approved")))
@@ -272,4 +323,25 @@ func TestCredentialExecRedaction(t *testing.T) {
 		t.Fatalf("redaction kept the assigned command (changed %v, err %v): %s", changed, err, out)
 	}
 	checkFired(t, s, r, "TOKEN=$(cat ...) before redaction is not seen after it", js, "exec-into-pod")
+}
+
+// TestCSRSubject reads the subject of real requests, and nothing from
+// input that is not one.
+func TestCSRSubject(t *testing.T) {
+	f := func(request, cn string, orgs ...string) {
+		t.Helper()
+		got := csrSubject(request)
+		if got.CommonName != cn || !slices.Equal(got.Organizations, orgs) {
+			t.Errorf("csrSubject(%.40q) = %+v, want CN %q O %q", request, got, cn, orgs)
+		}
+	}
+	f(csrBobMasters, "bob@example.com", "system:masters")
+	f(csrNode2, "system:node:node-2", "system:nodes")
+	f("", "")
+	f("%%%", "")
+	f("Z2FyYmFnZQ==", "")
+	// A PEM block of another type, and one that does not parse.
+	f("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUIKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo=", "")
+	f("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlJQgotLS0tLUVORCBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K", "")
+	f(strings.Repeat("A", maxCSRRequest+4), "")
 }

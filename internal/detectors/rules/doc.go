@@ -64,7 +64,9 @@
 // yields a list. A body is decoded at most once per event, and only when a
 // rule that reads it is evaluated. Besides expr's builtins (any, all,
 // filter, hasPrefix, hasSuffix, ...) there are glob(s, pattern), where *
-// matches any run of characters, and cidr(ip, "10.0.0.0/8").
+// matches any run of characters, cidr(ip, "10.0.0.0/8"), and
+// csrSubject(object("spec.request")), the subject (.commonName,
+// .organizations) a CertificateSigningRequest asks for.
 //
 // A field missing from a body is nil, and wherever expr would fail on nil
 // because it needs a typed value, it reads as the zero value of that type,

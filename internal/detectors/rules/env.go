@@ -40,6 +40,7 @@ type Env struct {
 	Has              func(path any) bool          `expr:"has"`
 	Glob             func(s, pattern string) bool `expr:"glob"`
 	CIDR             func(ip, prefix string) bool `expr:"cidr"`
+	CSRSubject       csrSubjectFunc               `expr:"csrSubject"`
 }
 
 // SelectorsEnv holds the request's label and field selectors, URL-decoded.
@@ -104,6 +105,7 @@ func (e *evaluator) init(paths map[string]*bodyPath) {
 	e.env.Has = e.has
 	e.env.Glob = glob
 	e.env.CIDR = cidr
+	e.env.CSRSubject = csrSubject
 }
 
 // reset points the evaluator at ev. It copies string headers and slice and
