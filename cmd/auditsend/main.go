@@ -80,12 +80,16 @@ func run(args []string, stderr io.Writer) error {
 
 func sendFile(sender *auditsend.Sender, path string) (int, error) {
 	n := 0
-	err := auditlog.Lines(path, func(line int, data []byte) error {
+	// One event a line, or one EventList a line (v1 or v1beta1).
+	err := auditlog.Events(path, func(line, item int, data []byte) error {
 		// The batcher holds events until their batch is sent, and decoded
 		// bodies alias the input: copy the line out of the reader's buffer.
 		data = bytes.Clone(data)
 		var ev auditv1.Event
 		if err := pipeline.DecodeEvent(data, &ev); err != nil {
+			if item > 0 {
+				return fmt.Errorf("%s:%d item %d: %w", path, line, item, err)
+			}
 			return fmt.Errorf("%s:%d: %w", path, line, err)
 		}
 		if err := sender.Send(&ev); err != nil {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
+	"strings"
 
 	"github.com/auditpipe/auditpipe/internal/auditlog"
 	"github.com/auditpipe/auditpipe/internal/cli"
@@ -45,44 +47,117 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s := scanner{set: set, cluster: *cluster, printer: console.NewPrinter(stdout, format), stderr: stderr}
+	s := newScanner(set, *cluster, console.NewPrinter(stdout, format), stderr)
 	for _, f := range files {
 		if err := s.file(f); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(stderr, "scanned %d files: %d events, %d findings, %d lines not decodable\n", len(files), s.events, s.printer.Count(), s.bad)
+	s.summary(stderr, len(files))
+	if len(s.empty) > 0 {
+		return fmt.Errorf("scan: no decodable audit event in %s", strings.Join(s.empty, ", "))
+	}
 	return nil
 }
 
+// scanner judges the events of log files as detect run judges those of the
+// transport: each request once (pipeline.StageGate), from whichever
+// authoritative stage comes first, so a duplicated line or a second stage
+// of a long-running request yields no second finding.
 type scanner struct {
 	set     pipeline.EventDetector
+	gate    *pipeline.StageGate
 	cluster string
 	printer *console.Printer
 	stderr  io.Writer
 
-	events, bad int
-	findings    []pipeline.Finding
+	events   int
+	verdicts map[pipeline.StageVerdict]int
+	noStage  int
+	bad      map[string]int // undecodable events by pipeline.DecodeReason
+	badTotal int
+	empty    []string // files that yielded no decodable event
+	findings []pipeline.Finding
 }
 
+func newScanner(set pipeline.EventDetector, cluster string, printer *console.Printer, stderr io.Writer) *scanner {
+	return &scanner{
+		set: set, gate: pipeline.NewStageGate(pipeline.StageGateConfig{}), cluster: cluster,
+		printer: printer, stderr: stderr,
+		verdicts: map[pipeline.StageVerdict]int{}, bad: map[string]int{},
+	}
+}
+
+// errNoAuditFields reports JSON that decodes as an Event but carries
+// nothing an apiserver always writes: some other JSON log.
+var errNoAuditFields = errors.New("no auditID, verb, requestURI or stage: not an audit event")
+
 func (s *scanner) file(path string) error {
-	err := auditlog.Lines(path, func(line int, data []byte) error {
+	before := s.events
+	err := auditlog.Events(path, func(line, item int, data []byte) error {
 		var ev pipeline.Event
-		if err := ev.Decode(s.cluster, data); err != nil {
-			s.bad++
-			if s.bad <= 10 {
-				fmt.Fprintf(s.stderr, "%s:%d: %v\n", path, line, err)
+		err := ev.Decode(s.cluster, data)
+		reason := ""
+		switch {
+		case err != nil:
+			reason = pipeline.DecodeReason(err)
+		case ev.AuditID == "" && ev.Verb == "" && ev.RequestURI == "" && ev.Stage == "":
+			err, reason = errNoAuditFields, pipeline.DecodeReasonNotAuditEvent
+		}
+		if err != nil {
+			s.bad[reason]++
+			if s.badTotal++; s.badTotal <= 10 {
+				at := fmt.Sprintf("%s:%d", path, line)
+				if item > 0 {
+					at += fmt.Sprintf(" item %d", item)
+				}
+				fmt.Fprintf(s.stderr, "%s: %s: %v\n", at, reason, err)
 			}
 			return nil
 		}
 		s.events++
+		if ev.Stage == "" {
+			s.noStage++
+		}
+		v := s.gate.Admit(&ev)
+		s.verdicts[v]++
+		if v != pipeline.StageJudged {
+			return nil
+		}
 		s.findings = s.set.Detect(&ev, s.findings[:0])
 		return s.printer.Print(s.findings)
 	})
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
+	if s.events == before {
+		s.empty = append(s.empty, path)
+	}
 	return nil
+}
+
+// summary writes what was scanned: events, findings, how many events
+// were judged or skipped and why, and undecodable lines by reason.
+func (s *scanner) summary(w io.Writer, files int) {
+	fmt.Fprintf(w, "scanned %d files: %d events, %d findings, %d lines not decodable", files, s.events, s.printer.Count(), s.badTotal)
+	if len(s.bad) > 0 {
+		reasons := make([]string, 0, len(s.bad))
+		for r := range s.bad {
+			reasons = append(reasons, r)
+		}
+		sort.Strings(reasons)
+		for i, r := range reasons {
+			reasons[i] = fmt.Sprintf("%s: %d", r, s.bad[r])
+		}
+		fmt.Fprintf(w, " (%s)", strings.Join(reasons, ", "))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "judged %d requests; skipped %d events of stages not judged (RequestReceived, ResponseStarted of short requests) and %d repeating a request already judged (its other stage, or a duplicate)",
+		s.verdicts[pipeline.StageJudged], s.verdicts[pipeline.StageNotJudged], s.verdicts[pipeline.StageDuplicate])
+	if s.noStage > 0 {
+		fmt.Fprintf(w, "; %d events had no stage and were read as ResponseComplete", s.noStage)
+	}
+	fmt.Fprintln(w)
 }
 
 // loadAll builds what scan runs: the built-in detectors and the rules

@@ -30,7 +30,8 @@ const (
 )
 
 // replay backfills apiserver log-backend files (JSON lines, plain or gzip,
-// rotated sets, directories) through the webhook's own per-batch path:
+// rotated sets, directories; audit.k8s.io/v1 or v1beta1, one event or one
+// EventList a line) through the webhook's own per-batch path:
 // the same validation, truncation, redaction, keying, deduplication and
 // producer.
 //
@@ -160,12 +161,18 @@ type replayer struct {
 }
 
 func (r *replayer) file(ctx context.Context, path string) error {
-	err := auditlog.Lines(path, func(line int, data []byte) error {
+	// A line holding a whole EventList (v1 or v1beta1) is replayed item
+	// by item, like the webhook body it was captured from.
+	err := auditlog.Events(path, func(line, item int, data []byte) error {
 		r.lines++
 		r.bytes += int64(len(data))
 		// The reader reuses its buffer; the producer keeps the bytes.
 		r.pending = append(r.pending, bytes.Clone(data))
-		r.origins = append(r.origins, fmt.Sprintf("%s:%d", path, line))
+		origin := fmt.Sprintf("%s:%d", path, line)
+		if item > 0 {
+			origin += fmt.Sprintf(" item %d", item)
+		}
+		r.origins = append(r.origins, origin)
 		if len(r.pending) >= r.batch {
 			return r.flush(ctx)
 		}

@@ -2,6 +2,9 @@
 // writes them: one JSON event a line, plain or gzip (rotated files are often
 // compressed under names that do not say so), single files or directories
 // of a rotated set. detect scan, ingest replay and auditsend share it.
+//
+// A line may also hold a whole EventList (a captured webhook body, an
+// export of one): Events hands out its items one by one.
 package auditlog
 
 import (
@@ -13,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 // MaxLine bounds one log line. RequestResponse events of large objects
@@ -83,4 +88,49 @@ func Lines(path string, fn func(line int, data []byte) error) error {
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
 	return nil
+}
+
+// Events calls fn with every event of the file at path: each line (see
+// Lines), or each item of a line that holds an EventList, item numbering
+// them from 1 (0 for a plain line). Items of an audit.k8s.io/v1beta1 list
+// are marked with that apiVersion, as webhook items omit it, so that
+// whoever decodes them knows to convert them. A line that names EventList
+// but whose envelope does not decode is handed over whole: the caller's
+// decoder reports what is wrong with it.
+func Events(path string, fn func(line, item int, data []byte) error) error {
+	return Lines(path, func(line int, data []byte) error {
+		if !bytes.Contains(data, []byte(`"EventList"`)) {
+			return fn(line, 0, data)
+		}
+		items, apiVersion, err := pipeline.SplitEventListVersion(data, nil, 0)
+		if err != nil {
+			return fn(line, 0, data)
+		}
+		for i, it := range items {
+			if apiVersion == pipeline.AuditAPIVersionV1beta1 {
+				it = withAPIVersion(it, apiVersion)
+			}
+			if err := fn(line, i+1, it); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// withAPIVersion returns a copy of the JSON object item whose first member
+// is apiVersion: v. A member the item has itself comes later and, as in
+// encoding/json, wins. Anything but an object is returned as it is.
+func withAPIVersion(item []byte, v string) []byte {
+	if len(item) < 2 || item[0] != '{' {
+		return item
+	}
+	out := make([]byte, 0, len(item)+len(v)+16)
+	out = append(out, `{"apiVersion":"`...)
+	out = append(out, v...)
+	out = append(out, '"')
+	if rest := bytes.TrimSpace(item[1:]); len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, item[1:]...)
 }

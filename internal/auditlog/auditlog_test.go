@@ -3,6 +3,7 @@ package auditlog
 import (
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,5 +63,41 @@ func TestLinesPlainGzipAndDirectories(t *testing.T) {
 	write("bad.gz", "\x1f\x8bnot gzip", false)
 	if err := Lines(filepath.Join(dir, "bad.gz"), func(int, []byte) error { return nil }); err == nil {
 		t.Fatal("a corrupt gzip file was read without error")
+	}
+}
+
+func TestEvents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.log")
+	content := strings.Join([]string{
+		`{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a"}`,
+		`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"auditID":"b"},{"auditID":"c"}]}`,
+		`{"kind":"EventList","apiVersion":"audit.k8s.io/v1beta1","items":[{"auditID":"d"},{},{"apiVersion":"audit.k8s.io/v1","auditID":"e"}]}`,
+		`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}`,
+		`{"kind":"EventList","items":[{"auditID":"f"}`,
+	}, "\n")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err := Events(path, func(line, item int, data []byte) error {
+		got = append(got, fmt.Sprintf("%d.%d %s", line, item, data))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`1.0 {"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a"}`,
+		`2.1 {"auditID":"b"}`,
+		`2.2 {"auditID":"c"}`,
+		`3.1 {"apiVersion":"audit.k8s.io/v1beta1","auditID":"d"}`,
+		`3.2 {"apiVersion":"audit.k8s.io/v1beta1"}`,
+		// The item's own apiVersion comes later and wins.
+		`3.3 {"apiVersion":"audit.k8s.io/v1beta1","apiVersion":"audit.k8s.io/v1","auditID":"e"}`,
+		// A list that does not decode is the decoder's to report.
+		`5.0 {"kind":"EventList","items":[{"auditID":"f"}`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

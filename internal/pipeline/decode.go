@@ -35,10 +35,10 @@ func (e *ItemError) Unwrap() error { return e.Err }
 // omit them) and otherwise requires the expected ones.
 func checkTypeMeta(kind, apiVersion, wantKind string) error {
 	if apiVersion != "" && apiVersion != AuditAPIVersion && apiVersion != AuditAPIVersionV1beta1 {
-		return fmt.Errorf("unsupported apiVersion %q: want %q (or %q)", apiVersion, AuditAPIVersion, AuditAPIVersionV1beta1)
+		return &typeMetaError{fmt.Sprintf("unsupported apiVersion %q: want %q (or %q)", apiVersion, AuditAPIVersion, AuditAPIVersionV1beta1)}
 	}
 	if kind != "" && kind != wantKind {
-		return fmt.Errorf("unexpected kind %q: want %q", kind, wantKind)
+		return &typeMetaError{fmt.Sprintf("unexpected kind %q: want %q", kind, wantKind)}
 	}
 	return nil
 }

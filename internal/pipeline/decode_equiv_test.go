@@ -222,6 +222,12 @@ var edgeCases = []string{
 	`{"stageTimestamp":123}`,
 	`{"stageTimestamp":{}}`,
 	`{"stageTimestamp":"27/11/2026 09:15"}`,
+	// A space for the T, as log shippers write it: read by both (the
+	// reference departs from encoding/json here on purpose; see flexTime).
+	`{"stageTimestamp":"2026-11-27 09:15:01Z","requestReceivedTimestamp":"2026-11-27 09:15:01.123456+01:00"}`,
+	`{"stageTimestamp":"2026-11-27 09:15:01.5"}`,
+	`{"stageTimestamp":"2026-11-27  09:15:01Z"}`,
+	`{"stageTimestamp":"2026-11-27 9:15:01Z"}`,
 	// kind and apiVersion.
 	`{"kind":"Event","apiVersion":"audit.k8s.io/v1"}`,
 	`{"kind":"Pod"}`,

@@ -20,7 +20,10 @@ import (
 
 // flexTime accepts RFC 3339 with any number of fractional digits, or none.
 // metav1.MicroTime insists on exactly six, which older apiservers and log
-// shippers do not always write.
+// shippers do not always write. It also takes a space for the 'T' between
+// date and time (log shippers write it; RFC 3339 allows it), which
+// encoding/json's time.Time refuses: the one place where the reference
+// deliberately departs from plain encoding/json, as DecodeEvent does.
 type flexTime struct{ time.Time }
 
 func (t *flexTime) UnmarshalJSON(b []byte) error {
@@ -36,7 +39,11 @@ func (t *flexTime) UnmarshalJSON(b []byte) error {
 		t.Time = time.Time{}
 		return nil
 	}
-	pt, err := time.Parse(time.RFC3339Nano, string(s))
+	str := string(s)
+	if len(str) > 10 && str[10] == ' ' {
+		str = str[:10] + "T" + str[11:]
+	}
+	pt, err := time.Parse(time.RFC3339Nano, str)
 	if err != nil {
 		return fmt.Errorf("parsing timestamp %q: want RFC 3339", s)
 	}

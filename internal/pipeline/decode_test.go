@@ -81,7 +81,14 @@ func TestDecodeTimestamps(t *testing.T) {
 	f("2026-11-27T09:15:01.123456789Z", base.Add(123456789))
 	f("2026-11-27T10:15:01.5+01:00", base.Add(500*time.Millisecond))
 	f("27/11/2026 09:15", time.Time{})
+	// Log shippers: no fraction, and a space instead of the T.
+	f("2026-11-27 09:15:01Z", base)
+	f("2026-11-27 09:15:01.123456Z", base.Add(123456*time.Microsecond))
+	f("2026-11-27 10:15:01+01:00", base)
+	// Still RFC 3339 otherwise: a zone is required, one separator only.
 	f("2026-11-27 09:15:01", time.Time{})
+	f("2026-11-27  09:15:01Z", time.Time{})
+	f("2026-11-27_09:15:01Z", time.Time{})
 }
 
 func TestDecodeEventsListAndSingle(t *testing.T) {

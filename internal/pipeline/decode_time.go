@@ -9,8 +9,12 @@ import (
 
 // parseTimestamp reads an audit timestamp: RFC 3339 with any number of
 // fractional digits, or none (metav1.MicroTime insists on exactly six,
-// which older apiservers and log shippers do not always write). Empty means
-// no timestamp. The result is in UTC.
+// which older apiservers and log shippers do not always write), and with a
+// space instead of the 'T' between date and time, as log shippers
+// (Fluentd, Logstash, SQL exports) rewrite it. RFC 3339 allows that space
+// (section 5.6, NOTE); encoding/json's time.Time does not, so this is a
+// deliberate difference from decoding with encoding/json. Empty means no
+// timestamp. The result is in UTC.
 func parseTimestamp(s []byte) (time.Time, error) {
 	if len(s) == 0 {
 		return time.Time{}, nil
@@ -20,21 +24,34 @@ func parseTimestamp(s []byte) (time.Time, error) {
 	}
 	// Anything the fast path does not recognise goes to the standard
 	// parser, which decides; the two agree wherever both accept.
-	pt, err := time.Parse(time.RFC3339Nano, string(s))
+	str := string(s)
+	if len(str) > 10 && str[10] == ' ' {
+		str = str[:10] + "T" + str[11:]
+	}
+	pt, err := time.Parse(time.RFC3339Nano, str)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("parsing timestamp %q: want RFC 3339", s)
+		return time.Time{}, &TimestampError{Value: string(s)}
 	}
 	return pt.UTC(), nil
 }
 
-// parseRFC3339 is the common shape, "2006-01-02T15:04:05[.1-9 digits]" then
-// "Z" or "±hh:mm", parsed without allocating. It reports false for anything
+// TimestampError reports a timestamp string that is not RFC 3339.
+type TimestampError struct {
+	Value string
+}
+
+func (e *TimestampError) Error() string {
+	return fmt.Sprintf("parsing timestamp %q: want RFC 3339", e.Value)
+}
+
+// parseRFC3339 is the common shape, "2006-01-02T15:04:05[.1-9 digits]" (or
+// a space for the T) then "Z" or "±hh:mm", parsed without allocating. It reports false for anything
 // else, including out-of-range fields, leaving those to time.Parse.
 func parseRFC3339(s []byte) (time.Time, bool) {
 	if len(s) < len("2006-01-02T15:04:05Z") {
 		return time.Time{}, false
 	}
-	if s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+	if s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') || s[13] != ':' || s[16] != ':' {
 		return time.Time{}, false
 	}
 	year, ok1 := digits(s[0:4])

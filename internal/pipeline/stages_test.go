@@ -192,3 +192,26 @@ func TestStageGateBounds(t *testing.T) {
 		t.Fatalf("expired request: %v", v)
 	}
 }
+
+func TestDecodeReason(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		var ev Event
+		err := ev.Decode("c", []byte(in))
+		if err == nil {
+			t.Fatalf("%s: decoded", in)
+		}
+		if got := DecodeReason(err); got != want {
+			t.Fatalf("%s: reason %s (%v), want %s", in, got, err, want)
+		}
+	}
+	f(`not json`, DecodeReasonNotJSON)
+	f(`[1]`, DecodeReasonWrongType)
+	f(`{"verb":"get"`, DecodeReasonTruncated)
+	f(`{"verb":"get"}}`, DecodeReasonNotJSON)
+	f(`{"verb":7}`, DecodeReasonWrongType)
+	f(`{"stageTimestamp":7}`, DecodeReasonWrongType)
+	f(`{"stageTimestamp":"27/11/2026 09:15"}`, DecodeReasonBadTimestamp)
+	f(`{"kind":"EventList","items":[]}`, DecodeReasonNotAuditEvent)
+	f(`{"apiVersion":"audit.k8s.io/v1alpha1"}`, DecodeReasonNotAuditEvent)
+}
