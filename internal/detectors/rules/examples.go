@@ -24,8 +24,8 @@ type example struct {
 
 // exampleEvent turns an example written in YAML into audit event JSON,
 // filling what a rule author should not have to write: the audit stage
-// the request is judged at (ResponseComplete, or ResponseStarted for a
-// long-running request), the level and an auditID.
+// (ResponseComplete, which every request may be judged at; see
+// pipeline.Event.IsAuthoritative), the level and an auditID.
 func exampleEvent(n *yaml.Node) ([]byte, error) {
 	var v any
 	if err := n.Decode(&v); err != nil {
@@ -41,8 +41,7 @@ func exampleEvent(n *yaml.Node) ([]byte, error) {
 	if _, ok := m["auditID"]; !ok {
 		m["auditID"] = fmt.Sprintf("example-%d-%d", n.Line, n.Column)
 	}
-	_, hasStage := m["stage"]
-	if !hasStage {
+	if _, ok := m["stage"]; !ok {
 		m["stage"] = string(auditv1.StageResponseComplete)
 	}
 	data, err := json.Marshal(m)
@@ -52,12 +51,6 @@ func exampleEvent(n *yaml.Node) ([]byte, error) {
 	var ev pipeline.Event
 	if err := ev.Decode(exampleCluster, data); err != nil {
 		return nil, err
-	}
-	if !hasStage && !ev.IsAuthoritative() {
-		m["stage"] = string(auditv1.StageResponseStarted)
-		if data, err = json.Marshal(m); err != nil {
-			return nil, fmt.Errorf("converting to JSON: %w", err)
-		}
 	}
 	return data, nil
 }
