@@ -142,6 +142,8 @@ func TestCredentialMinting(t *testing.T) {
 		"client-certificate-requested")
 	f("person creates a CSR, body not logged", credentialEvent("Metadata", rc, "create", csrURI, userBob, csrRef, 201, ""),
 		"client-certificate-requested")
+	f("kube-controller-manager requests a kube-apiserver-client certificate", credentialEvent("Request", rc, "create", csrURI, userKCM, csrRef, 201, csr("kubernetes.io/kube-apiserver-client", "client auth")))
+	f("kube-system add-on requests client auth from a custom signer", credentialEvent("Request", rc, "create", csrURI, userAddonSA, csrRef, 201, csr("example.com/internal", "client auth")))
 	f("kubelet renews its client certificate", credentialEvent("Request", rc, "create", csrURI, userNode1, csrRef, 201, csr("kubernetes.io/kube-apiserver-client-kubelet", "digital signature", "client auth")))
 	f("kubelet CSR, body not logged", credentialEvent("Metadata", rc, "create", csrURI, userNode1, csrRef, 201, ""))
 	f("bootstrapping kubelet", credentialEvent("Request", rc, "create", csrURI, bootstrap, csrRef, 201,
@@ -249,6 +251,17 @@ func TestCredentialExec(t *testing.T) {
 		"exec-into-pod", "exec-reads-credentials")
 	f("kubeconfig", exec("create", "command=cat&command=%2Froot%2F.kube%2Fconfig", 101),
 		"exec-into-pod", "exec-reads-credentials")
+	inKubeSystem := func(user string) string {
+		ref := `{"resource":"pods","namespace":"kube-system","name":"coredns-1","apiVersion":"v1","subresource":"exec"}`
+		uri := "/api/v1/namespaces/kube-system/pods/coredns-1/exec?command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken&container=coredns&stdout=true"
+		return credentialEvent("Metadata", "ResponseStarted", "create", uri, user, ref, 101, "")
+	}
+	f("kube-system controller reads a token in kube-system", inKubeSystem(userAddonSA), "exec-into-pod")
+	f("person reads a token in kube-system", inKubeSystem(userBob), "exec-into-pod", "exec-reads-credentials")
+	f("kube-system controller reads a token elsewhere", credentialEvent("Metadata", "ResponseStarted", "create",
+		"/api/v1/namespaces/payments/pods/api-1/exec?command=cat&command=%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken&container=api&stdout=true",
+		userAddonSA, podRef, 101, ""), "exec-into-pod", "exec-reads-credentials")
+	f("tar archive written inside the pod", exec("get", "command=tar&command=czf&command=backup.tar.gz&command=%2Fapp%2Fdata", 101), "exec-into-pod")
 	f("reading an application file", exec("get", "command=cat&command=%2Fetc%2Fnginx%2Fnginx.conf", 101), "exec-into-pod")
 	f("IMDS", exec("get", "command=curl&command=http%3A%2F%2F169.254.169.254%2Flatest%2Fapi%2Ftoken&command=-X&command=PUT", 101),
 		"exec-into-pod", "exec-queries-metadata-service")

@@ -140,7 +140,7 @@ func TestRBACEscalation(t *testing.T) {
 	const jane = `{"kind":"User","apiGroup":"rbac.authorization.k8s.io","name":"jane.doe@example.com"}`
 	const nodes = `{"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"system:nodes"}`
 	const masters = `{"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"system:masters"}`
-	for _, role := range []string{"admin", "edit", "system:kube-controller-manager", "system:controller:clusterrole-aggregation-controller", "system:node", "system:kubelet-api-admin"} {
+	for _, role := range []string{"admin", "edit", "system:kube-controller-manager", "system:controller:clusterrole-aggregation-controller", "system:node", "system:kubelet-api-admin", "system:masters"} {
 		f("ClusterRoleBinding to "+role, binding("ClusterRoleBinding", "", role, jane), "privileged-role-binding")
 		f("RoleBinding in kube-system to "+role, binding("RoleBinding", "kube-system", role, jane), "privileged-role-binding")
 	}
