@@ -11,8 +11,9 @@ import (
 )
 
 // Bounds of the StageGate's memory. Each remembered request costs about
-// 200 bytes (map slot, list element, key and timestamp), so the defaults
-// hold at most about 40 MiB however much traffic passes.
+// 150 bytes (map slot, list element, key and timestamp; held under 250 by
+// TestStageGateMemory), so the defaults hold at most about 40 MiB however
+// much traffic passes.
 const (
 	// DefaultOpenRequests bounds the long-running requests (watch, exec,
 	// attach, port-forward, proxy, logs?follow) and failed authentications
@@ -262,10 +263,16 @@ func (l *requestLRU) add(k requestKey, now time.Time) {
 		l.ll.MoveToFront(el)
 		return
 	}
-	l.items[k] = l.ll.PushFront(&requestEntry{key: k, seen: now})
-	for l.ll.Len() > l.max {
+	if l.ll.Len() >= l.max {
+		// Full: the least recently seen entry makes room, and its list
+		// element is reused, so a busy gate allocates nothing.
 		oldest := l.ll.Back()
-		l.ll.Remove(oldest)
-		delete(l.items, oldest.Value.(*requestEntry).key)
+		e := oldest.Value.(*requestEntry)
+		delete(l.items, e.key)
+		e.key, e.seen = k, now
+		l.ll.MoveToFront(oldest)
+		l.items[k] = oldest
+		return
 	}
+	l.items[k] = l.ll.PushFront(&requestEntry{key: k, seen: now})
 }
