@@ -315,10 +315,11 @@ func TestCredentialExec(t *testing.T) {
 	}
 }
 
-// TestCredentialExecRedaction records what ingest's redaction does to exec
-// commands that hold a credential-named assignment: the value is replaced,
-// and with it the path the rule looks for. The command is then not
-// recognised; this test fails when redaction or the rules change that.
+// TestCredentialExecRedaction covers exec commands that hold a credential
+// ingest redacts: an assignment to a credential-named variable loses its
+// value (TOKEN=$(cat /var/run/secrets/...) keeps no path), and a literal
+// token is replaced; the redacted: marker left in their place is what
+// exec-reads-credentials sees.
 func TestCredentialExecRedaction(t *testing.T) {
 	r, err := redact.New(redact.Config{})
 	if err != nil {
@@ -329,13 +330,22 @@ func TestCredentialExecRedaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	podRef := `{"resource":"pods","namespace":"payments","name":"api-1","apiVersion":"v1","subresource":"exec"}`
-	uri := "/api/v1/namespaces/payments/pods/api-1/exec?command=sh&command=-c&command=TOKEN%3D%24%28cat+%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken%29%3B+curl+-k+https%3A%2F%2Fkubernetes.default.svc%2Fapi&container=api&stdout=true"
-	js := credentialEvent("Metadata", "ResponseStarted", "get", uri, userBob, podRef, 101, "")
-	out, changed, err := r.Event([]byte(js))
-	if err != nil || !changed || strings.Contains(string(out), "%2Fvar%2Frun%2Fsecrets") {
-		t.Fatalf("redaction kept the assigned command (changed %v, err %v): %s", changed, err, out)
+	f := func(name, query string, want ...string) {
+		t.Helper()
+		uri := "/api/v1/namespaces/payments/pods/api-1/exec?" + query + "&container=api&stdout=true"
+		js := credentialEvent("Metadata", "ResponseStarted", "get", uri, userBob, podRef, 101, "")
+		out, changed, err := r.Event([]byte(js))
+		if err != nil || !changed {
+			t.Fatalf("%s: redaction left the command alone (err %v): %s", name, err, out)
+		}
+		checkFired(t, s, r, name, js, want...)
 	}
-	checkFired(t, s, r, "TOKEN=$(cat ...) before redaction is not seen after it", js, "exec-into-pod")
+	f("TOKEN=$(cat token)", "command=sh&command=-c&command=TOKEN%3D%24%28cat+%2Fvar%2Frun%2Fsecrets%2Fkubernetes.io%2Fserviceaccount%2Ftoken%29%3B+curl+-k+https%3A%2F%2Fkubernetes.default.svc%2Fapi",
+		"exec-into-pod", "exec-reads-credentials")
+	f("literal bearer token", "command=curl&command=-H&command=Authorization%3A+Bearer+"+mintedJWT+"&command=https%3A%2F%2Fkubernetes.default.svc%2Fapi",
+		"exec-into-pod", "exec-reads-credentials")
+	f("password on the command line", "command=psql&command=postgresql%3A%2F%2Fapp%3Ahunter2hunter2%40db%3A5432%2Fapp",
+		"exec-into-pod", "exec-reads-credentials")
 }
 
 // TestCSRSubject reads the subject of real requests, and nothing from
