@@ -167,6 +167,12 @@ func TestRBACEscalation(t *testing.T) {
 		`,"requestObject":[{"op":"add","path":"/subjects/-","value":{"kind":"User","name":"jane.doe@example.com"}}],"responseObject":{"kind":"ClusterRoleBinding","metadata":{"name":"b"},"subjects":[`+jane+`],"roleRef":{"kind":"ClusterRole","name":"edit"}}`),
 		"privileged-role-binding")
 
+	f("JSON patch at Request level: the result is not logged", credentialEvent("Request", "ResponseComplete", "patch", patchURI, userBob, patchRef, 200,
+		`,"requestObject":[{"op":"replace","path":"/roleRef/name","value":"edit"}]`))
+	roleRef := `{"resource":"clusterroles","name":"r","apiGroup":"rbac.authorization.k8s.io","apiVersion":"v1"}`
+	f("JSON patch of a ClusterRole at Request level", credentialEvent("Request", "ResponseComplete", "patch", "/apis/rbac.authorization.k8s.io/v1/clusterroles/r", userBob, roleRef, 200,
+		`,"requestObject":[{"op":"add","path":"/rules/-","value":{"apiGroups":[""],"resources":["nodes/proxy"],"verbs":["get"]}}]`))
+
 	// Who writes: the cluster's own controllers and refused requests are quiet.
 	f("aggregation controller updates admin", rbacEvent("Request", "update", "clusterroles", "", "admin",
 		`{"username":"system:serviceaccount:kube-system:clusterrole-aggregation-controller","groups":["system:serviceaccounts","system:serviceaccounts:kube-system","system:authenticated"]}`,
