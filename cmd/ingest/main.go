@@ -188,12 +188,25 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		prod  pipeline.Producer
 		ping  ingest.Pinger
 		close func() error
+		// ensureLater retries creating the topic in the background when
+		// the brokers were unreachable at start-up.
+		ensureLater func(context.Context) error
 	)
 	if brokers := cli.SplitList(o.brokers); len(brokers) > 0 {
-		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		tctx, cancel := context.WithTimeout(ctx, ensureTopicTimeout)
 		err := kafka.EnsureTopic(tctx, brokers, o.topic, o.partitions)
 		cancel()
-		if err != nil {
+		switch {
+		case err == nil:
+		case kafka.Retryable(err):
+			// Serve anyway: until the topic is there, produce requests
+			// are answered 503 and /readyz fails, so the apiserver keeps
+			// its events buffered and retries.
+			log.Warn("ensuring topic, will retry in the background", "topic", o.topic, "err", err)
+			ensureLater = func(ctx context.Context) error {
+				return ensureTopic(ctx, brokers, o.topic, o.partitions, log)
+			}
+		default:
 			return fmt.Errorf("ensuring topic %s: %w", o.topic, err)
 		}
 		p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: o.topic}, log, reg)
@@ -276,8 +289,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Warn("serving the webhook over plain HTTP: callers without credentials are accepted; use it only on a trusted network", "addr", o.insecureListen)
 	}
 
-	errc := make(chan error, len(all))
+	errc := make(chan error, len(all)+1)
 	var wg sync.WaitGroup
+	ectx, stopEnsure := context.WithCancel(ctx)
+	defer stopEnsure()
+	if ensureLater != nil {
+		wg.Go(func() {
+			if err := ensureLater(ectx); err != nil {
+				errc <- err
+			}
+		})
+	}
 	for _, l := range all {
 		log.Info("ingest listening", "listener", l.name, "addr", l.ln.Addr().String(), "tls", l.tls)
 		wg.Go(func() {
@@ -295,13 +317,50 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	select {
 	case err = <-errc:
-		log.Error("listener stopped, shutting down", "err", err)
+		log.Error("stopping on error, shutting down", "err", err)
 	case <-ctx.Done():
 		log.Info("shutting down", "timeout", o.shutdownWait)
 	}
+	stopEnsure()
 	err = errors.Join(err, shutdown(servers, metricsSrv, close, o.shutdownWait, log))
 	wg.Wait()
 	return err
+}
+
+// ensureTopicTimeout bounds one attempt at creating the topic: a metadata
+// request and a CreateTopics on a healthy cluster take milliseconds.
+const ensureTopicTimeout = 30 * time.Second
+
+// ensureTopic retries kafka.EnsureTopic with backoff (1 s doubling to 30 s)
+// until it succeeds, fails for good, or ctx ends, logging once per minute
+// while it fails. A broker outage at start-up thus delays ingest's
+// readiness instead of ending the process.
+func ensureTopic(ctx context.Context, brokers []string, topic string, partitions int, log *slog.Logger) error {
+	const logWindow = time.Minute
+	start, lastLog, backoff := time.Now(), time.Now(), time.Second
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+		tctx, cancel := context.WithTimeout(ctx, ensureTopicTimeout)
+		err := kafka.EnsureTopic(tctx, brokers, topic, partitions)
+		cancel()
+		switch {
+		case err == nil:
+			log.Info("topic ensured", "topic", topic, "attempts", attempt, "after", time.Since(start).Round(time.Second))
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		case !kafka.Retryable(err):
+			return fmt.Errorf("ensuring topic %s: %w", topic, err)
+		case time.Since(lastLog) >= logWindow:
+			lastLog = time.Now()
+			log.Warn("ensuring topic, will retry", "topic", topic, "attempts", attempt, "down_for", time.Since(start).Round(time.Second), "err", err)
+		}
+	}
 }
 
 // listener is one of ingest's HTTP servers with its address.

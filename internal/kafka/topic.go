@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 // EnsureTopic creates topic with the given number of partitions unless it
@@ -15,10 +17,10 @@ import (
 // broker's default.
 func EnsureTopic(ctx context.Context, brokers []string, topic string, partitions int) error {
 	if err := errors.Join(validateBrokers(brokers), validateTopic(topic)); err != nil {
-		return fmt.Errorf("ensuring topic: %w", err)
+		return pipeline.Permanent(fmt.Errorf("ensuring topic: %w", err))
 	}
 	if partitions < 1 {
-		return fmt.Errorf("ensuring topic %s: partitions must be at least 1, got %d", topic, partitions)
+		return pipeline.Permanent(fmt.Errorf("ensuring topic %s: partitions must be at least 1, got %d", topic, partitions))
 	}
 	transport := &kafkago.Transport{DialTimeout: dialTimeout, ClientID: clientID, MetadataTopics: []string{topic}}
 	defer transport.CloseIdleConnections()
@@ -44,4 +46,19 @@ func EnsureTopic(ctx context.Context, brokers []string, topic string, partitions
 		return fmt.Errorf("creating topic %s: %w", topic, err)
 	}
 	return nil
+}
+
+// Retryable reports whether an EnsureTopic error may pass on its own: no
+// broker answers, a request timed out, a controller is moving. The errors
+// the brokers give for good (not authorized, a policy forbids the topic,
+// an invalid partition count) and invalid arguments are not.
+func Retryable(err error) bool {
+	if err == nil || pipeline.IsPermanent(err) {
+		return false
+	}
+	var kerr kafkago.Error
+	if errors.As(err, &kerr) {
+		return kerr.Temporary()
+	}
+	return true
 }
