@@ -82,6 +82,8 @@ ORDER BY findings DESC
 LIMIT 100`, "principal", "findings", "worst", "source_ips", "example", "last_seen")
 
 	bd.row("Token replay (token-replay)")
+	// The joined subqueries carry aliases, which current releases require
+	// (ALIAS_REQUIRED, Code 206) and 18.16 accepts.
 	bd.chTable("Replayed credentials", "Bound credentials seen from several addresses or clients; IPs, user agents and the bound pod and node come from every event that presented the credential.", 24, 9,
 		`SELECT credential_id, principal, findings, ips, user_agents, pod, node, last_seen
 FROM (
@@ -93,7 +95,7 @@ FROM (
   WHERE `+detectorWhere("token-replay")+`
     AND credential_id != ''
   GROUP BY credential_id
-) ANY LEFT JOIN (
+) AS f ANY LEFT JOIN (
   SELECT credential_id,
     arrayStringConcat(arraySort(groupUniqArray(source_ip)), ', ') AS ips,
     arrayStringConcat(arraySort(groupUniqArray(user_agent)), ' | ') AS user_agents,
@@ -105,7 +107,7 @@ FROM (
       SELECT credential_id FROM findings
       WHERE $__timeFilter(time) AND detector = 'token-replay' AND credential_id != '')
   GROUP BY credential_id
-) USING credential_id
+) AS e USING credential_id
 ORDER BY last_seen DESC
 LIMIT 100`, "credential_id", "principal", "findings", "ips", "user_agents", "pod", "node", "last_seen")
 

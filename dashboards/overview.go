@@ -71,6 +71,8 @@ GROUP BY source_ip
 ORDER BY findings DESC
 LIMIT 20`, "source_ip", "findings", "principals", "worst", "detectors")
 
+	// Both joined subqueries carry an alias: 18.16 accepts them bare, but
+	// current releases refuse that with ALIAS_REQUIRED (Code 206).
 	bd.chTable("Clusters compared", "Findings per cluster (total and by severity), next to the cluster's event volume (rollups only).", 12, 8,
 		`SELECT cluster, total, critical, high, medium, events
 FROM (
@@ -82,12 +84,12 @@ FROM (
   FROM findings_by_minute
   WHERE `+where("minute", "cluster", "detector", "severity")+`
   GROUP BY cluster
-) ANY LEFT JOIN (
+) AS f ANY LEFT JOIN (
   SELECT cluster, uniqExactMerge(events) AS events
   FROM events_by_minute
   WHERE `+where("minute", "cluster")+`
   GROUP BY cluster
-) USING cluster
+) AS e USING cluster
 ORDER BY total DESC`, "cluster", "total", "critical", "high", "medium", "events")
 
 	bd.chTable("Findings by MITRE ATT&CK technique", "Which techniques the findings map to, and which detectors saw them.", 12, 8,
