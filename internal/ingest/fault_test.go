@@ -107,6 +107,15 @@ func consumeAll(t *testing.T, brokers []string, topic string, partitions int) []
 // apiserver's own webhook client. Afterwards every event the sender was told
 // was accepted is in Kafka exactly once, nothing is there twice, and every
 // event missing from Kafka was in a request answered with an error.
+//
+// Against Apache Kafka one exception holds: an event in a request ingest
+// answered with an error may be in Kafka twice. A produce request that the
+// writer gave up on (its write timeout passed while the broker was stopping
+// or starting) can still be applied by the broker, and the apiserver then
+// resends the event; kafka-go has no idempotent producer, and idempotence
+// would not tie a resend to the first attempt anyway. detect's
+// (cluster, auditID, stage) deduplication collapses those copies. kfake
+// drops such requests with its connections, which is why it never showed.
 func TestIngestBrokerOutageLosesAndDuplicatesNothing(t *testing.T) {
 	const partitions = 4
 	kc := kafkatest.Start(t, "audit-events", partitions, kafkatest.WithOutages())
@@ -177,16 +186,23 @@ func TestIngestBrokerOutageLosesAndDuplicatesNothing(t *testing.T) {
 	}
 	answers.mu.Lock()
 	defer answers.mu.Unlock()
-	refusedOnce := 0
+	refusedOnce, resentTwice := 0, 0
 	for id, c := range inKafka {
+		if c == 2 && kc.Real() && answers.refused[id] > 0 {
+			resentTwice++
+			continue
+		}
 		if c != 1 {
-			t.Errorf("%v is in Kafka %d times", id, c)
+			t.Errorf("%v is in Kafka %d times (refused %d times)", id, c, answers.refused[id])
 		}
 	}
 	for id := range answers.accepted {
-		if inKafka[id] != 1 {
-			t.Errorf("%v was acknowledged to the sender but is in Kafka %d times", id, inKafka[id])
+		if c := inKafka[id]; c != 1 && !(c == 2 && kc.Real() && answers.refused[id] > 0) {
+			t.Errorf("%v was acknowledged to the sender but is in Kafka %d times", id, c)
 		}
+	}
+	if resentTwice > 0 {
+		t.Logf("%d events refused during the outage are in Kafka twice: written late by the broker, then resent", resentTwice)
 	}
 	for id := range answers.refused {
 		refusedOnce++
