@@ -55,14 +55,21 @@ fetch() {
 	command -v mvn >/dev/null || die "mvn not found: install Maven 3.8+ (apt-get install maven)"
 	command -v java >/dev/null || die "java not found: install a JDK 17+ (apt-get install openjdk-17-jre-headless)"
 	log "fetching Apache Kafka $version from Maven Central into $cache"
-	rm -rf "$cache/libs.tmp"
+	# A directory of this process's own: tests may start brokers in
+	# parallel, and only one of them may move its copy into place.
+	local tmp=$cache/libs.tmp.$$
+	rm -rf "$tmp"
 	mkdir -p "$cache"
-	mvn -B -q -f "$here/kafka/pom.xml" dependency:copy-dependencies \
+	mvn -B -q -Dstyle.color=never -f "$here/kafka/pom.xml" dependency:copy-dependencies \
 		-Dkafka.version="$version" -DincludeScope=runtime \
-		-DoutputDirectory="$cache/libs.tmp" >&2
-	[ -f "$cache/libs.tmp/kafka_2.13-$version.jar" ] || die "Maven did not deliver kafka_2.13-$version.jar"
+		-DoutputDirectory="$tmp" >&2
+	[ -f "$tmp/kafka_2.13-$version.jar" ] || die "Maven did not deliver kafka_2.13-$version.jar"
+	if [ -f "$cache/.complete" ]; then
+		rm -rf "$tmp"
+		return 0
+	fi
 	rm -rf "$cache/libs"
-	mv "$cache/libs.tmp" "$cache/libs"
+	mv "$tmp" "$cache/libs"
 	touch "$cache/.complete"
 }
 
@@ -72,7 +79,7 @@ helper() {
 	local bin=$cache/bin/kafkaready
 	if [ ! -x "$bin" ] || [ "$here/kafkaready/main.go" -nt "$bin" ]; then
 		mkdir -p "$cache/bin"
-		(cd "$root" && go build -o "$bin.tmp" ./scripts/kafkaready && mv "$bin.tmp" "$bin") >&2
+		(cd "$root" && go build -o "$bin.$$" ./scripts/kafkaready && mv -f "$bin.$$" "$bin") >&2
 	fi
 	echo "$bin"
 }
