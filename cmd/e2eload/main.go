@@ -2,8 +2,8 @@
 // apiserver, posting 400-event EventLists over loopback HTTP to a real
 // ingest process, which produces them with acknowledgements to an
 // in-process Kafka broker (kfake), or to the Apache Kafka broker named by
-// -kafka-brokers (default $KAFKA_BROKERS; scripts/kafka.sh starts one); a
-// real detect process consumes them,
+// -kafka-brokers (scripts/kafka.sh starts one); a real detect process
+// consumes them,
 // runs every detector and writes to a real ClickHouse server (Debian's
 // clickhouse-server as a child process). It reports the sustained rate of
 // rows landing in ClickHouse, the batch-to-row latency, loss, and the CPU
@@ -78,7 +78,9 @@ func main() {
 	flag.IntVar(&o.partitions, "partitions", 8, "partitions of the audit topic")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, ClickHouse data)")
-	flag.StringVar(&o.kafkaBrokers, "kafka-brokers", os.Getenv("KAFKA_BROKERS"), "real Kafka brokers, comma-separated (default $KAFKA_BROKERS); empty runs an in-process kfake broker")
+	// Not defaulted from $KAFKA_BROKERS: make bench's kfake row must stay
+	// kfake when a shell has it set for the tests.
+	flag.StringVar(&o.kafkaBrokers, "kafka-brokers", "", "real Kafka brokers, comma-separated (scripts/kafka.sh start prints one); empty runs an in-process kfake broker")
 	flag.Parse()
 	// The children run in the work directory; their binaries must not
 	// resolve against it.
