@@ -63,8 +63,12 @@ clean:
 # inputs (BenchmarkHostile: 30 rows, each checking that 1 MiB costs at most
 # 2x per byte what 1 KiB does) run once more, on their own, for
 # BENCH_HOSTILE_FLAGS: a factor of 2 needs no six rounds of a second each.
-# About 4 minutes on a 2-core machine.
+# The end-to-end run happens twice: on kfake, and on Apache Kafka
+# BENCH_KAFKA_VERSION started by scripts/kafka.sh (skipped without java and
+# mvn), so the report shows what the in-process broker hides.
+# About 5 minutes on a 2-core machine.
 BENCH_COUNT     ?= 6
+BENCH_KAFKA_VERSION ?= 4.1.0
 BENCH_HOSTILE_FLAGS ?= -test.count 3 -test.benchtime 150ms
 BENCH_E2E_FLAGS ?= -rate 20000 -duration 30s -drain 60s
 BENCHSTAT       ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
@@ -82,7 +86,16 @@ bench: build
 	(cd internal/bench && ../../bench/.bench.test -test.run '^$$' -test.bench '^BenchmarkHostile$$' -test.benchmem -test.cpu 1 $(BENCH_HOSTILE_FLAGS)) >> bench/new.txt
 	@rm -f bench/e2e.json
 	./$(BIN)/e2eload $(BENCH_E2E_FLAGS) -json bench/e2e.json || echo "e2eload reported a failure; see bench/results.md"
+	@rm -f bench/e2e-kafka.json
+	@if command -v java >/dev/null && command -v mvn >/dev/null; then \
+		export KAFKA_STATE_DIR=$$(mktemp -d)/kafka KAFKA_VERSION=$(BENCH_KAFKA_VERSION); \
+		if brokers=$$(scripts/kafka.sh start); then \
+			./$(BIN)/e2eload $(BENCH_E2E_FLAGS) -kafka-brokers "$$brokers" -json bench/e2e-kafka.json || echo "e2eload against Apache Kafka reported a failure"; \
+		fi; \
+		scripts/kafka.sh stop; rmdir "$$(dirname "$$KAFKA_STATE_DIR")"; \
+	else echo "no java or mvn: skipping the end-to-end run against Apache Kafka"; fi
 	$(GO) run ./internal/bench/report -bench bench/new.txt -e2e bench/e2e.json -previous bench/bench.txt \
+		-e2e-kafka bench/e2e-kafka.json -kafka-version $(BENCH_KAFKA_VERSION) \
 		-loadavg-file bench/.loadavg -benchstat '$(BENCHSTAT)' -out bench/results.md
 	@mv bench/new.txt bench/bench.txt
 	@rm -f bench/.loadavg bench/.bench.test

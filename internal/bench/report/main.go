@@ -25,15 +25,18 @@ import (
 func main() {
 	var (
 		benchFile, e2eFile, previous, loadFile, out, benchstat string
+		e2eKafkaFile, kafkaVersion                             string
 	)
 	flag.StringVar(&benchFile, "bench", "bench/new.txt", "go test -bench output of this run")
 	flag.StringVar(&e2eFile, "e2e", "bench/e2e.json", "e2eload -json output of this run (optional)")
+	flag.StringVar(&e2eKafkaFile, "e2e-kafka", "", "e2eload -json output of the run against Apache Kafka (optional)")
+	flag.StringVar(&kafkaVersion, "kafka-version", "", "the Apache Kafka version -e2e-kafka ran against")
 	flag.StringVar(&previous, "previous", "bench/bench.txt", "go test -bench output of the previous committed run (optional)")
 	flag.StringVar(&loadFile, "loadavg-file", "", "copy of /proc/loadavg taken when the run started")
 	flag.StringVar(&benchstat, "benchstat", "", "benchstat command, e.g. 'go run golang.org/x/perf/cmd/benchstat@VERSION' (empty skips the comparison)")
 	flag.StringVar(&out, "out", "bench/results.md", "where to write the report")
 	flag.Parse()
-	if err := run(benchFile, e2eFile, previous, loadFile, benchstat, out); err != nil {
+	if err := run(benchFile, e2eFile, e2eKafkaFile, kafkaVersion, previous, loadFile, benchstat, out); err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
@@ -107,7 +110,7 @@ type e2e struct {
 	} `json:"processes"`
 }
 
-func run(benchFile, e2eFile, previous, loadFile, benchstat, out string) error {
+func run(benchFile, e2eFile, e2eKafkaFile, kafkaVersion, previous, loadFile, benchstat, out string) error {
 	f, err := os.Open(benchFile)
 	if err != nil {
 		return err
@@ -166,11 +169,16 @@ func run(benchFile, e2eFile, previous, loadFile, benchstat, out string) error {
 		row(r.name, r.base, r.batch)
 	}
 
-	var e *e2e
-	if data, err := os.ReadFile(e2eFile); err == nil {
-		e = new(e2e)
-		if err := json.Unmarshal(data, e); err != nil {
-			return fmt.Errorf("reading %s: %w", e2eFile, err)
+	e, err := readE2E(e2eFile)
+	if err != nil {
+		return err
+	}
+	// The row against Apache Kafka is optional (make bench skips it without
+	// java and mvn); the targets are judged on the kfake row alone.
+	var eKafka *e2e
+	if e2eKafkaFile != "" {
+		if eKafka, err = readE2E(e2eKafkaFile); err != nil {
+			return err
 		}
 	}
 
@@ -218,19 +226,16 @@ func run(benchFile, e2eFile, previous, loadFile, benchstat, out string) error {
 	if e != nil {
 		fmt.Fprintf(&w, "\n## End to end (cmd/e2eload)\n\n")
 		fmt.Fprintf(&w, "apiserver-style 400-event EventLists over loopback HTTP → ingest (process) → in-process Kafka (kfake, acks) → detect (process) → ClickHouse 18.16 (process).\n\n")
-		fmt.Fprintf(&w, "| figure | value |\n|---|---:|\n")
-		fmt.Fprintf(&w, "| offered | %.0f events/s |\n| sent | %d events at %.0f events/s (%d retried posts) |\n", e.OfferedRate, e.SentEvents, e.SentRate, e.Retries)
-		fmt.Fprintf(&w, "| sustained into ClickHouse | %.0f rows/s over %.1f s |\n", e.SustainedRate, e.LandSeconds)
-		fmt.Fprintf(&w, "| rows / under FINAL / lost / missing at deadline | %d / %d / %d / %d |\n", e.Rows, e.RowsFinal, e.Lost, e.Missing)
-		fmt.Fprintf(&w, "| batch-to-row latency p50 / p99 / max | %.2f s / %.2f s / %.2f s |\n", e.LatencyP50, e.LatencyP99, e.LatencyMax)
-		if e.DrainTimedOut {
-			fmt.Fprintf(&w, "| drain | **timed out** before every row landed |\n")
+		e2eTable(&w, e)
+	}
+	if e2eKafkaFile != "" {
+		fmt.Fprintf(&w, "\n## End to end against Apache Kafka %s (cmd/e2eload)\n\n", kafkaVersion)
+		if eKafka == nil {
+			fmt.Fprintf(&w, "No figures: no java or mvn, the broker did not start, or e2eload wrote no results (see make bench's output).\n")
+		} else {
+			fmt.Fprintf(&w, "The same run with Apache Kafka %s (scripts/kafka.sh: one KRaft node on loopback, a JVM process, acks=all) instead of kfake; its CPU and memory are not in the process table.\n\n", kafkaVersion)
+			e2eTable(&w, eKafka)
 		}
-		fmt.Fprintf(&w, "\n| process | CPU s | cores (avg) | peak RSS MiB |\n|---|---:|---:|---:|\n")
-		for _, p := range e.Processes {
-			fmt.Fprintf(&w, "| %s | %.1f | %.2f | %.0f |\n", p.Name, p.CPUSeconds, p.CPUCores, p.PeakRSSMiB)
-		}
-		fmt.Fprintf(&w, "\nLatency method: %s.\n", e.LatencyMethod)
 	}
 
 	fmt.Fprintf(&w, "\n## Compared with the previous committed run (benchstat)\n\n")
@@ -255,6 +260,37 @@ func run(benchFile, e2eFile, previous, loadFile, benchstat, out string) error {
 	}
 	fmt.Print(w.String())
 	return nil
+}
+
+// readE2E reads one e2eload -json file; a missing file is a run that wrote
+// none (nil, nil).
+func readE2E(path string) (*e2e, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil
+	}
+	e := new(e2e)
+	if err := json.Unmarshal(data, e); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return e, nil
+}
+
+// e2eTable writes one e2eload run's figures and process table.
+func e2eTable(w *strings.Builder, e *e2e) {
+	fmt.Fprintf(w, "| figure | value |\n|---|---:|\n")
+	fmt.Fprintf(w, "| offered | %.0f events/s |\n| sent | %d events at %.0f events/s (%d retried posts) |\n", e.OfferedRate, e.SentEvents, e.SentRate, e.Retries)
+	fmt.Fprintf(w, "| sustained into ClickHouse | %.0f rows/s over %.1f s |\n", e.SustainedRate, e.LandSeconds)
+	fmt.Fprintf(w, "| rows / under FINAL / lost / missing at deadline | %d / %d / %d / %d |\n", e.Rows, e.RowsFinal, e.Lost, e.Missing)
+	fmt.Fprintf(w, "| batch-to-row latency p50 / p99 / max | %.2f s / %.2f s / %.2f s |\n", e.LatencyP50, e.LatencyP99, e.LatencyMax)
+	if e.DrainTimedOut {
+		fmt.Fprintf(w, "| drain | **timed out** before every row landed |\n")
+	}
+	fmt.Fprintf(w, "\n| process | CPU s | cores (avg) | peak RSS MiB |\n|---|---:|---:|---:|\n")
+	for _, p := range e.Processes {
+		fmt.Fprintf(w, "| %s | %.1f | %.2f | %.0f |\n", p.Name, p.CPUSeconds, p.CPUCores, p.PeakRSSMiB)
+	}
+	fmt.Fprintf(w, "\nLatency method: %s.\n", e.LatencyMethod)
 }
 
 func fileExists(p string) bool {
