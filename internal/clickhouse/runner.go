@@ -37,7 +37,7 @@ func (r nativeRunner) Query(ctx context.Context, query string) ([][]string, erro
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	n := len(rows.Columns())
 	var out [][]string
 	for rows.Next() {
