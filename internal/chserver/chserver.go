@@ -332,6 +332,10 @@ func (s *Server) Exec(ctx context.Context, query string) (string, error) {
 	return string(body), nil
 }
 
+// ConfigDir is the directory holding the server's config.xml. Files put in
+// its config.d subdirectory are merged into the config at the next Start.
+func (s *Server) ConfigDir() string { return filepath.Dir(s.configPath) }
+
 // Running reports whether the server process is up (started and not
 // stopped).
 func (s *Server) Running() bool {
