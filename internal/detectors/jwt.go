@@ -2,7 +2,6 @@ package detectors
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -111,29 +110,29 @@ type jwtDetector struct {
 
 func (d *jwtDetector) ID() string { return jwtDetectorID }
 
-// jwtBody holds the fields of the bodies a token can sit in.
-type jwtBody struct {
-	Spec struct {
-		Token json.RawMessage `json:"token"`
-	} `json:"spec"`
-	Status struct {
-		Token json.RawMessage `json:"token"`
-		Error string          `json:"error"`
-	} `json:"status"`
-	Data struct {
-		Token json.RawMessage `json:"token"`
-	} `json:"data"`
-}
-
 // jwtSite is where a token was read: what the finding's evidence names.
 type jwtSite struct {
 	what   string // "TokenReview", "TokenRequest", "Secret"
 	field  string // e.g. "requestObject.spec.token"
 	source string // pipeline.FromRequest or FromResponse
-	raw    json.RawMessage
-	base64 bool
+	// tok is the token field's decoded value: a string (a raw token) or an
+	// object (ingest's redact.JWTRecord); present is false when the field
+	// is absent.
+	tok     any
+	present bool
+	base64  bool
 	// reviewErr is a TokenReview response's status.error.
 	reviewErr string
+}
+
+// jwtField reads body.<obj>.<key> from a body decoded by the event's shared
+// cache. A missing or mistyped parent reads as absent, as the lenient typed
+// decode this replaces did.
+func jwtField(body any, obj, key string) (v any, present bool) {
+	top, _ := body.(map[string]any)
+	m, _ := top[obj].(map[string]any)
+	v, present = m[key]
+	return v, present
 }
 
 func (d *jwtDetector) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
@@ -141,36 +140,34 @@ func (d *jwtDetector) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipel
 	if ref == nil || (ev.RequestObject == nil && ev.ResponseObject == nil) {
 		return out
 	}
-	var req, resp jwtBody
-	decode := func() {
-		if ev.RequestObject != nil {
-			_ = json.Unmarshal(ev.RequestObject.Raw, &req)
-		}
-		if ev.ResponseObject != nil {
-			_ = json.Unmarshal(ev.ResponseObject.Raw, &resp)
-		}
-	}
 	// Read the response first, then the request: the response is what the
-	// apiserver acted on.
+	// apiserver acted on. Bodies are decoded once per event, shared with
+	// every other reader.
 	var site jwtSite
 	switch {
 	case ref.Resource == "tokenreviews" && ref.APIGroup == "authentication.k8s.io" && ev.Verb == "create":
-		decode()
-		site = jwtSite{what: "TokenReview", field: "responseObject.spec.token", source: pipeline.FromResponse, raw: resp.Spec.Token, reviewErr: resp.Status.Error}
-		if len(site.raw) == 0 {
-			site.field, site.source, site.raw = "requestObject.spec.token", pipeline.FromRequest, req.Spec.Token
+		resp := ev.ResponseBody()
+		site = jwtSite{what: "TokenReview", field: "responseObject.spec.token", source: pipeline.FromResponse}
+		site.tok, site.present = jwtField(resp, "spec", "token")
+		if e, _ := jwtField(resp, "status", "error"); e != nil {
+			site.reviewErr, _ = e.(string)
+		}
+		if !site.present {
+			site.field, site.source = "requestObject.spec.token", pipeline.FromRequest
+			site.tok, site.present = jwtField(ev.RequestBody(), "spec", "token")
 		}
 	case ref.Resource == "serviceaccounts" && ref.Subresource == "token" && ref.APIGroup == "" && ev.Verb == "create":
-		decode()
-		site = jwtSite{what: "TokenRequest", field: "responseObject.status.token", source: pipeline.FromResponse, raw: resp.Status.Token}
+		site = jwtSite{what: "TokenRequest", field: "responseObject.status.token", source: pipeline.FromResponse}
+		site.tok, site.present = jwtField(ev.ResponseBody(), "status", "token")
 	case ref.Resource == "secrets" && ref.APIGroup == "" && ref.Subresource == "" &&
 		(ev.Verb == "create" || ev.Verb == "update" || ev.Verb == "patch"):
 		// Only writes: a token planted in a Secret is news when it is
 		// written, not each time the Secret is read back.
-		decode()
-		site = jwtSite{what: "Secret", field: "responseObject.data.token", source: pipeline.FromResponse, raw: resp.Data.Token, base64: true}
-		if len(site.raw) == 0 {
-			site.field, site.source, site.raw = "requestObject.data.token", pipeline.FromRequest, req.Data.Token
+		site = jwtSite{what: "Secret", field: "responseObject.data.token", source: pipeline.FromResponse, base64: true}
+		site.tok, site.present = jwtField(ev.ResponseBody(), "data", "token")
+		if !site.present {
+			site.field, site.source = "requestObject.data.token", pipeline.FromRequest
+			site.tok, site.present = jwtField(ev.RequestBody(), "data", "token")
 		}
 	default:
 		return out
@@ -194,14 +191,14 @@ func (d *jwtDetector) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipel
 // before it existed) is parsed here the same way, so it is judged alike and
 // still never copied into a finding.
 func (d *jwtDetector) record(site jwtSite) (redact.JWTRecord, bool) {
-	if len(site.raw) == 0 {
+	if !site.present {
 		return redact.JWTRecord{}, false
 	}
-	if rec, ok := redact.ParseJWTRecord(site.raw); ok {
-		return rec, true
+	if m, isObj := site.tok.(map[string]any); isObj {
+		return jwtRecordFromBody(m)
 	}
-	var s string
-	if json.Unmarshal(site.raw, &s) != nil || s == "" {
+	s, _ := site.tok.(string)
+	if s == "" {
 		return redact.JWTRecord{}, false
 	}
 	tok := []byte(s)

@@ -1,8 +1,6 @@
 package detectors
 
 import (
-	"bytes"
-	"encoding/json"
 	"strconv"
 	"strings"
 
@@ -11,9 +9,9 @@ import (
 
 // This file extracts pod specs from audit event bodies for the detectors
 // that judge containers (unsecured-image-pull, apparmor-unconfined). It
-// decodes into minimal structs holding only the fields those detectors read:
-// a Deployment body is mostly fields they ignore, and encoding/json skips
-// unknown keys much faster than it fills k8s.io/api's full PodSpec.
+// reads minimal structs holding only the fields those detectors use out of
+// the event's shared decoded bodies (see body.go): the rules read the same
+// bodies, so each is decoded once per event.
 
 // podSpecTruncatedAnnotation is set on events whose bodies the apiserver
 // dropped because they exceeded the truncate backend's limit.
@@ -191,95 +189,177 @@ type podSpecContainer struct {
 
 // podSpecMeta is the ObjectMeta subset the detectors read.
 type podSpecMeta struct {
-	Name            string            `json:"name"`
-	GenerateName    string            `json:"generateName"`
-	Namespace       string            `json:"namespace"`
-	Annotations     map[string]string `json:"annotations"`
-	OwnerReferences []struct {
-		Kind       string `json:"kind"`
-		Name       string `json:"name"`
-		Controller *bool  `json:"controller"`
-	} `json:"ownerReferences"`
+	Name         string
+	GenerateName string
+	Namespace    string
+	Annotations  map[string]string
+	// Owner is "Kind/name" of the controller owner reference, if any.
+	Owner string
 }
 
-// podSpecTemplate is a PodTemplateSpec.
-type podSpecTemplate struct {
-	Metadata podSpecMeta `json:"metadata"`
-	Spec     podSpecSpec `json:"spec"`
+// podSpecReadMeta reads an ObjectMeta.
+func podSpecReadMeta(r *bodyReader, v any) podSpecMeta {
+	m := r.obj(v)
+	if m == nil {
+		return podSpecMeta{}
+	}
+	md := podSpecMeta{
+		Name:         r.str(m["name"]),
+		GenerateName: r.str(m["generateName"]),
+		Namespace:    r.str(m["namespace"]),
+		Annotations:  r.strMap(m["annotations"]),
+	}
+	found := false
+	for _, or := range r.list(m["ownerReferences"]) {
+		o := r.obj(or)
+		kind, name, ctl := r.str(o["kind"]), r.str(o["name"]), r.boolPtr(o["controller"])
+		// Every reference is type-checked, as json.Unmarshal would; the
+		// first controller wins.
+		if !found && ctl != nil && *ctl {
+			md.Owner, found = kind+"/"+name, true
+		}
+	}
+	return md
 }
 
-// podSpecWire decodes any of the supported shapes in one pass: a Pod's spec
-// fields land in Spec.podSpecSpec, a workload's template in Spec.Template,
-// a CronJob's in Spec.JobTemplate.
-type podSpecWire struct {
-	Kind     string      `json:"kind"`
-	Metadata podSpecMeta `json:"metadata"`
-	Spec     struct {
-		podSpecSpec
-		Template    *podSpecTemplate `json:"template"`
-		JobTemplate *struct {
-			Spec struct {
-				Template *podSpecTemplate `json:"template"`
-			} `json:"spec"`
-		} `json:"jobTemplate"`
-	} `json:"spec"`
+// podSpecReadSpec reads a PodSpec.
+func podSpecReadSpec(r *bodyReader, m map[string]any) podSpecSpec {
+	if m == nil {
+		return podSpecSpec{}
+	}
+	s := podSpecSpec{
+		NodeName:                 r.str(m["nodeName"]),
+		ServiceAccountName:       r.str(m["serviceAccountName"]),
+		DeprecatedServiceAccount: r.str(m["serviceAccount"]),
+		SecurityContext:          podSpecReadSecurityContext(r, m["securityContext"]),
+		Containers:               podSpecReadContainers(r, m["containers"]),
+		InitContainers:           podSpecReadContainers(r, m["initContainers"]),
+		EphemeralContainers:      podSpecReadContainers(r, m["ephemeralContainers"]),
+	}
+	if l := r.list(m["imagePullSecrets"]); l != nil {
+		s.ImagePullSecrets = make([]podSpecLocalRef, len(l))
+		for i, v := range l {
+			s.ImagePullSecrets[i].Name = r.str(r.obj(v)["name"])
+		}
+	}
+	if o := r.obj(m["os"]); o != nil {
+		s.OS = &struct {
+			Name string `json:"name"`
+		}{Name: r.str(o["name"])}
+	}
+	return s
+}
+
+// podSpecReadContainers reads a list of containers.
+func podSpecReadContainers(r *bodyReader, v any) []podSpecContainer {
+	l := r.list(v)
+	if l == nil {
+		return nil
+	}
+	cs := make([]podSpecContainer, len(l))
+	for i, v := range l {
+		c := r.obj(v)
+		cs[i] = podSpecContainer{
+			Name:            r.str(c["name"]),
+			Image:           r.str(c["image"]),
+			ImagePullPolicy: r.str(c["imagePullPolicy"]),
+			SecurityContext: podSpecReadSecurityContext(r, c["securityContext"]),
+		}
+	}
+	return cs
+}
+
+// podSpecReadSecurityContext reads a pod or container security context.
+func podSpecReadSecurityContext(r *bodyReader, v any) *podSpecSecurityContext {
+	m := r.obj(v)
+	if m == nil {
+		return nil
+	}
+	return &podSpecSecurityContext{
+		Privileged:      r.boolPtr(m["privileged"]),
+		AppArmorProfile: podSpecReadProfile(r, m["appArmorProfile"]),
+		SeccompProfile:  podSpecReadProfile(r, m["seccompProfile"]),
+	}
+}
+
+// podSpecReadProfile reads an AppArmorProfile or SeccompProfile.
+func podSpecReadProfile(r *bodyReader, v any) *podSpecProfile {
+	m := r.obj(v)
+	if m == nil {
+		return nil
+	}
+	return &podSpecProfile{Type: r.str(m["type"]), LocalhostProfile: r.strPtr(m["localhostProfile"])}
+}
+
+// podSpecReadTemplate reads a PodTemplateSpec; ok is false when it is
+// absent or null.
+func podSpecReadTemplate(r *bodyReader, v any) (meta podSpecMeta, spec podSpecSpec, ok bool) {
+	m := r.obj(v)
+	if m == nil {
+		return podSpecMeta{}, podSpecSpec{}, false
+	}
+	return podSpecReadMeta(r, m["metadata"]), podSpecReadSpec(r, r.obj(m["spec"])), true
 }
 
 // podSpecDecode reads the pod spec of an event podSpecMatch accepted,
 // trying the body named by prefer (pipeline.FromRequest or FromResponse)
 // first and the other one next. A body is skipped when absent, when it is
 // not a JSON object (a JSON patch is an array), when it is a Status (a
-// failed request's response), or when it does not decode.
+// failed request's response), or when it does not decode. Bodies come from
+// the event's shared cache: each is decoded once however many detectors
+// and rules read it.
 func podSpecDecode(ev *pipeline.Event, t podSpecTarget, prefer string) (*podSpecObject, bool) {
-	first, second := ev.ResponseObject, ev.RequestObject
-	firstSrc, secondSrc := pipeline.FromResponse, pipeline.FromRequest
 	if prefer == pipeline.FromRequest {
-		first, second = second, first
-		firstSrc, secondSrc = secondSrc, firstSrc
-	}
-	if first != nil {
-		if o, ok := podSpecDecodeBody(ev, t, first.Raw, firstSrc); ok {
+		if o, ok := podSpecDecodeBody(ev, t, ev.RequestBody(), pipeline.FromRequest); ok {
 			return o, true
 		}
+		return podSpecDecodeBody(ev, t, ev.ResponseBody(), pipeline.FromResponse)
 	}
-	if second != nil {
-		if o, ok := podSpecDecodeBody(ev, t, second.Raw, secondSrc); ok {
-			return o, true
-		}
+	if o, ok := podSpecDecodeBody(ev, t, ev.ResponseBody(), pipeline.FromResponse); ok {
+		return o, true
 	}
-	return nil, false
+	return podSpecDecodeBody(ev, t, ev.RequestBody(), pipeline.FromRequest)
 }
 
-// podSpecDecodeBody decodes one body; see podSpecDecode.
-func podSpecDecodeBody(ev *pipeline.Event, t podSpecTarget, raw []byte, source string) (*podSpecObject, bool) {
-	raw = bytes.TrimLeft(raw, " \t\r\n")
-	if len(raw) == 0 || raw[0] != '{' {
+// podSpecDecodeBody reads one decoded body; see podSpecDecode. Every shape
+// is read whatever t.shape is, so that a mistyped field anywhere rejects
+// the body exactly as a typed json.Unmarshal of all shapes at once did.
+func podSpecDecodeBody(ev *pipeline.Event, t podSpecTarget, body any, source string) (*podSpecObject, bool) {
+	top, isObj := body.(map[string]any)
+	if !isObj {
 		return nil, false
 	}
-	var w podSpecWire
-	if err := json.Unmarshal(raw, &w); err != nil {
-		return nil, false
+	var r bodyReader
+	kind := r.str(top["kind"])
+	meta := podSpecReadMeta(&r, top["metadata"])
+	specM := r.obj(top["spec"])
+	podSpec := podSpecReadSpec(&r, specM)
+	tmplMeta, tmplSpec, tmplOK := podSpecReadTemplate(&r, specM["template"])
+	var cronMeta podSpecMeta
+	var cronSpec podSpecSpec
+	cronOK := false
+	if jt := r.obj(specM["jobTemplate"]); jt != nil {
+		cronMeta, cronSpec, cronOK = podSpecReadTemplate(&r, r.obj(jt["spec"])["template"])
 	}
-	if w.Kind == "Status" {
+	if r.bad || kind == "Status" {
 		return nil, false
 	}
 	o := &podSpecObject{podSpecTarget: t, Source: source}
-	meta := &w.Metadata
 	switch t.shape {
 	case podSpecShapePod:
-		o.Spec = w.Spec.podSpecSpec
-		o.Annotations = w.Metadata.Annotations
+		o.Spec = podSpec
+		o.Annotations = meta.Annotations
 		o.SpecPath, o.MetaPath = "spec", "metadata"
 	case podSpecShapeTemplate:
-		if w.Spec.Template != nil {
-			o.Spec = w.Spec.Template.Spec
-			o.Annotations = w.Spec.Template.Metadata.Annotations
+		if tmplOK {
+			o.Spec = tmplSpec
+			o.Annotations = tmplMeta.Annotations
 		}
 		o.SpecPath, o.MetaPath = "spec.template.spec", "spec.template.metadata"
 	case podSpecShapeCronJob:
-		if jt := w.Spec.JobTemplate; jt != nil && jt.Spec.Template != nil {
-			o.Spec = jt.Spec.Template.Spec
-			o.Annotations = jt.Spec.Template.Metadata.Annotations
+		if cronOK {
+			o.Spec = cronSpec
+			o.Annotations = cronMeta.Annotations
 		}
 		o.SpecPath, o.MetaPath = "spec.jobTemplate.spec.template.spec", "spec.jobTemplate.spec.template.metadata"
 	default:
@@ -302,12 +382,7 @@ func podSpecDecodeBody(ev *pipeline.Event, t podSpecTarget, raw []byte, source s
 	if o.Namespace != "" {
 		o.Name = o.Namespace + "/" + name
 	}
-	for _, or := range meta.OwnerReferences {
-		if or.Controller != nil && *or.Controller {
-			o.Owner = or.Kind + "/" + or.Name
-			break
-		}
-	}
+	o.Owner = meta.Owner
 	return o, true
 }
 

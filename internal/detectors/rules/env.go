@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"encoding/json"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -84,15 +83,14 @@ type ResponseStatusEnv struct {
 // their argument must be a path literal, checked at load time.
 var bodyFuncs = map[string]bool{"request": true, "response": true, "object": true, "has": true}
 
-// evaluator is one goroutine's working state: the Env, lazily decoded
-// bodies, and (in Set) a reused VM.
+// evaluator is one goroutine's working state: the Env and (in Set) a
+// reused VM. Bodies are read through the event's own cache
+// (pipeline.Event.RequestBody), so every rule and every built-in detector
+// shares one decode of each body.
 type evaluator struct {
 	env   Env
 	ev    *pipeline.Event
 	paths map[string]*bodyPath // the set's parsed paths, read-only
-
-	reqDone, respDone bool
-	req, resp         any
 }
 
 // init binds the Env's functions to e. It is done once per evaluator: a
@@ -112,7 +110,6 @@ func (e *evaluator) init(paths map[string]*bodyPath) {
 // map references only; bodies are decoded when a rule first asks.
 func (e *evaluator) reset(ev *pipeline.Event, selectors bool) {
 	e.ev = ev
-	e.reqDone, e.respDone, e.req, e.resp = false, false, nil, nil
 	v := &e.env
 	v.Cluster = ev.Cluster
 	v.Verb = ev.Verb
@@ -151,7 +148,7 @@ func (e *evaluator) reset(ev *pipeline.Event, selectors bool) {
 // release drops the references to the event so a pooled evaluator does not
 // keep it alive.
 func (e *evaluator) release() {
-	e.ev, e.req, e.resp = nil, nil, nil
+	e.ev = nil
 	e.env.User, e.env.ImpersonatedUser = UserEnv{}, ImpersonatedEnv{}
 	e.env.SourceIPs, e.env.Annotations = nil, nil
 }
@@ -183,32 +180,21 @@ func parseSelectors(query string) SelectorsEnv {
 	return s
 }
 
-func decodeBody(raw []byte) any {
-	var v any
-	if len(raw) == 0 || json.Unmarshal(raw, &v) != nil {
+// requestBody returns the event's decoded request body, decoded on first
+// use by whichever rule or detector asked first.
+func (e *evaluator) requestBody() any {
+	if e.ev == nil {
 		return nil
 	}
-	return v
+	return e.ev.RequestBody()
 }
 
-func (e *evaluator) requestBody() any {
-	if !e.reqDone {
-		e.reqDone = true
-		if e.ev != nil && e.ev.RequestObject != nil {
-			e.req = decodeBody(e.ev.RequestObject.Raw)
-		}
-	}
-	return e.req
-}
-
+// responseBody is requestBody for the response.
 func (e *evaluator) responseBody() any {
-	if !e.respDone {
-		e.respDone = true
-		if e.ev != nil && e.ev.ResponseObject != nil {
-			e.resp = decodeBody(e.ev.ResponseObject.Raw)
-		}
+	if e.ev == nil {
+		return nil
 	}
-	return e.resp
+	return e.ev.ResponseBody()
 }
 
 // path returns the parsed form of a path argument. Load parses every
