@@ -27,7 +27,6 @@ package detectors
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -301,6 +300,15 @@ func tokenBody(ev *pipeline.Event) ([]byte, string) {
 	return nil, ""
 }
 
+// tokenDecoded returns the decoded form of the body tokenBody picks, from
+// the event's shared cache: decoded once however many readers ask.
+func tokenDecoded(ev *pipeline.Event, src string) any {
+	if src == pipeline.FromResponse {
+		return ev.ResponseBody()
+	}
+	return ev.RequestBody()
+}
+
 // tokenRepeatKey identifies what SuppressRepeats reports once per window.
 type tokenRepeatKey struct {
 	cluster, subject string
@@ -509,10 +517,23 @@ func tokenResult(ev *pipeline.Event) string {
 // legacySecret is the part of a Secret this detector reads. Data is left
 // out on purpose: the token itself is never decoded.
 type legacySecret struct {
-	Type     string `json:"type"`
+	Type     string
 	Metadata struct {
-		Annotations map[string]string `json:"annotations"`
-	} `json:"metadata"`
+		Annotations map[string]string
+	}
+}
+
+// legacySecretFromBody reads a legacySecret out of a decoded body; ok is
+// false when the body is not an object or a field has the wrong type.
+func legacySecretFromBody(body any) (sec legacySecret, ok bool) {
+	m, isObj := body.(map[string]any)
+	if !isObj {
+		return legacySecret{}, false
+	}
+	var r bodyReader
+	sec.Type = r.str(m["type"])
+	sec.Metadata.Annotations = r.strMap(r.obj(m["metadata"])["annotations"])
+	return sec, !r.bad
 }
 
 var legacySecretTypeJSON = []byte(legacySecretType)
@@ -530,8 +551,8 @@ func (d *legacyDetector) detectSecretCreate(ev *pipeline.Event, out []pipeline.F
 	if !bytes.Contains(body, legacySecretTypeJSON) {
 		return out
 	}
-	var sec legacySecret
-	if err := json.Unmarshal(body, &sec); err != nil || sec.Type != legacySecretType {
+	sec, ok := legacySecretFromBody(tokenDecoded(ev, src))
+	if !ok || sec.Type != legacySecretType {
 		return out
 	}
 	ns, name := ev.ObjectRef.Namespace, ev.ObjectRef.Name
@@ -712,14 +733,33 @@ func (d *replayDetector) detectForgery(ev *pipeline.Event, out []pipeline.Findin
 // carries the minted token, is deliberately absent so it is never decoded.
 type replayTokenRequest struct {
 	Spec struct {
-		Audiences         []string `json:"audiences"`
-		ExpirationSeconds *int64   `json:"expirationSeconds"`
-		BoundObjectRef    *struct {
-			Kind string `json:"kind"`
-			Name string `json:"name"`
-			UID  string `json:"uid"`
-		} `json:"boundObjectRef"`
-	} `json:"spec"`
+		Audiences         []string
+		ExpirationSeconds *int64
+		BoundObjectRef    *replayBoundRef
+	}
+}
+
+// replayBoundRef is a TokenRequest's spec.boundObjectRef.
+type replayBoundRef struct {
+	Kind, Name, UID string
+}
+
+// replayTokenRequestFromBody reads a replayTokenRequest out of a decoded
+// body; ok is false when the body is not an object or a field has the
+// wrong type, as a typed decode would fail.
+func replayTokenRequestFromBody(body any) (tr replayTokenRequest, ok bool) {
+	m, isObj := body.(map[string]any)
+	if !isObj {
+		return replayTokenRequest{}, false
+	}
+	var r bodyReader
+	spec := r.obj(m["spec"])
+	tr.Spec.Audiences = r.strList(spec["audiences"])
+	tr.Spec.ExpirationSeconds = r.int64Ptr(spec["expirationSeconds"])
+	if b := r.obj(spec["boundObjectRef"]); b != nil {
+		tr.Spec.BoundObjectRef = &replayBoundRef{Kind: r.str(b["kind"]), Name: r.str(b["name"]), UID: r.str(b["uid"])}
+	}
+	return tr, !r.bad
 }
 
 // detectTokenRequest remembers who minted which credential and flags risky
@@ -749,7 +789,7 @@ func (d *replayDetector) detectTokenRequest(ev *pipeline.Event, out []pipeline.F
 		haveBody bool
 	)
 	if body, from := tokenBody(ev); body != nil {
-		haveBody = json.Unmarshal(body, &tr) == nil
+		tr, haveBody = replayTokenRequestFromBody(tokenDecoded(ev, from))
 		src = from
 	}
 	human := !strings.HasPrefix(minter, tokenSystemPrefix)
@@ -806,12 +846,57 @@ func (d *replayDetector) detectTokenRequest(ev *pipeline.Event, out []pipeline.F
 // the request (the kubelet's final delete sends the pod's uid).
 type replayDeleteBody struct {
 	Metadata struct {
-		UID               string `json:"uid"`
-		DeletionTimestamp string `json:"deletionTimestamp"`
-	} `json:"metadata"`
+		UID               string
+		DeletionTimestamp string
+	}
 	Preconditions *struct {
-		UID *string `json:"uid"`
-	} `json:"preconditions"`
+		UID *string
+	}
+}
+
+// replayDeleteBodyFromBody reads a replayDeleteBody out of a decoded body;
+// ok is false when the body is not an object or a field has the wrong
+// type, as a typed decode would fail.
+func replayDeleteBodyFromBody(body any) (d replayDeleteBody, ok bool) {
+	m, isObj := body.(map[string]any)
+	if !isObj {
+		return replayDeleteBody{}, false
+	}
+	var r bodyReader
+	md := r.obj(m["metadata"])
+	d.Metadata.UID = r.str(md["uid"])
+	d.Metadata.DeletionTimestamp = r.str(md["deletionTimestamp"])
+	if p := r.obj(m["preconditions"]); p != nil {
+		d.Preconditions = &struct{ UID *string }{UID: r.strPtr(p["uid"])}
+	}
+	return d, !r.bad
+}
+
+// replayDeleteUID returns the pod uid a delete names: the deleted Pod's
+// in the response, else the request's preconditions, else uid.
+func replayDeleteUID(body replayDeleteBody, src, uid string) string {
+	if src == pipeline.FromResponse && body.Metadata.UID != "" {
+		return body.Metadata.UID
+	} else if body.Preconditions != nil && body.Preconditions.UID != nil && *body.Preconditions.UID != "" {
+		return *body.Preconditions.UID
+	}
+	return uid
+}
+
+// replayDeleteGoneAt returns when the deleted pod's token stops being
+// valid. The deleted Pod says when it really goes away: its
+// deletionTimestamp (delete time plus its grace period, never before t),
+// after which the validator allows one more minute; else goneAt.
+func replayDeleteGoneAt(body replayDeleteBody, src string, t time.Time, goneAt int64) int64 {
+	if src == pipeline.FromResponse && body.Metadata.DeletionTimestamp != "" {
+		if dt, err := time.Parse(time.RFC3339, body.Metadata.DeletionTimestamp); err == nil {
+			if dt.Before(t) {
+				dt = t
+			}
+			return dt.Add(tokenValidatorLeeway).UnixNano()
+		}
+	}
+	return goneAt
 }
 
 // observePodDelete remembers a deleted pod and reports uses of its token
@@ -823,23 +908,9 @@ func (d *replayDetector) observePodDelete(ev *pipeline.Event, out []pipeline.Fin
 	t := tokenEventTime(ev)
 	goneAt := t.Add(replayDeletionGrace).UnixNano()
 	uid := string(ev.ObjectRef.UID)
-	var body replayDeleteBody
-	if raw, src := tokenBody(ev); raw != nil && json.Unmarshal(raw, &body) == nil {
-		if src == pipeline.FromResponse && body.Metadata.UID != "" {
-			uid = body.Metadata.UID
-		} else if body.Preconditions != nil && body.Preconditions.UID != nil && *body.Preconditions.UID != "" {
-			uid = *body.Preconditions.UID
-		}
-		// The deleted Pod says when it really goes away: its
-		// deletionTimestamp (delete time plus its grace period), after
-		// which the validator allows one more minute.
-		if src == pipeline.FromResponse && body.Metadata.DeletionTimestamp != "" {
-			if dt, err := time.Parse(time.RFC3339, body.Metadata.DeletionTimestamp); err == nil {
-				if dt.Before(t) {
-					dt = t
-				}
-				goneAt = dt.Add(tokenValidatorLeeway).UnixNano()
-			}
+	if raw, src := tokenBody(ev); raw != nil {
+		if body, ok := replayDeleteBodyFromBody(tokenDecoded(ev, src)); ok {
+			uid, goneAt = replayDeleteUID(body, src, uid), replayDeleteGoneAt(body, src, t, goneAt)
 		}
 	}
 	key := replayPodKey{ev.Cluster, ev.ObjectRef.Namespace, ev.ObjectRef.Name}
