@@ -1,8 +1,6 @@
 package detectors
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -329,32 +327,15 @@ func anonDescribeRef(verb, resource, sub, ns, name string) string {
 	return b.String()
 }
 
-// anonBindingBody is the part of a RoleBinding or ClusterRoleBinding, or of
-// a merge or strategic-merge patch to one, the detector reads.
-type anonBindingBody struct {
-	Kind     string `json:"kind"`
-	Metadata struct {
-		Name string `json:"name"`
-	} `json:"metadata"`
-	Subjects []anonSubject `json:"subjects"`
-	RoleRef  *struct {
-		Kind string `json:"kind"`
-		Name string `json:"name"`
-	} `json:"roleRef"`
-}
-
 // anonSubject is an rbac/v1 Subject; Patch is a strategic-merge directive.
 type anonSubject struct {
-	Kind  string `json:"kind"`
-	Name  string `json:"name"`
-	Patch string `json:"$patch"`
+	Kind, Name, Patch string
 }
 
-// anonJSONPatchOp is one RFC 6902 operation.
-type anonJSONPatchOp struct {
-	Op    string          `json:"op"`
-	Path  string          `json:"path"`
-	Value json.RawMessage `json:"value"`
+// anonReadSubject reads a Subject out of a decoded body.
+func anonReadSubject(r *bodyReader, v any) anonSubject {
+	m := r.obj(v)
+	return anonSubject{Kind: r.str(m["kind"]), Name: r.str(m["name"]), Patch: r.str(m["$patch"])}
 }
 
 // anonBindingHit is what a body said about a binding.
@@ -381,11 +362,11 @@ func (d *Anonymous) detectBinding(ev *pipeline.Event, out []pipeline.Finding) []
 		source string
 	)
 	if ev.ResponseObject != nil {
-		hit, ok = anonReadBinding(ev.ResponseObject.Raw)
+		hit, ok = anonReadBinding(ev.ResponseBody())
 		source = pipeline.FromResponse
 	}
 	if !ok && ev.RequestObject != nil {
-		hit, ok = anonReadBinding(ev.RequestObject.Raw)
+		hit, ok = anonReadBinding(ev.RequestBody())
 		source = pipeline.FromRequest
 	}
 	if !ok || len(hit.subjects) == 0 {
@@ -444,22 +425,31 @@ func anonBodyName(source string) string {
 	return "requestObject"
 }
 
-// anonReadBinding reads the anonymous subjects and role out of a binding or
-// a patch to one. ok is false when raw is not something to judge (not JSON,
-// a Status): the caller then falls back to the other body.
-func anonReadBinding(raw []byte) (hit anonBindingHit, ok bool) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
+// anonReadBinding reads the anonymous subjects and role out of a decoded
+// binding or a patch to one. ok is false when body is not something to
+// judge (absent, not JSON, mistyped, a Status): the caller then falls back
+// to the other body.
+func anonReadBinding(body any) (hit anonBindingHit, ok bool) {
+	if ops, isList := body.([]any); isList {
+		return anonReadJSONPatch(ops)
+	}
+	m, isObj := body.(map[string]any)
+	if !isObj {
 		return hit, false
 	}
-	if raw[0] == '[' {
-		return anonReadJSONPatch(raw)
+	var r bodyReader
+	kind := r.str(m["kind"])
+	name := r.str(r.obj(m["metadata"])["name"])
+	var subs []anonSubject
+	for _, v := range r.list(m["subjects"]) {
+		subs = append(subs, anonReadSubject(&r, v))
 	}
-	var b anonBindingBody
-	if err := json.Unmarshal(raw, &b); err != nil || b.Kind == "Status" {
+	roleRef := r.obj(m["roleRef"])
+	roleKind, roleName := r.str(roleRef["kind"]), r.str(roleRef["name"])
+	if r.bad || kind == "Status" {
 		return hit, false
 	}
-	for _, s := range b.Subjects {
+	for _, s := range subs {
 		if s.Patch == "delete" {
 			continue // a strategic-merge directive removing the subject
 		}
@@ -467,9 +457,9 @@ func anonReadBinding(raw []byte) (hit anonBindingHit, ok bool) {
 			hit.subjects = append(hit.subjects, s.Kind+" "+s.Name)
 		}
 	}
-	hit.name = b.Metadata.Name
-	if b.RoleRef != nil {
-		hit.roleKind, hit.roleName = b.RoleRef.Kind, b.RoleRef.Name
+	hit.name = name
+	if roleRef != nil {
+		hit.roleKind, hit.roleName = roleKind, roleName
 	}
 	return hit, true
 }
@@ -477,23 +467,39 @@ func anonReadBinding(raw []byte) (hit anonBindingHit, ok bool) {
 // anonReadJSONPatch reads an RFC 6902 patch: add or replace of the whole
 // list (/subjects), of one subject (/subjects/0, /subjects/-) or of one
 // subject's name (/subjects/0/name, whose kind the patch does not carry).
-func anonReadJSONPatch(raw []byte) (hit anonBindingHit, ok bool) {
-	var ops []anonJSONPatchOp
-	if err := json.Unmarshal(raw, &ops); err != nil {
+// A mistyped operation rejects the patch; a mistyped value only its
+// operation.
+func anonReadJSONPatch(list []any) (hit anonBindingHit, ok bool) {
+	type op struct {
+		op, path string
+		value    any
+	}
+	var r bodyReader
+	ops := make([]op, len(list))
+	for i, v := range list {
+		m := r.obj(v)
+		ops[i] = op{op: r.str(m["op"]), path: r.str(m["path"]), value: m["value"]}
+	}
+	if r.bad {
 		return hit, false
 	}
-	for _, op := range ops {
-		if op.Op != "add" && op.Op != "replace" {
+	for _, o := range ops {
+		if o.op != "add" && o.op != "replace" {
 			continue
 		}
-		rest, found := strings.CutPrefix(op.Path, "/subjects")
+		rest, found := strings.CutPrefix(o.path, "/subjects")
 		if !found {
 			continue
 		}
 		switch {
 		case rest == "":
-			var subs []anonSubject
-			if json.Unmarshal(op.Value, &subs) == nil {
+			var vr bodyReader
+			l := vr.list(o.value)
+			subs := make([]anonSubject, len(l))
+			for i, v := range l {
+				subs[i] = anonReadSubject(&vr, v)
+			}
+			if o.value != nil && !vr.bad {
 				for _, s := range subs {
 					if anonIsAnonSubject(s.Kind, s.Name) {
 						hit.subjects = append(hit.subjects, s.Kind+" "+s.Name)
@@ -501,13 +507,13 @@ func anonReadJSONPatch(raw []byte) (hit anonBindingHit, ok bool) {
 				}
 			}
 		case strings.HasSuffix(rest, "/name"):
-			var name string
-			if json.Unmarshal(op.Value, &name) == nil && (name == anonUser || name == anonGroup) {
+			if name, isStr := o.value.(string); isStr && (name == anonUser || name == anonGroup) {
 				hit.subjects = append(hit.subjects, "subject named "+name)
 			}
 		case strings.Count(rest, "/") == 1:
-			var s anonSubject
-			if json.Unmarshal(op.Value, &s) == nil && anonIsAnonSubject(s.Kind, s.Name) {
+			var vr bodyReader
+			s := anonReadSubject(&vr, o.value)
+			if o.value != nil && !vr.bad && anonIsAnonSubject(s.Kind, s.Name) {
 				hit.subjects = append(hit.subjects, s.Kind+" "+s.Name)
 			}
 		}

@@ -1,5 +1,7 @@
 package detectors
 
+import "github.com/auditpipe/auditpipe/internal/pipeline"
+
 // This file reads typed views out of a body decoded once per event by
 // pipeline.Event.RequestBody and ResponseBody (a tree of map[string]any,
 // []any, string, float64, bool and nil), so that detectors share that one
@@ -11,6 +13,15 @@ package detectors
 // detectors treat as "no body"). Keys match exactly: the apiserver writes
 // audit bodies with canonical keys, where encoding/json would also have
 // accepted a key differing in case.
+
+// bodyDecoded returns the event's decoded response body when src is
+// pipeline.FromResponse, else its decoded request body.
+func bodyDecoded(ev *pipeline.Event, src string) any {
+	if src == pipeline.FromResponse {
+		return ev.ResponseBody()
+	}
+	return ev.RequestBody()
+}
 
 // bodyReader accumulates type mismatches while a view is read.
 type bodyReader struct {

@@ -2,7 +2,6 @@ package detectors
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -704,20 +703,35 @@ func selectorNodeLabel(node string) string {
 	return node
 }
 
-// selectorSARBody is the part of a SubjectAccessReview (any of the three
-// kinds) that carries selectors.
-type selectorSARBody struct {
-	Spec struct {
-		ResourceAttributes *struct {
-			FieldSelector *selectorSARSelector `json:"fieldSelector"`
-			LabelSelector *selectorSARSelector `json:"labelSelector"`
-		} `json:"resourceAttributes"`
-	} `json:"spec"`
+// selectorSARSelector is a review's field or label selector; Requirements
+// counts spec.resourceAttributes.<x>Selector.requirements.
+type selectorSARSelector struct {
+	RawSelector  string
+	Requirements int
 }
 
-type selectorSARSelector struct {
-	RawSelector  string            `json:"rawSelector"`
-	Requirements []json.RawMessage `json:"requirements"`
+// selectorSARFromBody reads the selectors of a SubjectAccessReview (any of
+// the three kinds) from a decoded body; ok is false when the body is not
+// an object, has the wrong types, or has no resourceAttributes.
+func selectorSARFromBody(body any) (field, label *selectorSARSelector, ok bool) {
+	m, isObj := body.(map[string]any)
+	if !isObj {
+		return nil, nil, false
+	}
+	var r bodyReader
+	ra := r.obj(r.obj(m["spec"])["resourceAttributes"])
+	read := func(v any) *selectorSARSelector {
+		sm := r.obj(v)
+		if sm == nil {
+			return nil
+		}
+		return &selectorSARSelector{RawSelector: r.str(sm["rawSelector"]), Requirements: len(r.list(sm["requirements"]))}
+	}
+	field, label = read(ra["fieldSelector"]), read(ra["labelSelector"])
+	if r.bad || ra == nil {
+		return nil, nil, false
+	}
+	return field, label, true
 }
 
 // detectProbe flags a SubjectAccessReview whose field or label selector
@@ -736,8 +750,8 @@ func (d *selectorDetector) detectProbe(ev *pipeline.Event, out []pipeline.Findin
 		if len(b.obj) == 0 || !bytes.Contains(b.obj, selectorRawSelectorKey) {
 			continue
 		}
-		var sar selectorSARBody
-		if err := json.Unmarshal(b.obj, &sar); err != nil || sar.Spec.ResourceAttributes == nil {
+		fieldSel, labelSel, ok := selectorSARFromBody(bodyDecoded(ev, b.source))
+		if !ok {
 			continue
 		}
 		var ev2 []pipeline.Evidence
@@ -745,13 +759,13 @@ func (d *selectorDetector) detectProbe(ev *pipeline.Event, out []pipeline.Findin
 			name string
 			sel  *selectorSARSelector
 		}{
-			{"spec.resourceAttributes.fieldSelector", sar.Spec.ResourceAttributes.FieldSelector},
-			{"spec.resourceAttributes.labelSelector", sar.Spec.ResourceAttributes.LabelSelector},
+			{"spec.resourceAttributes.fieldSelector", fieldSel},
+			{"spec.resourceAttributes.labelSelector", labelSel},
 		} {
-			if s.sel != nil && s.sel.RawSelector != "" && len(s.sel.Requirements) > 0 {
+			if s.sel != nil && s.sel.RawSelector != "" && s.sel.Requirements > 0 {
 				ev2 = append(ev2,
 					pipeline.Evidence{Field: s.name + ".rawSelector", Value: s.sel.RawSelector, Source: b.source},
-					pipeline.Evidence{Field: s.name + ".requirements", Value: fmt.Sprintf("%d requirement(s)", len(s.sel.Requirements)), Source: b.source},
+					pipeline.Evidence{Field: s.name + ".requirements", Value: fmt.Sprintf("%d requirement(s)", s.sel.Requirements), Source: b.source},
 				)
 			}
 		}

@@ -300,15 +300,6 @@ func tokenBody(ev *pipeline.Event) ([]byte, string) {
 	return nil, ""
 }
 
-// tokenDecoded returns the decoded form of the body tokenBody picks, from
-// the event's shared cache: decoded once however many readers ask.
-func tokenDecoded(ev *pipeline.Event, src string) any {
-	if src == pipeline.FromResponse {
-		return ev.ResponseBody()
-	}
-	return ev.RequestBody()
-}
-
 // tokenRepeatKey identifies what SuppressRepeats reports once per window.
 type tokenRepeatKey struct {
 	cluster, subject string
@@ -551,7 +542,7 @@ func (d *legacyDetector) detectSecretCreate(ev *pipeline.Event, out []pipeline.F
 	if !bytes.Contains(body, legacySecretTypeJSON) {
 		return out
 	}
-	sec, ok := legacySecretFromBody(tokenDecoded(ev, src))
+	sec, ok := legacySecretFromBody(bodyDecoded(ev, src))
 	if !ok || sec.Type != legacySecretType {
 		return out
 	}
@@ -789,7 +780,7 @@ func (d *replayDetector) detectTokenRequest(ev *pipeline.Event, out []pipeline.F
 		haveBody bool
 	)
 	if body, from := tokenBody(ev); body != nil {
-		tr, haveBody = replayTokenRequestFromBody(tokenDecoded(ev, from))
+		tr, haveBody = replayTokenRequestFromBody(bodyDecoded(ev, from))
 		src = from
 	}
 	human := !strings.HasPrefix(minter, tokenSystemPrefix)
@@ -909,7 +900,7 @@ func (d *replayDetector) observePodDelete(ev *pipeline.Event, out []pipeline.Fin
 	goneAt := t.Add(replayDeletionGrace).UnixNano()
 	uid := string(ev.ObjectRef.UID)
 	if raw, src := tokenBody(ev); raw != nil {
-		if body, ok := replayDeleteBodyFromBody(tokenDecoded(ev, src)); ok {
+		if body, ok := replayDeleteBodyFromBody(bodyDecoded(ev, src)); ok {
 			uid, goneAt = replayDeleteUID(body, src, uid), replayDeleteGoneAt(body, src, t, goneAt)
 		}
 	}
