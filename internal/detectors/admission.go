@@ -1,6 +1,7 @@
 package detectors
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -480,8 +481,11 @@ func (d *admissionDetector) readBody(ev *pipeline.Event, kind admissionKind) (ad
 		if len(b.raw) == 0 {
 			continue
 		}
-		var v any
-		if err := json.Unmarshal(b.raw, &v); err != nil {
+		// Decoded once per event, shared with every other reader. nil is
+		// a body that does not decode, or the JSON literal null, which
+		// decodes to nil and is walked as before.
+		v := bodyDecoded(ev, b.source)
+		if v == nil && !bytes.Equal(bytes.TrimSpace(b.raw), []byte("null")) {
 			continue
 		}
 		if m, ok := v.(map[string]any); ok && m["kind"] == "Status" {
@@ -681,7 +685,7 @@ func (d *admissionDetector) detectPodSecurity(ev *pipeline.Event, out []pipeline
 	if ev.Verb == "patch" {
 		// The stored object may be privileged because of an earlier change:
 		// only the patch document says what this request did.
-		change, value = admissionPatchEnforce(selectorRaw(ev.RequestObject))
+		change, value = admissionPatchEnforce(selectorRaw(ev.RequestObject), ev.RequestBody)
 		source = pipeline.FromRequest
 	} else {
 		for _, b := range [...]struct {
@@ -691,7 +695,10 @@ func (d *admissionDetector) detectPodSecurity(ev *pipeline.Event, out []pipeline
 			{selectorRaw(ev.ResponseObject), pipeline.FromResponse},
 			{selectorRaw(ev.RequestObject), pipeline.FromRequest},
 		} {
-			if v, ok := admissionObjectLabel(b.raw, admissionPodSecurityEnforce); ok {
+			if len(b.raw) == 0 {
+				continue
+			}
+			if v, ok := admissionObjectLabel(bodyDecoded(ev, b.source), admissionPodSecurityEnforce); ok {
 				if v == admissionPodSecurityPrivileged {
 					change, value, source = "set", v, b.source
 				}
@@ -737,20 +744,18 @@ func admissionLower(s pipeline.Severity) pipeline.Severity {
 	return s
 }
 
-// admissionObjectLabel returns a label of a full object body.
-func admissionObjectLabel(raw []byte, label string) (string, bool) {
-	if len(raw) == 0 {
+// admissionObjectLabel returns a label of a full object body, decoded.
+func admissionObjectLabel(body any, label string) (string, bool) {
+	m, isObj := body.(map[string]any)
+	if !isObj {
 		return "", false
 	}
-	var obj struct {
-		Metadata struct {
-			Labels map[string]string `json:"labels"`
-		} `json:"metadata"`
-	}
-	if json.Unmarshal(raw, &obj) != nil {
+	var r bodyReader
+	labels := r.strMap(r.obj(m["metadata"])["labels"])
+	if r.bad {
 		return "", false
 	}
-	v, ok := obj.Metadata.Labels[label]
+	v, ok := labels[label]
 	return v, ok
 }
 
@@ -758,48 +763,76 @@ func admissionObjectLabel(raw []byte, label string) (string, bool) {
 // label: "removed", "set" (with the value when privileged), or "" when it
 // does neither. Merge and strategic merge patches remove with null (or by
 // nulling all labels); JSON patches with a remove operation, or by
-// replacing the whole label map without it.
-func admissionPatchEnforce(raw []byte) (change, value string) {
+// replacing the whole label map without it. raw is the document as sent
+// (its first byte tells a JSON patch from a merge patch) and decoded
+// returns it decoded, from the event's shared cache.
+func admissionPatchEnforce(raw []byte, decoded func() any) (change, value string) {
 	if len(raw) == 0 {
 		return "", ""
 	}
+	body := decoded()
 	if raw[0] == '[' {
-		var ops []admissionPatchOp
-		if json.Unmarshal(raw, &ops) != nil {
+		list, isList := body.([]any)
+		if !isList {
+			return "", ""
+		}
+		type patchOp struct {
+			op, path string
+			value    any
+			hasValue bool
+		}
+		var r bodyReader
+		ops := make([]patchOp, len(list))
+		for i, v := range list {
+			m := r.obj(v)
+			ops[i] = patchOp{op: r.str(m["op"]), path: r.str(m["path"])}
+			ops[i].value, ops[i].hasValue = m["value"]
+		}
+		if r.bad {
 			return "", ""
 		}
 		const labelPath = "/metadata/labels/pod-security.kubernetes.io~1enforce"
 		for _, op := range ops {
 			switch {
-			case op.Path == labelPath && op.Op == "remove":
+			case op.path == labelPath && op.op == "remove":
 				change, value = "removed", ""
-			case op.Path == labelPath && (op.Op == "add" || op.Op == "replace"):
-				var v string
-				if json.Unmarshal(op.Value, &v) == nil && v == admissionPodSecurityPrivileged {
+			case op.path == labelPath && (op.op == "add" || op.op == "replace"):
+				if v, _ := op.value.(string); v == admissionPodSecurityPrivileged {
 					change, value = "set", v
 				} else {
 					change, value = "", ""
 				}
-			case (op.Path == "/metadata/labels" || op.Path == "/metadata") && (op.Op == "add" || op.Op == "replace" || op.Op == "remove"):
-				change, value = admissionPatchLabels(op.Path, op.Op, op.Value)
+			case (op.path == "/metadata/labels" || op.path == "/metadata") && (op.op == "add" || op.op == "replace" || op.op == "remove"):
+				change, value = admissionPatchLabels(op.path, op.op, op.value, op.hasValue)
 			}
 		}
 		return change, value
 	}
-	var patch struct {
-		Metadata *struct {
-			Labels json.RawMessage `json:"labels"`
-		} `json:"metadata"`
-	}
-	if json.Unmarshal(raw, &patch) != nil || patch.Metadata == nil || patch.Metadata.Labels == nil {
+	top, isObj := body.(map[string]any)
+	if !isObj {
 		return "", ""
 	}
-	if string(patch.Metadata.Labels) == "null" {
+	md, isObj := top["metadata"].(map[string]any)
+	if !isObj {
+		// Absent, null (no metadata to change) or mistyped (the typed
+		// decode this replaces failed).
+		return "", ""
+	}
+	lv, present := md["labels"]
+	switch {
+	case !present:
+		return "", ""
+	case lv == nil:
 		return "removed", ""
 	}
-	var labels map[string]*string
-	if json.Unmarshal(patch.Metadata.Labels, &labels) != nil {
+	labels, isObj := lv.(map[string]any)
+	if !isObj {
 		return "", ""
+	}
+	for _, l := range labels {
+		if _, isStr := l.(string); l != nil && !isStr {
+			return "", "" // a map[string]*string would not decode
+		}
 	}
 	v, ok := labels[admissionPodSecurityEnforce]
 	switch {
@@ -807,28 +840,30 @@ func admissionPatchEnforce(raw []byte) (change, value string) {
 		return "", ""
 	case v == nil:
 		return "removed", ""
-	case *v == admissionPodSecurityPrivileged:
-		return "set", *v
+	case v == admissionPodSecurityPrivileged:
+		return "set", admissionPodSecurityPrivileged
 	}
 	return "", ""
 }
 
 // admissionPatchLabels handles a JSON patch operation replacing the whole
 // label map (or metadata): the label is removed unless the new map keeps it.
-func admissionPatchLabels(path, op string, value json.RawMessage) (change, v string) {
+// An operation without a value changes nothing readable.
+func admissionPatchLabels(path, op string, value any, hasValue bool) (change, v string) {
 	if op == "remove" {
 		return "removed", ""
 	}
+	if !hasValue {
+		return "", ""
+	}
+	var r bodyReader
 	var labels map[string]string
 	if path == "/metadata" {
-		var md struct {
-			Labels map[string]string `json:"labels"`
-		}
-		if json.Unmarshal(value, &md) != nil {
-			return "", ""
-		}
-		labels = md.Labels
-	} else if json.Unmarshal(value, &labels) != nil {
+		labels = r.strMap(r.obj(value)["labels"])
+	} else {
+		labels = r.strMap(value)
+	}
+	if r.bad {
 		return "", ""
 	}
 	got, ok := labels[admissionPodSecurityEnforce]
