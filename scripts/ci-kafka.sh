@@ -22,8 +22,10 @@ if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless maven
 fi
-java -version 2>&1 | head -1
-mvn -v 2>/dev/null | head -1
+# Versions for the log. head closes the pipe after one line, which can end
+# mvn with SIGPIPE; under pipefail that must not fail the run.
+java -version 2>&1 | head -1 || true
+mvn -v 2>/dev/null | head -1 || true
 
 # Missing services fail their tests instead of skipping them.
 export AUDITPIPE_REQUIRE_SERVICES=${AUDITPIPE_REQUIRE_SERVICES:-1}
