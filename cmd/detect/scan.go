@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strings"
 
 	"github.com/auditpipe/auditpipe/internal/auditlog"
 	"github.com/auditpipe/auditpipe/internal/cli"
 	"github.com/auditpipe/auditpipe/internal/console"
+	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -26,6 +28,7 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	output := fs.String("output", "auto", "auto (table on a terminal, else JSON lines), table or json")
 	ruleFiles := fs.String("rules", "", "comma-separated user rule files (YAML), loaded after the shipped default pack")
 	noDefault := fs.Bool("no-default-rules", false, "leave the shipped default rule pack out")
+	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "goroutines judging events, each the events of a share of the subjects (credentials); 1 judges all in the reading goroutine")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -35,7 +38,16 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	if err := ingest.ValidateCluster(*cluster); err != nil {
 		return err
 	}
-	set, err := loadAll(*config, cli.SplitList(*ruleFiles), *noDefault, slog.New(slog.NewTextHandler(stderr, nil)))
+	if *workers < 1 {
+		return fmt.Errorf("--workers must be at least 1, got %d", *workers)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	// Checked before any file is read; each worker builds its own set
+	// (the built-ins' Windows hold per-subject state), the rules are shared.
+	if _, err := loadDetectors(*config); err != nil {
+		return err
+	}
+	ruleSet, err := loadRuleSet(cli.SplitList(*ruleFiles), *noDefault, log)
 	if err != nil {
 		return err
 	}
@@ -47,11 +59,11 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s := newScanner(set, *cluster, console.NewPrinter(stdout, format), stderr)
-	for _, f := range files {
-		if err := s.file(f); err != nil {
-			return err
-		}
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	s := newScanner(*cluster, console.NewPrinter(stdout, format), stderr)
+	if err := s.scan(ctx, files, *workers, func() (*detectors.Set, error) { return loadDetectors(*config) }, ruleSet); err != nil {
+		return err
 	}
 	s.summary(stderr, len(files))
 	if len(s.empty) > 0 {
@@ -65,8 +77,6 @@ func scan(args []string, stdout, stderr io.Writer) error {
 // authoritative stage comes first, so a duplicated line or a second stage
 // of a long-running request yields no second finding.
 type scanner struct {
-	set     pipeline.EventDetector
-	gate    *pipeline.StageGate
 	cluster string
 	printer *console.Printer
 	stderr  io.Writer
@@ -77,25 +87,75 @@ type scanner struct {
 	bad      map[string]int // undecodable events by pipeline.DecodeReason
 	badTotal int
 	empty    []string // files that yielded no decodable event
-	findings []pipeline.Finding
+
+	// What file does with each line: target gives the event to decode it
+	// into and the bytes to decode (which the event may alias), drop
+	// takes the event back when the line does not decode, emit hands a
+	// decoded event on to be judged.
+	target func(data []byte) (*pipeline.Event, []byte)
+	drop   func()
+	emit   func(ev *pipeline.Event) error
 }
 
-func newScanner(set pipeline.EventDetector, cluster string, printer *console.Printer, stderr io.Writer) *scanner {
+func newScanner(cluster string, printer *console.Printer, stderr io.Writer) *scanner {
 	return &scanner{
-		set: set, gate: pipeline.NewStageGate(pipeline.StageGateConfig{}), cluster: cluster,
-		printer: printer, stderr: stderr,
+		cluster: cluster, printer: printer, stderr: stderr,
 		verdicts: map[pipeline.StageVerdict]int{}, bad: map[string]int{},
 	}
+}
+
+// scan judges the events of files with workers goroutines (see
+// scanParallel), or, with one, in the calling goroutine: each request
+// once (pipeline.StageGate), by the built-in detectors newBuiltins makes
+// and the rules, printing findings in input order.
+func (s *scanner) scan(ctx context.Context, files []string, workers int, newBuiltins func() (*detectors.Set, error), rules pipeline.EventDetector) error {
+	if workers > 1 {
+		return s.scanParallel(ctx, files, workers, newBuiltins, rules)
+	}
+	builtins, err := newBuiltins()
+	if err != nil {
+		return err
+	}
+	set := detectorChain{builtins, rules}
+	gate := pipeline.NewStageGate(pipeline.StageGateConfig{})
+	var ev pipeline.Event
+	var findings []pipeline.Finding
+	s.target = func(data []byte) (*pipeline.Event, []byte) {
+		ev = pipeline.Event{}
+		return &ev, data
+	}
+	s.drop = func() {}
+	s.emit = func(ev *pipeline.Event) error {
+		v := gate.Admit(ev)
+		s.verdicts[v]++
+		if v != pipeline.StageJudged {
+			return nil
+		}
+		findings = set.Detect(ev, findings[:0])
+		return s.printer.Print(findings)
+	}
+	for _, f := range files {
+		if err := s.file(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // errNoAuditFields reports JSON that decodes as an Event but carries
 // nothing an apiserver always writes: some other JSON log.
 var errNoAuditFields = errors.New("no auditID, verb, requestURI or stage: not an audit event")
 
-func (s *scanner) file(path string) error {
+// file decodes the events of the log file at path, in order, counting and
+// reporting what does not decode, and hands the others to s.emit.
+func (s *scanner) file(ctx context.Context, path string) error {
 	before := s.events
 	err := auditlog.Events(path, func(line, item int, data []byte) error {
-		var ev pipeline.Event
+		// Reading is not interruptible; check now and then.
+		if (s.events+s.badTotal)%4096 == 0 && ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		ev, data := s.target(data)
 		err := ev.Decode(s.cluster, data)
 		reason := ""
 		switch {
@@ -105,6 +165,7 @@ func (s *scanner) file(path string) error {
 			err, reason = errNoAuditFields, pipeline.DecodeReasonNotAuditEvent
 		}
 		if err != nil {
+			s.drop()
 			s.bad[reason]++
 			if s.badTotal++; s.badTotal <= 10 {
 				at := fmt.Sprintf("%s:%d", path, line)
@@ -119,13 +180,7 @@ func (s *scanner) file(path string) error {
 		if ev.Stage == "" {
 			s.noStage++
 		}
-		v := s.gate.Admit(&ev)
-		s.verdicts[v]++
-		if v != pipeline.StageJudged {
-			return nil
-		}
-		s.findings = s.set.Detect(&ev, s.findings[:0])
-		return s.printer.Print(s.findings)
+		return s.emit(ev)
 	})
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
@@ -168,7 +223,18 @@ func loadAll(config string, ruleFiles []string, noDefault bool, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
+	set, err := loadRuleSet(ruleFiles, noDefault, log)
+	if err != nil {
+		return nil, err
+	}
+	return detectorChain{builtins, set}, nil
+}
+
+// loadRuleSet loads the rules: the default pack unless noDefault, then
+// ruleFiles. The set is safe for concurrent use.
+func loadRuleSet(ruleFiles []string, noDefault bool, log *slog.Logger) (*rules.Set, error) {
 	var set *rules.Set
+	var err error
 	if noDefault {
 		files, rerr := rules.ReadFiles(ruleFiles...)
 		if rerr != nil {
@@ -182,5 +248,5 @@ func loadAll(config string, ruleFiles []string, noDefault bool, log *slog.Logger
 	if err != nil {
 		return nil, fmt.Errorf("loading rules: %w", err)
 	}
-	return detectorChain{builtins, set.Instrument(log, nil)}, nil
+	return set.Instrument(log, nil), nil
 }

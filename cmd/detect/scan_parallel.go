@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/auditpipe/auditpipe/internal/detectors"
+	"github.com/auditpipe/auditpipe/internal/pipeline"
+)
+
+// Sizes of the parallel scan's queues.
+const (
+	// scanChunkEvents is how many consecutive events the reader hands out
+	// at once: large enough that channel operations and the merge cost
+	// little per event, small enough that a chunk's events (a few KiB
+	// each, bodies included) stay in the hundreds of KiB.
+	scanChunkEvents = 512
+	// scanQueueChunks bounds the chunks queued per worker and awaiting
+	// the merge: with scanChunkEvents, at most a few thousand events are
+	// decoded ahead of what has been printed, whatever the input size.
+	scanQueueChunks = 4
+	// scanSlabBytes is the size of the buffers raw lines are copied into:
+	// a decoded event aliases its line (bodies stay raw until a detector
+	// reads them), and the file reader reuses its buffer for the next one.
+	scanSlabBytes = 256 << 10
+)
+
+// scanChunk is a run of consecutive decoded events, in input order. Each
+// worker judges the events of its shard (shards[w]) and writes their
+// verdicts and findings in place; the last to finish closes done, which
+// lets the merge print the chunk in input order.
+type scanChunk struct {
+	events   []pipeline.Event
+	shards   [][]int32 // per worker, indices into events in input order
+	verdicts []pipeline.StageVerdict
+	findings [][]pipeline.Finding
+	slab     []byte // copies of the raw lines events alias
+	pending  atomic.Int32
+	done     chan struct{}
+}
+
+func newScanChunk(workers int) *scanChunk {
+	return &scanChunk{
+		events: make([]pipeline.Event, 0, scanChunkEvents),
+		shards: make([][]int32, workers),
+		done:   make(chan struct{}),
+	}
+}
+
+// keep copies data into the chunk's slab, so that it outlives the reader's
+// buffer.
+func (c *scanChunk) keep(data []byte) []byte {
+	if cap(c.slab)-len(c.slab) < len(data) {
+		// The old slab stays reachable through the events that alias it.
+		c.slab = make([]byte, 0, max(scanSlabBytes, len(data)))
+	}
+	start := len(c.slab)
+	c.slab = append(c.slab, data...)
+	return c.slab[start:len(c.slab):len(c.slab)]
+}
+
+// shardOf picks the worker for ev by its Kafka message key
+// (pipeline.MessageKey, the subject ingest partitions by), so that one
+// worker sees all of one credential's events, in input order, as one
+// consumer sees all of a partition in `detect run`. The stages of one
+// request share their subject, so each worker's StageGate sees every stage
+// of the requests it judges.
+func shardOf(cluster string, ev *pipeline.Event, workers int) int {
+	return int(xxhash.Sum64(pipeline.MessageKey(cluster, ev)) % uint64(workers))
+}
+
+// scanWorker is one shard's judge: its own StageGate and built-in
+// detectors (their Windows hold per-subject state), and the rule set,
+// which is read-only and safe to share.
+type scanWorker struct {
+	gate     *pipeline.StageGate
+	set      pipeline.EventDetector
+	in       chan *scanChunk
+	verdicts map[pipeline.StageVerdict]int
+}
+
+func (w *scanWorker) run(ctx context.Context, idx int) error {
+	var buf []pipeline.Finding
+	for {
+		var c *scanChunk
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case c = <-w.in:
+		}
+		if c == nil {
+			return nil // closed: the reader is done
+		}
+		for _, i := range c.shards[idx] {
+			ev := &c.events[i]
+			v := w.gate.Admit(ev)
+			c.verdicts[i] = v
+			w.verdicts[v]++
+			if v != pipeline.StageJudged {
+				continue
+			}
+			buf = w.set.Detect(ev, buf[:0])
+			if len(buf) > 0 {
+				c.findings[i] = append([]pipeline.Finding(nil), buf...)
+			}
+		}
+		if c.pending.Add(-1) == 0 {
+			close(c.done)
+		}
+	}
+}
+
+// scanParallel is `detect scan` with workers > 1: the calling goroutine
+// reads and decodes the files in order (its counts and messages are those
+// of the single-worker scan), workers judge the events of their shards,
+// and a merge prints each chunk's findings in input order once every
+// worker is done with it. The findings and counts equal a single worker's
+// as long as no detector correlates events of different subjects; see
+// TestScanWorkersMatch.
+func (s *scanner) scanParallel(ctx context.Context, files []string, workers int, newBuiltins func() (*detectors.Set, error), rules pipeline.EventDetector) error {
+	ws := make([]*scanWorker, workers)
+	for i := range ws {
+		builtins, err := newBuiltins()
+		if err != nil {
+			return err
+		}
+		ws[i] = &scanWorker{
+			gate:     pipeline.NewStageGate(pipeline.StageGateConfig{}),
+			set:      detectorChain{builtins, rules},
+			in:       make(chan *scanChunk, scanQueueChunks),
+			verdicts: map[pipeline.StageVerdict]int{},
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	ordered := make(chan *scanChunk, scanQueueChunks*workers)
+	for i, w := range ws {
+		g.Go(func() error { return w.run(ctx, i) })
+	}
+	g.Go(func() error { return s.merge(ctx, ordered) })
+	g.Go(func() error {
+		defer func() {
+			for _, w := range ws {
+				close(w.in)
+			}
+			close(ordered)
+		}()
+		c := newScanChunk(workers)
+		dispatch := func() error {
+			if len(c.events) == 0 {
+				return nil
+			}
+			c.verdicts = make([]pipeline.StageVerdict, len(c.events))
+			c.findings = make([][]pipeline.Finding, len(c.events))
+			c.pending.Store(int32(workers))
+			// The merge learns of the chunk before any worker can finish
+			// it; it waits on done, which every worker signals.
+			select {
+			case ordered <- c:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+			for _, w := range ws {
+				select {
+				case w.in <- c:
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
+			}
+			c = newScanChunk(workers)
+			return nil
+		}
+		s.target = func(data []byte) (*pipeline.Event, []byte) {
+			c.events = append(c.events, pipeline.Event{})
+			return &c.events[len(c.events)-1], c.keep(data)
+		}
+		s.drop = func() { c.events = c.events[:len(c.events)-1] }
+		s.emit = func(ev *pipeline.Event) error {
+			w := shardOf(s.cluster, ev, workers)
+			c.shards[w] = append(c.shards[w], int32(len(c.events)-1))
+			if len(c.events) < scanChunkEvents {
+				return nil
+			}
+			return dispatch()
+		}
+		for _, f := range files {
+			if err := s.file(ctx, f); err != nil {
+				return err
+			}
+		}
+		return dispatch()
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, w := range ws {
+		for v, n := range w.verdicts {
+			s.verdicts[v] += n
+		}
+	}
+	return nil
+}
+
+// merge prints the chunks' findings in input order, each chunk once all
+// workers are done with it.
+func (s *scanner) merge(ctx context.Context, ordered <-chan *scanChunk) error {
+	for c := range ordered {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		for i := range c.findings {
+			if err := s.printer.Print(c.findings[i]); err != nil {
+				return fmt.Errorf("scan: %w", err)
+			}
+		}
+	}
+	return nil
+}
