@@ -87,6 +87,14 @@ type scanner struct {
 	bad      map[string]int // undecodable events by pipeline.DecodeReason
 	badTotal int
 	empty    []string // files that yielded no decodable event
+	// printed holds the id of every finding printed, so that each is
+	// printed once, as storage keeps it once: a stateful detector whose
+	// state is keyed by something other than the shard key (stale-token,
+	// by service account) can raise the same finding in two workers, and a
+	// request the stage gate has forgotten can be judged twice. One entry
+	// per distinct finding, far fewer than events.
+	printed map[string]struct{}
+	toPrint []pipeline.Finding
 
 	// What file does with each line: target gives the event to decode it
 	// into and the bytes to decode (which the event may alias), drop
@@ -97,10 +105,27 @@ type scanner struct {
 	emit   func(ev *pipeline.Event) error
 }
 
+// print prints the findings whose id has not been printed before.
+func (s *scanner) print(findings []pipeline.Finding) error {
+	s.toPrint = s.toPrint[:0]
+	for _, f := range findings {
+		if _, ok := s.printed[f.ID]; ok {
+			continue
+		}
+		s.printed[f.ID] = struct{}{}
+		s.toPrint = append(s.toPrint, f)
+	}
+	if len(s.toPrint) == 0 {
+		return nil
+	}
+	return s.printer.Print(s.toPrint)
+}
+
 func newScanner(cluster string, printer *console.Printer, stderr io.Writer) *scanner {
 	return &scanner{
 		cluster: cluster, printer: printer, stderr: stderr,
 		verdicts: map[pipeline.StageVerdict]int{}, bad: map[string]int{},
+		printed: map[string]struct{}{},
 	}
 }
 
@@ -132,7 +157,7 @@ func (s *scanner) scan(ctx context.Context, files []string, workers int, newBuil
 			return nil
 		}
 		findings = set.Detect(ev, findings[:0])
-		return s.printer.Print(findings)
+		return s.print(findings)
 	}
 	for _, f := range files {
 		if err := s.file(ctx, f); err != nil {

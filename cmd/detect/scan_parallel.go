@@ -214,7 +214,7 @@ func (s *scanner) merge(ctx context.Context, ordered <-chan *scanChunk) error {
 			return context.Cause(ctx)
 		}
 		for i := range c.findings {
-			if err := s.printer.Print(c.findings[i]); err != nil {
+			if err := s.print(c.findings[i]); err != nil {
 				return fmt.Errorf("scan: %w", err)
 			}
 		}
