@@ -219,11 +219,16 @@ func (e *Event) IsAuthoritative() bool {
 }
 
 // ContentHash fingerprints the request and stage an event describes. It is
-// part of the events table's deduplication key and of every finding id: a
-// redelivered event hashes the same, while a request that reuses another's
-// client-chosen auditID (the Audit-ID header) does not, so it cannot replace
-// the other request's row.
-func ContentHash(ev *auditv1.Event) uint64 {
+// part of the events table's deduplication key: a redelivered event hashes
+// the same, while a request that reuses another's client-chosen auditID
+// (the Audit-ID header) does not, so it cannot replace the other request's
+// row. Finding ids use RequestHash, the same without the stage.
+func ContentHash(ev *auditv1.Event) uint64 { return eventHash(ev, true) }
+
+// eventHash is ContentHash, or RequestHash without the stage and stage
+// timestamp. The bytes hashed, and so the values, are what each wrote when
+// it had its own copy: stored rows keep their keys.
+func eventHash(ev *auditv1.Event, stage bool) uint64 {
 	var d xxhash.Digest
 	d.Reset()
 	var buf [8]byte
@@ -232,7 +237,9 @@ func ContentHash(ev *auditv1.Event) uint64 {
 		_, _ = d.Write([]byte{0})
 	}
 	write(string(ev.AuditID))
-	write(string(ev.Stage))
+	if stage {
+		write(string(ev.Stage))
+	}
 	write(ev.Verb)
 	write(ev.RequestURI)
 	write(ev.User.Username)
@@ -242,7 +249,9 @@ func ContentHash(ev *auditv1.Event) uint64 {
 	}
 	binary.LittleEndian.PutUint64(buf[:], uint64(ev.RequestReceivedTimestamp.UnixMicro()))
 	_, _ = d.Write(buf[:])
-	binary.LittleEndian.PutUint64(buf[:], uint64(ev.StageTimestamp.UnixMicro()))
-	_, _ = d.Write(buf[:])
+	if stage {
+		binary.LittleEndian.PutUint64(buf[:], uint64(ev.StageTimestamp.UnixMicro()))
+		_, _ = d.Write(buf[:])
+	}
 	return d.Sum64()
 }

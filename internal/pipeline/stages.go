@@ -2,11 +2,9 @@ package pipeline
 
 import (
 	"container/list"
-	"encoding/binary"
 	"sync"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
 
@@ -182,26 +180,7 @@ func (g *StageGate) Len() int {
 // Finding ids are built from it (NewFinding), so a request judged from
 // ResponseStarted in one run and from ResponseComplete in another yields
 // the same ids.
-func RequestHash(ev *auditv1.Event) uint64 {
-	var d xxhash.Digest
-	d.Reset()
-	var buf [8]byte
-	write := func(s string) {
-		_, _ = d.WriteString(s)
-		_, _ = d.Write([]byte{0})
-	}
-	write(string(ev.AuditID))
-	write(ev.Verb)
-	write(ev.RequestURI)
-	write(ev.User.Username)
-	write(ev.UserAgent)
-	for _, ip := range ev.SourceIPs {
-		write(ip)
-	}
-	binary.LittleEndian.PutUint64(buf[:], uint64(ev.RequestReceivedTimestamp.UnixMicro()))
-	_, _ = d.Write(buf[:])
-	return d.Sum64()
-}
+func RequestHash(ev *auditv1.Event) uint64 { return eventHash(ev, false) }
 
 // requestKey names one request of one cluster.
 type requestKey struct {
