@@ -80,6 +80,10 @@ func (e *Event) Decode(cluster string, data []byte) error {
 	e.Raw = data
 	e.Hash = ContentHash(&e.Event)
 	e.V1beta1 = apiVersion == AuditAPIVersionV1beta1
+	// The previous event's decoded bodies would otherwise stay reachable,
+	// and with them the batch their raw bytes came from, until a detector
+	// asked for this event's.
+	e.bodies.req, e.bodies.resp = decodedBody{}, decodedBody{}
 	return nil
 }
 
