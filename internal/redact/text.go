@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"slices"
 )
@@ -472,14 +471,4 @@ func (t *textState) findUserinfo(v []byte) {
 		}
 		i = max(k, start)
 	}
-}
-
-// decodeBase64 decodes std or url base64 with or without padding.
-func decodeBase64(s []byte) ([]byte, bool) {
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
-		if out, err := enc.DecodeString(string(s)); err == nil {
-			return out, true
-		}
-	}
-	return nil, false
 }
