@@ -23,7 +23,8 @@ FUZZ_TARGETS ?= \
 	./internal/redact:FuzzRedact \
 	./internal/redact:FuzzRedactMarker \
 	./internal/ingest:FuzzIngestBody \
-	./internal/detectors/rules:FuzzRuleCompile
+	./internal/detectors/rules:FuzzRuleCompile \
+	./internal/cloud/aks:FuzzDecodeRecords
 
 .PHONY: all build demo test unit fuzz-smoke vet clean bench
 

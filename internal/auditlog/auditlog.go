@@ -57,6 +57,11 @@ func ExpandPaths(paths []string) ([]string, error) {
 // Lines calls fn with every non-blank line of the file at path (trimmed,
 // valid only during the call) and its 1-based line number, decompressing
 // gzip by its magic bytes. An error from fn stops the read and is returned.
+//
+// A file whose first non-blank line opens a JSON object or array without
+// closing it (`{`, `[`, `{"records": [`: a pretty-printed document such as
+// jq or az print, or an Azure blob written before 2018) is one document, not
+// lines: fn gets it whole, as the first line's number, up to MaxLine bytes.
 func Lines(path string, fn func(line int, data []byte) error) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -75,9 +80,28 @@ func Lines(path string, fn func(line int, data []byte) error) error {
 	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 1<<20), MaxLine)
+	var (
+		first = true
+		doc   []byte // the document being gathered, when the file is one
+		start int    // its first line
+	)
 	for line := 1; sc.Scan(); line++ {
 		data := bytes.TrimSpace(sc.Bytes())
 		if len(data) == 0 {
+			continue
+		}
+		if first {
+			first = false
+			if opensDocument(data) {
+				doc, start = append([]byte(nil), data...), line
+				continue
+			}
+		}
+		if doc != nil {
+			if len(doc)+1+len(data) > MaxLine {
+				return fmt.Errorf("reading %s: the JSON document starting on line %d exceeds %d bytes", path, start, MaxLine)
+			}
+			doc = append(append(doc, '\n'), data...)
 			continue
 		}
 		if err := fn(line, data); err != nil {
@@ -87,7 +111,18 @@ func Lines(path string, fn func(line int, data []byte) error) error {
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("reading %s: %w", path, err)
 	}
+	if doc != nil {
+		return fn(start, doc)
+	}
 	return nil
+}
+
+// opensDocument reports a first line that starts a JSON object or array and
+// ends inside it: the first line of a pretty-printed document. An audit log
+// line, or a corrupt one, does not end with an opening bracket.
+func opensDocument(line []byte) bool {
+	first, last := line[0], line[len(line)-1]
+	return (first == '{' || first == '[') && (last == '{' || last == '[')
 }
 
 // Events calls fn with every event of the file at path: each line (see
@@ -99,6 +134,11 @@ func Lines(path string, fn func(line int, data []byte) error) error {
 // decoder reports what is wrong with it.
 func Events(path string, fn func(line, item int, data []byte) error) error {
 	return Lines(path, func(line int, data []byte) error {
+		// Provider exports first: each recognises its own envelope
+		// and reports false for anything else.
+		if ok, err := azureRecords(line, data, fn); ok {
+			return err
+		}
 		if !bytes.Contains(data, []byte(`"EventList"`)) {
 			return fn(line, 0, data)
 		}

@@ -1,0 +1,427 @@
+// Package aks reads Azure Kubernetes Service audit logs in the shape Azure
+// Monitor's diagnostic settings deliver them: resource-log records whose
+// properties.log holds one kube-apiserver audit event as a JSON string.
+//
+// The same records arrive in three wrappings, all read by Decode:
+//   - an Event Hubs message body: {"records":[record, …]};
+//   - a storage-account blob (PT1H.json) since November 2018: one record
+//     per line, no envelope;
+//   - a blob written before that, or a saved Event Hubs body: the envelope
+//     as one document, possibly pretty-printed.
+//
+// A record, as AKS writes it (fields beyond these are ignored):
+//
+//	{"time":"2026-12-04T08:00:00Z",
+//	 "resourceId":"/SUBSCRIPTIONS/<sub>/RESOURCEGROUPS/<rg>/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/<name>",
+//	 "category":"kube-audit","operationName":"Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+//	 "properties":{"log":"{\"kind\":\"Event\",…}\n","stream":"stdout","pod":"kube-apiserver-…"}}
+//
+// Everything here is a pure function of its input, linear in it, and never
+// panics: the log strings carry whatever an attacker put in a request.
+package aks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/auditpipe/auditpipe/internal/jsonscan"
+)
+
+// The diagnostic-setting categories that carry kube-apiserver audit events.
+// kube-audit-admin is kube-audit without get and list requests.
+const (
+	CategoryAudit      = "kube-audit"
+	CategoryAuditAdmin = "kube-audit-admin"
+)
+
+// AnnotationResourceID is the audit annotation auditpipe adds to every
+// event read from AKS: the Azure resource ID of the managed cluster whose
+// apiserver wrote it, as the record names it (AKS writes it in upper case).
+// The cluster auditpipe files the event under is an operator's choice
+// (--cluster, a mapping); this keeps the provider's own name for it. The
+// apiserver never writes an auditpipe.io/ annotation; one an event already
+// carries (an admission webhook may add audit annotations under its own
+// name) is replaced.
+const AnnotationResourceID = "auditpipe.io/azure-resource-id"
+
+// Record is one resource-log record: where it came from and the audit event
+// it carries.
+type Record struct {
+	// Category is the diagnostic-setting category, e.g. kube-audit.
+	Category string
+	// ResourceID is the Azure resource ID of the cluster.
+	ResourceID string
+	// Log is properties.log unquoted with surrounding whitespace trimmed
+	// (AKS ends it with a newline): for the audit categories, one audit
+	// event's JSON. Nil when the record has none. A log given as a JSON
+	// object instead of a string is taken as it is.
+	Log []byte
+}
+
+// IsAudit reports whether the record's category carries audit events.
+func (r *Record) IsAudit() bool {
+	return IsAuditCategory(r.Category)
+}
+
+// IsAuditCategory reports whether category is kube-audit or
+// kube-audit-admin (Azure's names are lower case; case is ignored).
+func IsAuditCategory(category string) bool {
+	return len(category) >= len(CategoryAudit) &&
+		(equalFold(category, CategoryAudit) || equalFold(category, CategoryAuditAdmin))
+}
+
+func equalFold(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
+
+// ErrNotRecords reports a JSON document that is neither a records envelope
+// nor a single resource-log record.
+var ErrNotRecords = errors.New("not an Azure resource-log document: want {\"records\":[…]} or a record with category and properties")
+
+// Decode appends the records of data, an envelope or a single record, to dst.
+// It returns ErrNotRecords (wrapped) when data is well-formed JSON of another
+// shape, and a syntax or type error when it is not JSON or a field has the
+// wrong type. On error dst is returned as it was given. A record's Log
+// aliases data when the string had no escapes, which an audit event's
+// always has, so it is valid only as long as data.
+func Decode(data []byte, dst []Record) ([]Record, error) {
+	n := len(dst)
+	out, err := decode(data, dst)
+	if err != nil {
+		clear(out[n:])
+		return dst[:n], err
+	}
+	return out, nil
+}
+
+// Top-level shapes told apart while reading the object's members.
+const (
+	shapeUnknown = iota
+	shapeEnvelope
+	shapeRecord
+)
+
+func decode(data []byte, dst []Record) ([]Record, error) {
+	d := jsonscan.Scanner{Data: data}
+	c, err := d.Peek()
+	if err != nil {
+		return dst, err
+	}
+	if c != '{' {
+		if err := d.Skip(0); err != nil {
+			return dst, err
+		}
+		return dst, ErrNotRecords
+	}
+	// A document is an envelope when it has a records array, and a single
+	// record when it has a category or properties member instead. Both
+	// are decoded as they come; which one it was is settled at the end.
+	var single Record
+	shape := shapeUnknown
+	n := len(dst)
+	more, err := d.ObjectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.Key(); err != nil {
+			return dst, err
+		}
+		switch {
+		case bytes.EqualFold(k, []byte("records")):
+			if d.Data[d.Pos] != '[' {
+				if err = d.Mismatch(1, "records", "array"); err != nil {
+					return dst, err
+				}
+			}
+			// A second records array (never written by Azure) adds its
+			// records; nothing is lost or double-counted by that.
+			shape = shapeEnvelope
+			var elem bool
+			elem, err = d.ArrayStart()
+			for elem && err == nil {
+				var r Record
+				if err = record(&d, &r, 2, "records[]"); err != nil {
+					return dst, err
+				}
+				dst = append(dst, r)
+				elem, err = d.ArrayNext()
+			}
+		case bytes.EqualFold(k, []byte("category")), bytes.EqualFold(k, []byte("resourceId")), bytes.EqualFold(k, []byte("properties")):
+			if shape == shapeUnknown {
+				shape = shapeRecord
+			}
+			err = member(&d, &single, k, 1, "")
+		default:
+			err = d.Skip(1)
+		}
+		if err != nil {
+			return dst, err
+		}
+		more, err = d.ObjectNext()
+	}
+	if err != nil {
+		return dst, err
+	}
+	d.WS()
+	if d.Pos < len(d.Data) {
+		return dst, d.Syntax("after top-level value")
+	}
+	switch shape {
+	case shapeEnvelope:
+		return dst, nil
+	case shapeRecord:
+		return append(dst[:n], single), nil
+	}
+	return dst, ErrNotRecords
+}
+
+// record decodes one record object at d.Pos into r.
+func record(d *jsonscan.Scanner, r *Record, depth int, field string) error {
+	if d.Data[d.Pos] != '{' {
+		return d.Mismatch(depth, field, "object")
+	}
+	if depth >= jsonscan.MaxDepth {
+		return &jsonscan.SyntaxError{Msg: "exceeded max depth", Offset: d.Pos}
+	}
+	more, err := d.ObjectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.Key(); err != nil {
+			return err
+		}
+		if err = member(d, r, k, depth+1, field+"."); err != nil {
+			return err
+		}
+		more, err = d.ObjectNext()
+	}
+	return err
+}
+
+// member decodes the record member named k whose value is at d.Pos.
+func member(d *jsonscan.Scanner, r *Record, k []byte, depth int, prefix string) error {
+	switch {
+	case bytes.EqualFold(k, []byte("category")):
+		return str(d, &r.Category, depth, prefix+"category")
+	case bytes.EqualFold(k, []byte("resourceId")):
+		return str(d, &r.ResourceID, depth, prefix+"resourceId")
+	case bytes.EqualFold(k, []byte("properties")):
+		return properties(d, r, depth, prefix+"properties")
+	}
+	return d.Skip(depth)
+}
+
+// properties decodes the properties object, keeping its log.
+func properties(d *jsonscan.Scanner, r *Record, depth int, field string) error {
+	switch d.Data[d.Pos] {
+	case '{':
+	case 'n':
+		return d.Literal()
+	default:
+		return d.Mismatch(depth, field, "object")
+	}
+	if depth >= jsonscan.MaxDepth {
+		return &jsonscan.SyntaxError{Msg: "exceeded max depth", Offset: d.Pos}
+	}
+	more, err := d.ObjectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.Key(); err != nil {
+			return err
+		}
+		if bytes.EqualFold(k, []byte("log")) {
+			err = logValue(d, r, depth+1)
+		} else {
+			err = d.Skip(depth + 1)
+		}
+		if err != nil {
+			return err
+		}
+		more, err = d.ObjectNext()
+	}
+	return err
+}
+
+// logValue reads properties.log: a string holding the event (what AKS
+// writes), or the event itself as an object.
+func logValue(d *jsonscan.Scanner, r *Record, depth int) error {
+	switch d.Data[d.Pos] {
+	case '"':
+		s, err := d.Str()
+		if err != nil {
+			return err
+		}
+		r.Log = bytes.TrimSpace(s)
+		return nil
+	case '{':
+		start := d.Pos
+		if err := d.Skip(depth); err != nil {
+			return err
+		}
+		r.Log = d.Data[start:d.Pos]
+		return nil
+	case 'n':
+		r.Log = nil
+		return d.Literal()
+	}
+	return d.Mismatch(depth, "properties.log", "string")
+}
+
+func str(d *jsonscan.Scanner, dst *string, depth int, field string) error {
+	switch d.Data[d.Pos] {
+	case '"':
+		s, err := d.StrString()
+		if err != nil {
+			return err
+		}
+		*dst = s
+		return nil
+	case 'n':
+		return d.Literal()
+	}
+	return d.Mismatch(depth, field, "string")
+}
+
+// Annotate returns event (one audit event's JSON object) with
+// AnnotationResourceID set to resourceID: the annotation is added as the
+// last member of the event's annotations, which are created when the event
+// has none, and any copy of it the event already had is dropped, so that
+// every decoder (first or last duplicate wins) reads the same value. The
+// other bytes are copied as they are. An empty resourceID returns event
+// unchanged. An event that is not a JSON object is an error, and the caller
+// should hand it on unchanged for its decoder to reject.
+func Annotate(event []byte, resourceID string) ([]byte, error) {
+	if resourceID == "" {
+		return event, nil
+	}
+	member, err := annotationMember(resourceID)
+	if err != nil {
+		return nil, err
+	}
+	d := jsonscan.Scanner{Data: event}
+	c, err := d.Peek()
+	if err != nil {
+		return nil, err
+	}
+	if c != '{' {
+		return nil, d.Mismatch(0, "(event)", "object")
+	}
+	// First pass: find the last annotations member whose value is an
+	// object; it receives the annotation. Validating the whole event here
+	// keeps the second pass free of error paths.
+	last := -1
+	more, err := d.ObjectStart()
+	for more && err == nil {
+		var k []byte
+		if k, err = d.Key(); err != nil {
+			return nil, err
+		}
+		if string(k) == "annotations" && d.Data[d.Pos] == '{' {
+			last = d.Pos
+		}
+		if err = d.Skip(1); err != nil {
+			return nil, err
+		}
+		more, err = d.ObjectNext()
+	}
+	if err != nil {
+		return nil, err
+	}
+	end := d.Pos // just after the closing brace
+	d.WS()
+	if d.Pos < len(d.Data) {
+		return nil, d.Syntax("after top-level value")
+	}
+
+	out := make([]byte, 0, len(event)+len(member)+len(`,"annotations":{}`))
+	d.Reset(event)
+	_, _ = d.Peek()
+	copied := 0 // event[:copied] is in out
+	more, _ = d.ObjectStart()
+	for more {
+		k, _ := d.Key()
+		if string(k) == "annotations" && d.Data[d.Pos] == '{' {
+			// Rewrite this annotations object without our key, and
+			// with it at the end when it is the last one.
+			out = append(out, event[copied:d.Pos]...)
+			out = rewriteAnnotations(&d, out, member, d.Pos == last)
+			copied = d.Pos
+		} else {
+			_ = d.Skip(1)
+		}
+		more, _ = d.ObjectNext()
+	}
+	if last >= 0 {
+		return append(out, event[copied:]...), nil
+	}
+	// No annotations object: add one as the last member. end-1 is the
+	// closing brace; an empty object takes no comma.
+	out = append(out, event[copied:end-1]...)
+	if bytes.IndexByte(bytes.TrimSpace(event[:end-1]), '"') >= 0 {
+		out = append(out, ',')
+	}
+	out = append(out, `"annotations":{`...)
+	out = append(out, member...)
+	out = append(out, '}')
+	return append(out, event[end-1:]...), nil
+}
+
+// rewriteAnnotations copies the annotations object at d.Pos (validated) to
+// out without members named AnnotationResourceID, appending member at its
+// end when add is set, and leaves d.Pos after the object.
+func rewriteAnnotations(d *jsonscan.Scanner, out, member []byte, add bool) []byte {
+	out = append(out, '{')
+	wrote := false
+	more, _ := d.ObjectStart()
+	for more {
+		start := d.Pos
+		k, _ := d.Key()
+		drop := string(k) == AnnotationResourceID
+		_ = d.Skip(2)
+		if !drop {
+			if wrote {
+				out = append(out, ',')
+			}
+			out = append(out, d.Data[start:d.Pos]...)
+			wrote = true
+		}
+		more, _ = d.ObjectNext()
+	}
+	if add {
+		if wrote {
+			out = append(out, ',')
+		}
+		out = append(out, member...)
+	}
+	return append(out, '}')
+}
+
+// annotationMember is `"<AnnotationResourceID>":"<resourceID>"`, quoted as
+// encoding/json quotes.
+func annotationMember(resourceID string) ([]byte, error) {
+	v, err := json.Marshal(resourceID)
+	if err != nil {
+		return nil, fmt.Errorf("quoting resource ID: %w", err)
+	}
+	out := make([]byte, 0, len(AnnotationResourceID)+len(v)+3)
+	out = append(out, '"')
+	out = append(out, AnnotationResourceID...)
+	out = append(out, '"', ':')
+	return append(out, v...), nil
+}
+
+// ClusterName returns the managed cluster's name from an AKS resource ID
+// (…/providers/Microsoft.ContainerService/managedClusters/<name>), as the ID
+// spells it, or "" when the ID names no managed cluster. Azure treats
+// resource IDs case-insensitively and AKS writes them in upper case.
+func ClusterName(resourceID string) string {
+	const marker = "/providers/microsoft.containerservice/managedclusters/"
+	lower := bytes.ToLower([]byte(resourceID))
+	i := bytes.LastIndex(lower, []byte(marker))
+	if i < 0 {
+		return ""
+	}
+	name := resourceID[i+len(marker):]
+	if j := bytes.IndexByte([]byte(name), '/'); j >= 0 {
+		name = name[:j]
+	}
+	return name
+}
