@@ -75,16 +75,17 @@ func run(args []string, stdout io.Writer) error {
 	w := bufio.NewWriterSize(stdout, 1<<20)
 	if *format == "jsonl" {
 		for range *n {
-			w.Write(g.Next().JSON)
-			w.WriteByte('\n')
+			// bufio.Writer keeps its first error; Flush below returns it.
+			_, _ = w.Write(g.Next().JSON)
+			_ = w.WriteByte('\n')
 		}
 	} else {
 		items := make([][]byte, 0, *batch)
 		for i := range *n {
 			items = append(items, g.Next().JSON)
 			if len(items) == *batch || i == *n-1 {
-				w.Write(gen.EventList(items))
-				w.WriteByte('\n')
+				_, _ = w.Write(gen.EventList(items))
+				_ = w.WriteByte('\n')
 				items = items[:0]
 			}
 		}

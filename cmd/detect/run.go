@@ -190,7 +190,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if o.metricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", cli.MetricsHandler(reg))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 			if ping != nil {
 				ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
@@ -203,7 +203,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 					return
 				}
 			}
-			io.WriteString(w, "ok\n")
+			_, _ = io.WriteString(w, "ok\n")
 		})
 		srv := &http.Server{Addr: o.metricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		mctx, mstop := context.WithCancel(context.Background())

@@ -698,8 +698,8 @@ func (c *child) stop(log *slog.Logger) {
 		}
 	case <-time.After(20 * time.Second):
 		_ = c.cmd.Process.Kill()
-		<-c.done
-		log.Warn("child ignored SIGTERM; killed it", "name", c.name)
+		err := <-c.done
+		log.Warn("child ignored SIGTERM; killed it", "name", c.name, "err", err)
 	}
 }
 

@@ -32,8 +32,6 @@ const (
 	slackSummaryLen  = 1500
 	slackEvidenceLen = 1500
 	slackValueLen    = 300
-	// blocksPerAlert: summary, fields, evidence, context, divider.
-	blocksPerAlert = 5
 )
 
 // SlackOptions are a Slack receiver's rendering options.

@@ -153,7 +153,9 @@ func (l *sendLog) compact(now time.Time) error {
 		return fmt.Errorf("compacting alert state %s: %w", l.path, err)
 	}
 	if d, derr := os.Open(filepath.Dir(l.path)); derr == nil {
-		d.Sync()
+		// Best effort: the rename is already done; a failed directory
+		// sync only widens the window in which a crash loses it.
+		_ = d.Sync()
 		d.Close()
 	}
 	if l.f != nil {

@@ -137,7 +137,7 @@ func managedFields(containers int) []metav1.ManagedFieldsEntry {
 	raw, _ := json.Marshal(fields)
 	return []metav1.ManagedFieldsEntry{{
 		Manager: "kubectl-client-side-apply", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1",
-		FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: raw},
+		FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(string(raw)),
 	}}
 }
 

@@ -196,7 +196,7 @@ func (s *Server) Start() error {
 	}()
 	s.cmd, s.done, s.out = cmd, done, out
 	if err := s.waitReady(done); err != nil {
-		s.stopLocked()
+		_ = s.stopLocked() // the start error is the one to report
 		tail := s.logTail()
 		if strings.Contains(tail, "Address already in use") {
 			err = fmt.Errorf("%w: %w", errAddrInUse, err)

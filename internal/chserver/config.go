@@ -65,7 +65,7 @@ func deriveConfig(src []byte, p configParams) ([]byte, error) {
 	seen := make(map[string]bool)
 	for {
 		tok, err := dec.RawToken()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -180,7 +180,7 @@ func deriveUsers(src []byte) ([]byte, error) {
 	added := false
 	for {
 		tok, err := dec.RawToken()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -282,9 +282,6 @@ func (g *Generator) operatorCall(at time.Time) {
 	g.submit(rq)
 }
 
-// eventReasons are what kubelets and controllers record.
-var eventReasons = []string{"Pulled", "Created", "Started", "Killing", "Unhealthy", "SuccessfulCreate", "Scheduled", "BackOff"}
-
 func (g *Generator) createEvent(at time.Time) {
 	p := g.anyPod()
 	name := p.name + "." + g.r.hex(16)

@@ -385,7 +385,7 @@ func New(cfg Config, prod pipeline.Producer, redact Redactor, ping Pinger, log *
 	}
 	h.mux.HandleFunc("POST /audit", h.serveAudit)
 	h.mux.HandleFunc("POST /audit/{cluster}", h.serveAudit)
-	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", h.serveReady)
 	return h, nil
 }
@@ -417,7 +417,7 @@ func (h *Handler) serveReady(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	io.WriteString(w, "ok\n")
+	_, _ = io.WriteString(w, "ok\n")
 }
 
 // Rejection names one item of a batch that was not accepted.

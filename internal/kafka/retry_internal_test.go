@@ -14,8 +14,8 @@ import (
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
-// refused is what kafka-go returns while no broker listens.
-var refused = fmt.Errorf("failed to dial: failed to open connection to 127.0.0.1:9092: %w",
+// errRefused is what kafka-go returns while no broker listens.
+var errRefused = fmt.Errorf("failed to dial: failed to open connection to 127.0.0.1:9092: %w",
 	&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})
 
 func TestFatalFetchError(t *testing.T) {
@@ -26,7 +26,7 @@ func TestFatalFetchError(t *testing.T) {
 		}
 	}
 	// A broker outage, a rolling restart, a rebalance: wait and retry.
-	f(refused, false)
+	f(errRefused, false)
 	f(io.ErrUnexpectedEOF, false)
 	f(fmt.Errorf("joining group: %w", kafkago.RebalanceInProgress), false)
 	f(kafkago.NotCoordinatorForGroup, false)
@@ -47,7 +47,7 @@ func TestRetryable(t *testing.T) {
 		}
 	}
 	f(nil, false)
-	f(refused, true)
+	f(errRefused, true)
 	f(context.DeadlineExceeded, true)
 	f(fmt.Errorf("creating topic: %w", kafkago.RequestTimedOut), true)
 	f(fmt.Errorf("creating topic: %w", kafkago.NotController), true)

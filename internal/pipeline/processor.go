@@ -518,7 +518,7 @@ func (p *Processor) retry(ctx context.Context, what string, fn func() error) err
 		// Full jitter keeps several detect instances from hammering a
 		// recovering ClickHouse in step.
 		wait := time.Duration(rand.Int64N(int64(backoff))) + p.cfg.RetryMin
-		p.log.Warn(what+", will retry", "attempt", attempt, "wait", wait, "err", err)
+		p.log.Warn("writing downstream, will retry", "op", what, "attempt", attempt, "wait", wait, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -429,8 +429,8 @@ func (d *doc) readObjectRef() {
 		}
 		if keyIs(k, "resource") {
 			if c, _ := sc.Peek(); c == '"' {
-				v, err := sc.Str()
-				if err != nil {
+				v, serr := sc.Str()
+				if serr != nil {
 					return
 				}
 				if bytes.EqualFold(v, []byte("secrets")) {

@@ -110,10 +110,10 @@ func (r *Reader) next() (pipeline.Record, bool, error) {
 			}
 		}
 		data, err := r.br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
+		if errors.Is(err, bufio.ErrBufferFull) {
 			// A line longer than the buffer: gather it whole.
 			full := append([]byte(nil), data...)
-			for err == bufio.ErrBufferFull {
+			for errors.Is(err, bufio.ErrBufferFull) {
 				data, err = r.br.ReadSlice('\n')
 				full = append(full, data...)
 			}

@@ -21,8 +21,8 @@ const (
 	// DefaultBinary is where Debian's prometheus-alertmanager package puts
 	// the server.
 	DefaultBinary = "/usr/bin/prometheus-alertmanager"
-	// RequireEnv, when "1", turns a missing binary into a failure instead
-	// of a skip, so CI cannot pass by skipping.
+	// RequireEnv names the variable that, when "1", turns a missing binary
+	// into a failure instead of a skip, so CI cannot pass by skipping.
 	RequireEnv = "AUDITPIPE_REQUIRE_SERVICES"
 	// startTimeout bounds the wait for /-/ready. Alertmanager is ready in
 	// well under a second when idle; the bound is for a loaded machine.
@@ -106,7 +106,7 @@ func start(bin, dir, cfgPath string) (*Server, error) {
 		return nil, fmt.Errorf("running %s: %w", bin, err)
 	}
 	s := &Server{URL: "http://" + addr, cmd: cmd, done: make(chan struct{}), log: logPath}
-	go func() { cmd.Wait(); close(s.done) }()
+	go func() { _ = cmd.Wait(); close(s.done) }()
 
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
@@ -150,11 +150,11 @@ func (s *Server) stop() {
 		return
 	default:
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
 	case <-time.After(stopTimeout):
-		s.cmd.Process.Kill()
+		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
 }

@@ -169,7 +169,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	case s.arrived <- struct{}{}:
 	default:
 	}
-	io.WriteString(w, "ok")
+	_, _ = io.WriteString(w, "ok")
 }
 
 func (s *Server) reject(w http.ResponseWriter, code string, err error) {

@@ -202,13 +202,13 @@ func parseFile(f File) (*fileDefs, []error) {
 	dec := yaml.NewDecoder(strings.NewReader(string(f.Data)))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return defs, nil // an empty file defines nothing
 		}
 		return nil, []error{d.yamlError(err)}
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		line := extra.Line
 		if err != nil {
 			return nil, []error{d.yamlError(err)}

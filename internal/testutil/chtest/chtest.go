@@ -28,8 +28,9 @@ const (
 	// instance derives its own from.
 	DefaultConfigDir = chserver.DefaultConfigDir
 
-	// RequireEnv, when set to "1", turns a missing binary into a test
-	// failure instead of a skip, so CI cannot pass by skipping.
+	// RequireEnv names the variable that, when set to "1", turns a missing
+	// binary into a test failure instead of a skip, so CI cannot pass by
+	// skipping.
 	RequireEnv = "AUDITPIPE_REQUIRE_SERVICES"
 )
 
