@@ -128,9 +128,8 @@ func decode(data []byte, dst []Record) ([]Record, error) {
 		switch {
 		case bytes.EqualFold(k, []byte("records")):
 			if d.Data[d.Pos] != '[' {
-				if err = d.Mismatch(1, "records", "array"); err != nil {
-					return dst, err
-				}
+				// Mismatch always returns an error naming what was found.
+				return dst, d.Mismatch(1, "records", "array")
 			}
 			// A second records array (never written by Azure) adds its
 			// records; nothing is lost or double-counted by that.
