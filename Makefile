@@ -24,7 +24,9 @@ FUZZ_TARGETS ?= \
 	./internal/redact:FuzzRedactMarker \
 	./internal/ingest:FuzzIngestBody \
 	./internal/detectors/rules:FuzzRuleCompile \
-	./internal/cloud/aks:FuzzDecodeRecords
+	./internal/cloud/aks:FuzzDecodeRecords \
+	./internal/cloud/gke:FuzzConvert \
+	./internal/cloud/gke:FuzzDecodePush
 
 # golangci-lint, pinned: `go run pkg@version` fetches it from the module
 # proxy into the module cache on first use (about a minute to build on two
