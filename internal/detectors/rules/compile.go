@@ -29,6 +29,9 @@ var envFields, funcFields = func() (map[string]bool, map[string]bool) {
 	t := reflect.TypeFor[Env]()
 	for i := range t.NumField() {
 		name := t.Field(i).Tag.Get("expr")
+		if name == "" {
+			continue // unexported working state
+		}
 		all[name] = true
 		if t.Field(i).Type.Kind() == reflect.Func {
 			funcs[name] = true
@@ -327,6 +330,9 @@ func (c *compiler) program(node ast.Node, src string, cfg *conf.Config) (*vm.Pro
 	if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
 		return nil, err
 	}
+	// Last, after every check: the rewritten nodes carry the natures the
+	// check gave the reads they replace.
+	directAccess(&tree.Node)
 	return exprcompiler.Compile(tree, cfg)
 }
 
@@ -801,7 +807,7 @@ func (c *compiler) compileRule(mr *mergedRule) *rule {
 	// optimizing rewrite the tree they are given. Neither changes it, so
 	// they share one.
 	fresh := c.freshCondition(mr.parts)
-	r.cons = constraintsOf(fresh)
+	r.reqs = requirementsOf(fresh)
 	r.evidence = c.evidence(fresh)
 	prog, err := c.program(cond, cond.String(), c.cfgBool)
 	if err != nil {

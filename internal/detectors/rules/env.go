@@ -40,6 +40,14 @@ type Env struct {
 	Glob             func(s, pattern string) bool `expr:"glob"`
 	CIDR             func(ip, prefix string) bool `expr:"cidr"`
 	CSRSubject       csrSubjectFunc               `expr:"csrSubject"`
+
+	// What compiled programs read through (access.go): the evaluator
+	// for the body functions, and each accessor's boxed value for the
+	// current event, valid where its bit in boxed is set. Unexported, so
+	// conditions cannot name them.
+	eval  *evaluator
+	boxes [numAccessors]any
+	boxed uint32
 }
 
 // SelectorsEnv holds the request's label and field selectors, URL-decoded.
@@ -97,6 +105,7 @@ type evaluator struct {
 // method value allocates, so it is not made per event.
 func (e *evaluator) init(paths map[string]*bodyPath) {
 	e.paths = paths
+	e.env.eval = e
 	e.env.Request = e.request
 	e.env.Response = e.response
 	e.env.Object = e.object
@@ -111,6 +120,7 @@ func (e *evaluator) init(paths map[string]*bodyPath) {
 func (e *evaluator) reset(ev *pipeline.Event, selectors bool) {
 	e.ev = ev
 	v := &e.env
+	v.boxed = 0
 	v.Cluster = ev.Cluster
 	v.Verb = ev.Verb
 	v.Stage = string(ev.Stage)
@@ -151,6 +161,8 @@ func (e *evaluator) release() {
 	e.ev = nil
 	e.env.User, e.env.ImpersonatedUser = UserEnv{}, ImpersonatedEnv{}
 	e.env.SourceIPs, e.env.Annotations = nil, nil
+	e.env.boxed = 0
+	clear(e.env.boxes[:])
 }
 
 // parseSelectors reads labelSelector and fieldSelector from a raw query

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -9,7 +10,8 @@ import (
 
 // FuzzRuleCompile feeds arbitrary bytes to the loader: it must return a set
 // or errors, never panic or hang (MaxExpandedNodes and MaxSetNodes bound
-// the work), and a set it returns must judge events without panicking.
+// the work), and a set it returns must judge events without panicking,
+// finding the same with its index as without.
 func FuzzRuleCompile(f *testing.F) {
 	if data, err := os.ReadFile("testdata/exec.yaml"); err == nil {
 		f.Add(data)
@@ -46,7 +48,10 @@ func FuzzRuleCompile(f *testing.F) {
 			return
 		}
 		for _, ev := range events {
-			s.Detect(ev, nil)
+			// The index only skips rules that cannot fire.
+			if fast, slow := s.detect(ev, nil, false), s.detect(ev, nil, true); !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("indexed %v, every rule %v", ids(fast), ids(slow))
+			}
 		}
 		RunExamples(s)
 	})

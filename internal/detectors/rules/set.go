@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,7 +48,7 @@ type rule struct {
 	exceptions []ruleException
 	output     []templatePart
 	evidence   []evidenceSpec
-	cons       constraints
+	reqs       []requirement // what the condition requires, for the index
 	examples   []example
 }
 
@@ -89,14 +90,15 @@ var _ pipeline.EventDetector = (*Set)(nil)
 // state is what a goroutine borrows from the pool for one event.
 type state struct {
 	evaluator
-	vm vm.VM
+	vm         vm.VM
+	candidates []uint64 // the index's bitset of rules to evaluate
 }
 
 func (s *Set) init() {
 	s.index = buildIndex(s.rules)
 	s.errLogs = make([]errLog, len(s.rules))
 	s.pool.New = func() any {
-		st := &state{}
+		st := &state{candidates: make([]uint64, s.index.words)}
 		st.init(s.paths)
 		return st
 	}
@@ -139,12 +141,6 @@ func (s *Set) detect(ev *pipeline.Event, out []pipeline.Finding, brute bool) []p
 	}
 	st := s.pool.Get().(*state)
 	st.reset(ev, true)
-	values := [numFields]string{
-		fieldVerb:        st.env.Verb,
-		fieldResource:    st.env.ObjectRef.Resource,
-		fieldSubresource: st.env.ObjectRef.Subresource,
-		fieldUsername:    st.env.User.Username,
-	}
 	if brute {
 		for i, r := range s.rules {
 			if r.enabled {
@@ -152,9 +148,15 @@ func (s *Set) detect(ev *pipeline.Event, out []pipeline.Finding, brute bool) []p
 			}
 		}
 	} else {
-		for _, i := range s.index.lookup(values[fieldVerb], values[fieldResource]) {
-			if s.rules[i].cons.allows(&values) {
-				out = s.judge(st, i, ev, out)
+		values := eventValues{env: &st.env}
+		s.index.candidates(&values, st.candidates)
+		for w, left := range st.candidates {
+			for left != 0 {
+				i := w*64 + bits.TrailingZeros64(left)
+				left &= left - 1
+				if allRequirementsHold(s.rules[i].reqs, &values) {
+					out = s.judge(st, i, ev, out)
+				}
 			}
 		}
 	}
