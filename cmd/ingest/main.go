@@ -59,6 +59,7 @@ type options struct {
 	tlsKey         string
 	clientCA       string
 	tokenFile      string
+	firehoseKeys   string
 	clusterMapFile string
 	reloadInterval time.Duration
 	brokers        string
@@ -90,8 +91,8 @@ func (o options) validate() error {
 		if o.tlsCert == "" || o.tlsKey == "" {
 			errs = append(errs, errors.New("--listen serves TLS only: pass --tls-cert and --tls-key, or use --insecure-listen ADDR for plain HTTP"))
 		}
-		if o.clientCA == "" && o.tokenFile == "" {
-			errs = append(errs, errors.New("--listen needs a way to authenticate senders: pass --client-ca and/or --token-file"))
+		if o.clientCA == "" && o.tokenFile == "" && o.firehoseKeys == "" {
+			errs = append(errs, errors.New("--listen needs a way to authenticate senders: pass --client-ca, --token-file and/or --firehose-access-key-file"))
 		}
 	} else {
 		if o.tlsCert != "" {
@@ -121,6 +122,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of --tls-cert; re-read when it changes")
 	fs.StringVar(&o.clientCA, "client-ca", "", "PEM CAs that sign the apiservers' client certificates (mTLS); re-read when it changes")
 	fs.StringVar(&o.tokenFile, "token-file", "", "bearer tokens: YAML (tokens: [{name, token, cluster}]) or lines of token,name[,cluster]; re-read when it changes")
+	fs.StringVar(&o.firehoseKeys, "firehose-access-key-file", "", "access keys of Kinesis Data Firehose streams (EKS audit logs, POST /firehose/{cluster}), in --token-file's format, each bound to a cluster; re-read when it changes")
 	fs.StringVar(&o.clusterMapFile, "cluster-map-file", "", "YAML binding credentials to clusters: clients: [{cn, cluster}], tokens: [{name, cluster}]")
 	fs.DurationVar(&o.reloadInterval, "credential-reload-interval", ingest.DefaultReloadInterval, "how often at most the certificate, CA and token files are checked for changes")
 	fs.StringVar(&o.brokers, "kafka-brokers", "", "comma-separated Kafka bootstrap brokers; empty means embedded mode (spool directory)")
@@ -179,7 +181,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if tlsFiles != nil {
 		cas = tlsFiles
 	}
-	auth, err := ingest.NewAuthenticator(ingest.AuthConfig{TokenFile: o.tokenFile, ClusterMapFile: o.clusterMapFile, ReloadInterval: o.reloadInterval}, cas, log, reg)
+	auth, err := ingest.NewAuthenticator(ingest.AuthConfig{TokenFile: o.tokenFile, FirehoseAccessKeyFile: o.firehoseKeys, ClusterMapFile: o.clusterMapFile, ReloadInterval: o.reloadInterval}, cas, log, reg)
 	if err != nil {
 		return fmt.Errorf("loading credentials: %w", err)
 	}

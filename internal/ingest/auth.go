@@ -24,7 +24,7 @@ import (
 const (
 	// MetricAuthFailures counts requests refused with 401 by reason:
 	// no_credentials, bad_token, untrusted_certificate,
-	// certificate_without_cluster.
+	// certificate_without_cluster, bad_access_key (Firehose).
 	MetricAuthFailures = "auditpipe_ingest_auth_failures_total"
 	// MetricAuthenticated counts authenticated requests by method (mtls,
 	// token, none for the insecure listener's anonymous callers).
@@ -66,6 +66,10 @@ type AuthConfig struct {
 	// certificate's CN not listed here is its cluster when it is a valid
 	// cluster name.
 	ClusterMapFile string
+	// FirehoseAccessKeyFile lists the access keys Kinesis Data Firehose
+	// streams present on the Firehose path, in TokenFile's format, each
+	// bound to a cluster.
+	FirehoseAccessKeyFile string
 	// ReloadInterval bounds how often the files are checked. Default
 	// DefaultReloadInterval.
 	ReloadInterval time.Duration
@@ -91,6 +95,9 @@ type CAPool interface {
 type Authenticator struct {
 	cas   CAPool
 	state *reloader[authState] // nil when neither file is configured
+	// firehose holds the Firehose access keys; nil when none are
+	// configured.
+	firehose *reloader[authState]
 	log   *slog.Logger
 	m     authMetrics
 	now   func() time.Time
@@ -133,7 +140,7 @@ func NewAuthenticator(cfg AuthConfig, cas CAPool, log *slog.Logger, reg promethe
 		lastLogged: map[string]time.Time{},
 		suppressed: map[string]int{},
 	}
-	for _, r := range []string{ReasonNoCredentials, ReasonBadToken, ReasonUntrustedCertificate, ReasonCertificateWithoutCluster} {
+	for _, r := range []string{ReasonNoCredentials, ReasonBadToken, ReasonUntrustedCertificate, ReasonCertificateWithoutCluster, ReasonBadAccessKey} {
 		a.m.failures.WithLabelValues(r)
 	}
 	reloads := registerReloads(reg)
@@ -141,6 +148,10 @@ func NewAuthenticator(cfg AuthConfig, cas CAPool, log *slog.Logger, reg promethe
 		reg.MustRegister(a.m.failures, a.m.authenticated)
 	}
 
+	var err error
+	if a.firehose, err = newFirehoseKeys(cfg.FirehoseAccessKeyFile, cfg.ReloadInterval, cfg.now, log, reloads); err != nil {
+		return nil, err
+	}
 	var paths []string
 	if cfg.TokenFile != "" {
 		paths = append(paths, cfg.TokenFile)
@@ -149,7 +160,6 @@ func NewAuthenticator(cfg AuthConfig, cas CAPool, log *slog.Logger, reg promethe
 		paths = append(paths, cfg.ClusterMapFile)
 	}
 	if len(paths) > 0 {
-		var err error
 		a.state, err = newReloader("tokens", paths, cfg.ReloadInterval, cfg.now, log, reloads, func(b [][]byte) (*authState, error) {
 			var tokens, cmap []byte
 			if cfg.TokenFile != "" {
@@ -186,10 +196,15 @@ func (a *Authenticator) middleware(next http.Handler, anonymous bool) http.Handl
 			next.ServeHTTP(w, r)
 			return
 		}
-		id, reason, err := a.authenticate(r)
+		authenticate := a.authenticate
+		if isFirehosePath(r.URL.Path) {
+			authenticate = a.authenticateFirehose
+		}
+		id, reason, err := authenticate(r)
 		// Nothing downstream needs the credential; dropping it keeps it
 		// out of anything that might dump the request.
 		r.Header.Del("Authorization")
+		r.Header.Del(HeaderFirehoseAccessKey)
 		switch {
 		case reason == ReasonNoCredentials && anonymous:
 			a.m.authenticated.WithLabelValues("none").Inc()
@@ -275,6 +290,11 @@ func (a *Authenticator) verifyCertificate(chain []*x509.Certificate, st *authSta
 func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, reason string, err error) {
 	a.m.failures.WithLabelValues(reason).Inc()
 	a.logFailure(r, reason, err)
+	if isFirehosePath(r.URL.Path) {
+		// Firehose reads only its own answer format.
+		writeFirehose(w, http.StatusUnauthorized, firehoseRequestID(r), err.Error(), 0)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("WWW-Authenticate", `Bearer realm="auditpipe"`)
 	w.WriteHeader(http.StatusUnauthorized)

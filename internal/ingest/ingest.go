@@ -367,6 +367,7 @@ type Handler struct {
 	window *window // nil when deduplication is off
 	mux    *http.ServeMux
 	pool   sync.Pool // *batchState
+	fh     *firehoseMetrics
 }
 
 // New builds the handler. redact and ping may be nil; log and reg too.
@@ -385,6 +386,9 @@ func New(cfg Config, prod pipeline.Producer, redact Redactor, ping Pinger, log *
 	}
 	h.mux.HandleFunc("POST /audit", h.serveAudit)
 	h.mux.HandleFunc("POST /audit/{cluster}", h.serveAudit)
+	h.fh = newFirehoseMetrics(reg)
+	h.mux.HandleFunc("POST /firehose", h.serveFirehose)
+	h.mux.HandleFunc("POST /firehose/{cluster}", h.serveFirehose)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", h.serveReady)
 	return h, nil
@@ -482,43 +486,11 @@ func (h *Handler) serveAudit(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, code, reason, err)
 		return
 	}
-	// Admission first, before a byte of the body is read. A declared
-	// length beyond the limit cannot succeed however often it is sent, so
-	// it is refused unread. A saturated ingest answers at once, and the
-	// apiserver retries later, instead of requests queueing without bound
-	// in front of the producer; this is only a look at the processing
-	// slots, which are taken once the body is in.
-	if r.ContentLength > h.cfg.MaxBodyBytes {
-		h.refuse(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, h.bodyTooLarge())
+	body, release, ok := h.receive(w, r, func(code int, reason string, err error) { h.refuse(w, code, reason, err) })
+	if !ok {
 		return
 	}
-	if h.lim.requestsFull() {
-		h.refuse(w, http.StatusTooManyRequests, ReasonTooManyRequests, h.requestsSaturated())
-		return
-	}
-	// While its body arrives a request holds a reader slot, of which there
-	// are many, and the bytes that arrived; the minimum body rate frees the
-	// slot of a sender that stalls.
-	if !h.lim.acquireReader() {
-		h.refuse(w, http.StatusTooManyRequests, ReasonTooManyRequests, fmt.Errorf(
-			"ingest saturated: %d requests sending their bodies (max-reading-requests); retry after %s, or add ingest replicas",
-			h.cfg.MaxReadingRequests, h.cfg.RetryAfter))
-		return
-	}
-	body, held, code, reason, err := h.readBody(w, r)
-	h.lim.releaseReader()
-	defer h.lim.releaseBytes(held)
-	if err != nil {
-		h.refuse(w, code, reason, err)
-		return
-	}
-	// Only now the processing slot: a sender trickling its body never held
-	// one. Another request may have taken the last since the look above.
-	if !h.lim.acquireRequest() {
-		h.refuse(w, http.StatusTooManyRequests, ReasonTooManyRequests, h.requestsSaturated())
-		return
-	}
-	defer h.lim.releaseRequest()
+	defer release()
 
 	st := h.getState()
 	defer h.putState(st)
@@ -570,6 +542,56 @@ func (h *Handler) serveAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.reply(w, http.StatusOK, Response{Accepted: res.Accepted})
+}
+
+// receive admits a request and reads its body within every limit: the
+// body size (after gzip), the processing and reader slots, the in-flight
+// byte budget and the minimum body rate. It is the admission of every
+// endpoint that takes a batch (the webhook, Firehose); each answers a
+// refusal in its own format through refuse. When ok, the request holds a
+// processing slot and its body's bytes until the caller calls release.
+func (h *Handler) receive(w http.ResponseWriter, r *http.Request, refuse func(code int, reason string, err error)) (body []byte, release func(), ok bool) {
+	// Admission first, before a byte of the body is read. A declared
+	// length beyond the limit cannot succeed however often it is sent, so
+	// it is refused unread. A saturated ingest answers at once, and the
+	// apiserver retries later, instead of requests queueing without bound
+	// in front of the producer; this is only a look at the processing
+	// slots, which are taken once the body is in.
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		refuse(http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, h.bodyTooLarge())
+		return nil, nil, false
+	}
+	if h.lim.requestsFull() {
+		refuse(http.StatusTooManyRequests, ReasonTooManyRequests, h.requestsSaturated())
+		return nil, nil, false
+	}
+	// While its body arrives a request holds a reader slot, of which there
+	// are many, and the bytes that arrived; the minimum body rate frees the
+	// slot of a sender that stalls.
+	if !h.lim.acquireReader() {
+		refuse(http.StatusTooManyRequests, ReasonTooManyRequests, fmt.Errorf(
+			"ingest saturated: %d requests sending their bodies (max-reading-requests); retry after %s, or add ingest replicas",
+			h.cfg.MaxReadingRequests, h.cfg.RetryAfter))
+		return nil, nil, false
+	}
+	body, held, code, reason, err := h.readBody(w, r)
+	h.lim.releaseReader()
+	if err != nil {
+		h.lim.releaseBytes(held)
+		refuse(code, reason, err)
+		return nil, nil, false
+	}
+	// Only now the processing slot: a sender trickling its body never held
+	// one. Another request may have taken the last since the look above.
+	if !h.lim.acquireRequest() {
+		h.lim.releaseBytes(held)
+		refuse(http.StatusTooManyRequests, ReasonTooManyRequests, h.requestsSaturated())
+		return nil, nil, false
+	}
+	return body, func() {
+		h.lim.releaseRequest()
+		h.lim.releaseBytes(held)
+	}, true
 }
 
 // errTooManyEvents marks a request over max-events-per-request, so that it
