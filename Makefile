@@ -26,7 +26,9 @@ FUZZ_TARGETS ?= \
 	./internal/detectors/rules:FuzzRuleCompile \
 	./internal/cloud/aks:FuzzDecodeRecords \
 	./internal/cloud/gke:FuzzConvert \
-	./internal/cloud/gke:FuzzDecodePush
+	./internal/cloud/gke:FuzzDecodePush \
+	./internal/cloud/eks:FuzzFirehoseRequest \
+	./internal/cloud/eks:FuzzSubscription
 
 # golangci-lint, pinned: `go run pkg@version` fetches it from the module
 # proxy into the module cache on first use (about a minute to build on two

@@ -87,6 +87,11 @@ func Annotate(ev []byte, kv ...string) ([]byte, error) {
 		}
 		more, err = d.ObjectNext()
 	}
+	if err == nil {
+		if d.WS(); d.Pos != len(ev) {
+			err = d.Syntax("after top-level value")
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("annotating event: %w", err)
 	}

@@ -98,9 +98,9 @@ type Authenticator struct {
 	// firehose holds the Firehose access keys; nil when none are
 	// configured.
 	firehose *reloader[authState]
-	log   *slog.Logger
-	m     authMetrics
-	now   func() time.Time
+	log      *slog.Logger
+	m        authMetrics
+	now      func() time.Time
 
 	// Failures are logged at most once per reason per logEvery; a scanner
 	// or a misconfigured apiserver retrying must not flood the log.

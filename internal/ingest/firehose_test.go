@@ -464,7 +464,7 @@ func TestFirehosePoisonRecordsAreSkipped(t *testing.T) {
 	noAuditID := strings.Replace(events[1], `"stage":"ResponseComplete"`, `"stage":"Bogus"`, 1)
 	body := firehoseBody("5b6c7d8e-9f00-4a1b-8c2d-3e4f5a6b7c8d",
 		gz(dataMessage(testLogStream, events[0], noAuditID)),
-		[]byte("\x1f\x8b\x08\x00garbage"),      // gzip magic, broken stream
+		[]byte("\x1f\x8b\x08\x00garbage"),       // gzip magic, broken stream
 		[]byte(`{"messageType":"DATA_MESSAGE"`), // cut short
 		gz(dataMessage(testLogStream, events[2])),
 	)

@@ -202,7 +202,8 @@ func (r *FirehoseRequest) parseRecords(d *jsonscan.Scanner) error {
 			return d.Mismatch(2, "records", "object")
 		}
 		s := span{start: -1}
-		inner, err := d.ObjectStart()
+		var inner bool
+		inner, err = d.ObjectStart()
 		for inner && err == nil {
 			var key []byte
 			if key, err = d.Key(); err != nil {
