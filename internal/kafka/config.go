@@ -1,12 +1,14 @@
 package kafka
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 )
 
 // Producer defaults. Each one overrides a kafka-go default that is wrong for
@@ -150,6 +152,17 @@ type ConsumerConfig struct {
 	// Zero keeps kafka-go's 30 s. Lower means faster takeover after a
 	// SIGKILL and more spurious rebalances on a GC pause.
 	SessionTimeout time.Duration
+	// QueueCapacity is how many fetched records the reader holds ahead
+	// of Fetch. Zero keeps kafka-go's 100; a source of large records
+	// (Event Hubs bodies up to 1 MB) lowers it to bound memory.
+	QueueCapacity int
+	// TLS, when set, dials the brokers over TLS (Event Hubs' Kafka
+	// endpoint); nil dials plain TCP.
+	TLS *tls.Config
+	// SASL, when set, authenticates every connection with this mechanism
+	// (Event Hubs: PLAIN, user $ConnectionString). It holds a secret:
+	// never log it.
+	SASL sasl.Mechanism
 }
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
@@ -189,6 +202,9 @@ func (c ConsumerConfig) Validate() error {
 	}
 	if c.SessionTimeout < 0 {
 		errs = append(errs, errors.New("kafka.session_timeout must not be negative"))
+	}
+	if c.QueueCapacity < 0 {
+		errs = append(errs, errors.New("kafka.queue_capacity must not be negative"))
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -42,6 +44,8 @@ const fetchLogWindow = 30 * time.Second
 type Consumer struct {
 	topic   string
 	brokers []string
+	tls     *tls.Config
+	sasl    sasl.Mechanism
 	r       *kafkago.Reader
 	m       *consumerMetrics
 	log     *slog.Logger
@@ -80,7 +84,7 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 		Brokers:  cfg.Brokers,
 		GroupID:  cfg.GroupID,
 		Topic:    cfg.Topic,
-		Dialer:   &kafkago.Dialer{ClientID: clientID, Timeout: dialTimeout, DualStack: true},
+		Dialer:   &kafkago.Dialer{ClientID: clientID, Timeout: dialTimeout, DualStack: true, TLS: cfg.TLS, SASLMechanism: cfg.SASL},
 		MinBytes: cfg.MinBytes,
 		MaxBytes: cfg.MaxBytes,
 		MaxWait:  cfg.MaxWait,
@@ -90,19 +94,21 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 		StartOffset:    kafkago.FirstOffset,
 		CommitInterval: cfg.CommitInterval,
 		SessionTimeout: cfg.SessionTimeout,
+		QueueCapacity:  cfg.QueueCapacity,
 		// The lag reader is for readers without a group; with one it
 		// only logs errors.
 		ReadLagInterval: -1,
 		Logger:          clientLogger(log, "reader"),
 		ErrorLogger:     clientLogger(log, "reader"),
 	})
-	return &Consumer{topic: cfg.Topic, brokers: cfg.Brokers, r: r, m: m, log: log, lagGauges: map[int]prometheus.Gauge{}}, nil
+	return &Consumer{topic: cfg.Topic, brokers: cfg.Brokers, tls: cfg.TLS, sasl: cfg.SASL, r: r, m: m, log: log, lagGauges: map[int]prometheus.Gauge{}}, nil
 }
 
 // Ping asks the brokers for the topic's metadata: it fails while no broker
 // answers or the topic does not exist, for /readyz.
 func (c *Consumer) Ping(ctx context.Context) error {
-	return ping(ctx, kafkago.TCP(c.brokers...), c.topic)
+	transport := &kafkago.Transport{DialTimeout: dialTimeout, ClientID: clientID, MetadataTopics: []string{c.topic}, TLS: c.tls, SASL: c.sasl}
+	return pingWith(ctx, transport, kafkago.TCP(c.brokers...), c.topic)
 }
 
 // Fetch returns the next record of any assigned partition, in offset order
@@ -189,6 +195,12 @@ func (c *Consumer) unreachable(err error) {
 // reset, leaders moving, coordinators loading, a group rebalancing) passes
 // once the brokers are back.
 func fatalFetchError(err error) bool {
+	// A certificate the configured CAs do not vouch for stays so until an
+	// operator changes them.
+	var cverr *tls.CertificateVerificationError
+	if errors.As(err, &cverr) {
+		return true
+	}
 	var kerr kafkago.Error
 	if !errors.As(err, &kerr) {
 		return false

@@ -201,6 +201,11 @@ func (p *Producer) Ping(ctx context.Context) error {
 
 func ping(ctx context.Context, addr net.Addr, topic string) error {
 	transport := &kafkago.Transport{DialTimeout: dialTimeout, ClientID: clientID, MetadataTopics: []string{topic}}
+	return pingWith(ctx, transport, addr, topic)
+}
+
+// pingWith is ping through transport, which it closes.
+func pingWith(ctx context.Context, transport *kafkago.Transport, addr net.Addr, topic string) error {
 	defer transport.CloseIdleConnections()
 	client := &kafkago.Client{Addr: addr, Transport: transport}
 	resp, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
