@@ -139,6 +139,9 @@ func Events(path string, fn func(line, item int, data []byte) error) error {
 		if ok, err := azureRecords(line, data, fn); ok {
 			return err
 		}
+		if ok, err := cloudWatch(line, data, fn); ok {
+			return err
+		}
 		if !bytes.Contains(data, []byte(`"EventList"`)) {
 			return fn(line, 0, data)
 		}
