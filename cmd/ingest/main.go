@@ -41,6 +41,8 @@ func main() {
 	var err error
 	if len(os.Args) > 1 && os.Args[1] == "replay" {
 		err = replay(os.Args[2:], os.Stdout, os.Stderr)
+	} else if len(os.Args) > 1 && os.Args[1] == "eventhubs" {
+		err = eventHubs(ctx, os.Args[2:], os.Stderr)
 	} else {
 		err = run(ctx, os.Args[1:], os.Stderr)
 	}
