@@ -74,6 +74,9 @@ type options struct {
 	shutdownWait   time.Duration
 	jwksFile       string
 	fpKeyFile      string
+	// pubsubJWKS and pubsubBindings verify Pub/Sub push OIDC tokens.
+	pubsubJWKS     string
+	pubsubBindings string
 	// limits is the webhook handler's configuration beyond the cluster
 	// and body limit: in-flight bounds, event size, dedup, timeouts.
 	limits ingest.Config
@@ -93,8 +96,8 @@ func (o options) validate() error {
 		if o.tlsCert == "" || o.tlsKey == "" {
 			errs = append(errs, errors.New("--listen serves TLS only: pass --tls-cert and --tls-key, or use --insecure-listen ADDR for plain HTTP"))
 		}
-		if o.clientCA == "" && o.tokenFile == "" && o.firehoseKeys == "" {
-			errs = append(errs, errors.New("--listen needs a way to authenticate senders: pass --client-ca, --token-file and/or --firehose-access-key-file"))
+		if o.clientCA == "" && o.tokenFile == "" && o.firehoseKeys == "" && o.pubsubJWKS == "" {
+			errs = append(errs, errors.New("--listen needs a way to authenticate senders: pass --client-ca, --token-file, --firehose-access-key-file and/or --pubsub-jwks-file with --pubsub-bindings-file"))
 		}
 	} else {
 		if o.tlsCert != "" {
@@ -153,6 +156,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&o.shutdownWait, "shutdown-timeout", 20*time.Second, "how long shutdown may take in all: in-flight requests finish, then the producer flushes")
 	fs.StringVar(&o.jwksFile, "jwks-file", "", "copy of the cluster's /openid/v1/jwks: redacted tokens record whether their signature verifies")
+	fs.StringVar(&o.pubsubJWKS, "pubsub-jwks-file", "", "Google's signing keys (https://www.googleapis.com/oauth2/v3/certs) for Pub/Sub push OIDC tokens at POST /pubsub/{cluster}; re-read when it changes")
+	fs.StringVar(&o.pubsubBindings, "pubsub-bindings-file", "", "YAML binding push OIDC tokens to clusters: bindings: [{name, audience, email, cluster}]; re-read when it changes")
 	fs.StringVar(&o.fpKeyFile, "fingerprint-key-file", "", "file holding a secret key for HMAC fingerprints of redacted secret values (without it they get none)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -187,6 +192,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("loading credentials: %w", err)
 	}
+	// Pub/Sub push (GKE audit logs): OIDC tokens, or a --token-file token
+	// in ?token=.
+	pubsubAuth, err := ingest.NewPubSubAuth(ingest.PubSubAuthConfig{JWKSFile: o.pubsubJWKS, BindingsFile: o.pubsubBindings, ReloadInterval: o.reloadInterval}, log, reg)
+	if err != nil {
+		return fmt.Errorf("loading pubsub credentials: %w", err)
+	}
+	auth.WithPubSub(pubsubAuth)
 
 	var (
 		prod  pipeline.Producer

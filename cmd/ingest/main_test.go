@@ -48,8 +48,12 @@ func TestOptionsValidate(t *testing.T) {
 	f("tls with client CA", func(o *options) { tlsOn(o); o.tokenFile, o.clientCA = "", "ca" }, "")
 	f("listen without cert", func(o *options) { o.listen, o.tokenFile = ":8443", "t" }, "--listen serves TLS only")
 	f("cert without key", func(o *options) { tlsOn(o); o.tlsKey = "" }, "--tls-cert and --tls-key go together")
-	f("listen without any credential", func(o *options) { tlsOn(o); o.tokenFile = "" }, "pass --client-ca, --token-file and/or --firehose-access-key-file")
+	f("listen without any credential", func(o *options) { tlsOn(o); o.tokenFile = "" }, "pass --client-ca, --token-file, --firehose-access-key-file and/or --pubsub-jwks-file")
 	f("tls with Firehose keys only", func(o *options) { tlsOn(o); o.tokenFile, o.firehoseKeys = "", "keys" }, "")
+	f("tls with Pub/Sub OIDC only", func(o *options) {
+		tlsOn(o)
+		o.tokenFile, o.pubsubJWKS, o.pubsubBindings = "", "certs.json", "bindings.yaml"
+	}, "")
 	f("cert without listen", func(o *options) { o.insecureListen, o.tlsCert, o.tlsKey = ":1", "c", "k" }, "--listen is empty")
 	f("client CA without listen", func(o *options) { o.insecureListen, o.clientCA = ":1", "ca" }, "--client-ca needs the TLS listener")
 	f("zero reload", func(o *options) { tlsOn(o); o.reloadInterval = 0 }, "--credential-reload-interval must be positive")

@@ -101,6 +101,10 @@ type Authenticator struct {
 	log      *slog.Logger
 	m        authMetrics
 	now      func() time.Time
+	// pubsub verifies Pub/Sub push OIDC tokens; pubsubOn enables the
+	// Pub/Sub credentials at all (see WithPubSub).
+	pubsub   *PubSubAuth
+	pubsubOn bool
 
 	// Failures are logged at most once per reason per logEvery; a scanner
 	// or a misconfigured apiserver retrying must not flood the log.
@@ -229,6 +233,9 @@ func (a *Authenticator) authenticate(r *http.Request) (Identity, string, error) 
 	var st *authState
 	if a.state != nil {
 		st = a.state.get()
+	}
+	if id, reason, ok, err := a.authenticatePubSub(r, st); ok {
+		return id, reason, err
 	}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		return a.verifyCertificate(r.TLS.PeerCertificates, st)

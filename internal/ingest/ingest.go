@@ -368,6 +368,8 @@ type Handler struct {
 	mux    *http.ServeMux
 	pool   sync.Pool // *batchState
 	fh     *firehoseMetrics
+	// pubsubMessages counts Pub/Sub push messages (pubsub.go).
+	pubsubMessages *prometheus.CounterVec
 }
 
 // New builds the handler. redact and ping may be nil; log and reg too.
@@ -389,6 +391,7 @@ func New(cfg Config, prod pipeline.Producer, redact Redactor, ping Pinger, log *
 	h.fh = newFirehoseMetrics(reg)
 	h.mux.HandleFunc("POST /firehose", h.serveFirehose)
 	h.mux.HandleFunc("POST /firehose/{cluster}", h.serveFirehose)
+	h.registerPubSub(reg)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", h.serveReady)
 	return h, nil
