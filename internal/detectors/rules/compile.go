@@ -775,6 +775,11 @@ func (c *compiler) compileRule(mr *mergedRule) *rule {
 		ok = ok && good
 		r.output = tmpl
 	}
+	if terms, good := c.compileTerms(d.name, d.newTerms); good {
+		r.terms = terms
+	} else {
+		ok = false
+	}
 	var counts [2]int // per kind, so the report says match[0], nomatch[0]
 	for _, exd := range d.examples {
 		k := 0
@@ -793,10 +798,19 @@ func (c *compiler) compileRule(mr *mergedRule) *rule {
 			ok = false
 			continue
 		}
+		if exd.baseline && d.newTerms == nil {
+			c.errorAt(exd.at, "rule %q: baseline examples are for new_terms rules", d.name)
+			ok = false
+			continue
+		}
 		if c.exampleBytes += len(ex); c.exampleBytes > MaxExampleBytes {
 			c.errorAt(exd.at, "rule %q: the examples of the rule set hold more than %d bytes (the limit for a set); a YAML alias copies an example at every use", d.name, MaxExampleBytes)
 			ok = false
 			break
+		}
+		if exd.baseline {
+			r.baseline = append(r.baseline, ex)
+			continue
 		}
 		r.examples = append(r.examples, example{match: exd.match, json: ex, at: exd.at, index: i})
 	}

@@ -110,6 +110,9 @@ func RunExamples(s *Set) []ExampleResult {
 }
 
 func (s *Set) runExample(r *rule, ex example) (bool, string) {
+	if r.terms != nil {
+		return s.runTermExample(r, ex)
+	}
 	var ev pipeline.Event
 	if err := ev.Decode(exampleCluster, ex.json); err != nil {
 		return false, "decoding example: " + err.Error()

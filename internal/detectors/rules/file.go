@@ -143,7 +143,8 @@ type exceptionDef struct {
 }
 
 type exampleDef struct {
-	match bool
+	match    bool
+	baseline bool // judged before the others by a first-seen rule
 	node  *yaml.Node
 	at    pos
 }
@@ -166,6 +167,7 @@ type ruleDef struct {
 	enabled                      *bool
 	exceptions                   []exceptionDef
 	examples                     []exampleDef
+	newTerms                     *newTermsDef // a first-seen rule; see newterms.go
 }
 
 type fileDefs struct {
@@ -464,8 +466,10 @@ func (d *decoder) rule(n *yaml.Node, defs *fileDefs) {
 			d.sequence(v, key, func(c *yaml.Node) { d.exception(c, &def) })
 		case "examples":
 			d.examples(v, &def)
+		case "new_terms":
+			def.newTerms = d.newTerms(v)
 		default:
-			d.errorf(k, "unknown key %q in rule: want rule, description, severity, tags, mitre, condition, output, enabled, defers_to, exceptions, examples, override", key)
+			d.errorf(k, "unknown key %q in rule: want rule, description, severity, tags, mitre, condition, output, enabled, defers_to, exceptions, examples, new_terms, override", key)
 		}
 	})
 	if !named {
@@ -544,13 +548,15 @@ func (d *decoder) exception(n *yaml.Node, def *ruleDef) {
 
 func (d *decoder) examples(n *yaml.Node, def *ruleDef) {
 	d.mapping(n, "examples", func(key string, k, v *yaml.Node) {
-		var match bool
+		var match, baseline bool
 		switch key {
 		case "match":
 			match = true
 		case "nomatch":
+		case "baseline":
+			baseline = true
 		default:
-			d.errorf(k, "unknown key %q in examples: want match, nomatch", key)
+			d.errorf(k, "unknown key %q in examples: want match, nomatch, baseline", key)
 			return
 		}
 		d.sequence(v, key, func(c *yaml.Node) {
@@ -558,7 +564,7 @@ func (d *decoder) examples(n *yaml.Node, def *ruleDef) {
 				d.errorf(c, "an example must be an audit event (a mapping)")
 				return
 			}
-			def.examples = append(def.examples, exampleDef{match: match, node: c, at: d.at(c)})
+			def.examples = append(def.examples, exampleDef{match: match, baseline: baseline, node: c, at: d.at(c)})
 		})
 	})
 }

@@ -182,6 +182,9 @@ func (c *compiler) overrideRule(prev *mergedRule, r ruleDef) {
 	if r.enabled != nil {
 		d.enabled = r.enabled
 	}
+	if r.newTerms != nil {
+		d.newTerms = mergeTerms(d.newTerms, r.newTerms)
+	}
 	if r.override == overrideReplace {
 		if r.cond != nil {
 			prev.parts = []condPart{*r.cond}

@@ -50,6 +50,11 @@ type rule struct {
 	evidence   []evidenceSpec
 	reqs       []requirement // what the condition requires, for the index
 	examples   []example
+	// terms makes the rule a first-seen rule (newterms.go): Detect skips
+	// it, Terms and a TermsDetector judge it; baseline holds the events
+	// its examples are judged after.
+	terms    *termSpec
+	baseline [][]byte
 }
 
 type ruleException struct {
@@ -62,6 +67,7 @@ type ruleException struct {
 // borrows its own VM and Env from a pool.
 type Set struct {
 	rules         []*rule
+	termRules     []int // enabled first-seen rules, by index in rules
 	index         *index
 	paths         map[string]*bodyPath
 	lists, macros int
@@ -97,6 +103,11 @@ type state struct {
 func (s *Set) init() {
 	s.index = buildIndex(s.rules)
 	s.errLogs = make([]errLog, len(s.rules))
+	for i, r := range s.rules {
+		if r.terms != nil && r.enabled {
+			s.termRules = append(s.termRules, i)
+		}
+	}
 	s.pool.New = func() any {
 		st := &state{candidates: make([]uint64, s.index.words)}
 		st.init(s.paths)
@@ -167,6 +178,9 @@ func (s *Set) detect(ev *pipeline.Event, out []pipeline.Finding, brute bool) []p
 
 func (s *Set) judge(st *state, i int, ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
 	r := s.rules[i]
+	if r.terms != nil {
+		return out // first-seen rules fire through a TermsDetector
+	}
 	fired, _, err := s.match(st, r)
 	if err != nil {
 		s.evalError(i, err)
