@@ -21,6 +21,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/console"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
+	"github.com/auditpipe/auditpipe/internal/firstseen"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/spool"
@@ -60,7 +61,14 @@ type runOptions struct {
 	alertMinSev     string
 	grafanaURL      string
 	alertStateFile  string
+
+	firstSeenMaxKeys int
+	firstSeenSync    time.Duration
 }
+
+// firstSeenLoadLimit bounds the rows of first-seen terms read at start and
+// at each sync: a few per key at the default key bound.
+const firstSeenLoadLimit = 1_000_000
 
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("detect run", flag.ContinueOnError)
@@ -93,8 +101,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.alertMinSev, "alert-min-severity", "high", "lowest severity the shortcut flags send: info, low, medium, high or critical")
 	fs.StringVar(&o.grafanaURL, "grafana-url", "", "Grafana base URL for links from alerts to the audit explorer")
 	fs.StringVar(&o.alertStateFile, "alert-state-file", "", "file remembering sent alerts, so a restart does not send them again")
+	fs.IntVar(&o.firstSeenMaxKeys, "first-seen-max-keys", firstseen.DefaultMaxKeys, "most keys (principals) first-seen rules remember; the least recently seen are forgotten beyond it")
+	fs.DurationVar(&o.firstSeenSync, "first-seen-sync-interval", 30*time.Second, "how often first-seen terms other detect instances saved to ClickHouse are loaded")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
+	}
+	if o.firstSeenSync <= 0 {
+		return errors.New("--first-seen-sync-interval must be positive")
 	}
 	log, err := cli.NewLogger(o.logLevel)
 	if err != nil {
@@ -165,8 +178,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 
 	var sink pipeline.Sink
+	var store *clickhouse.Store
 	if o.clickhouseDSN != "" {
-		store, err := clickhouse.New(ctx, clickhouse.Config{DSN: o.clickhouseDSN, Retention: retention}, log, reg)
+		store, err = clickhouse.New(ctx, clickhouse.Config{DSN: o.clickhouseDSN, Retention: retention}, log, reg)
 		if err != nil {
 			return errors.Join(err, closeAll())
 		}
@@ -234,7 +248,35 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	})
 	closers = append(closers, func() error { bstop(); bwg.Wait(); return nil })
-	set := detectorChain{builtins, watcher}
+	// First-seen rules judge after the others, in fetch order; their state
+	// is keyed by rule name, so it survives rule reloads, and with
+	// ClickHouse it is restored at start, saved after each stored batch and
+	// synced from other instances (see the README's "First-seen rules").
+	tracker, err := firstseen.New(firstseen.Config{MaxKeys: o.firstSeenMaxKeys, Journal: store != nil})
+	if err != nil {
+		return errors.Join(fmt.Errorf("--first-seen-max-keys: %w", err), closeAll())
+	}
+	firstseen.Register(reg, tracker)
+	if store != nil {
+		policy := func(rule string) (firstseen.Policy, bool) { return watcher.Current().TermPolicy(rule) }
+		history := func() time.Duration { return watcher.Current().MaxTermHistory() }
+		load := func(ctx context.Context, since, savedSince time.Time) ([]firstseen.Update, error) {
+			return store.LoadFirstSeen(ctx, since, savedSince, firstSeenLoadLimit)
+		}
+		now := time.Now()
+		rows, err := load(ctx, now.Add(-history()), time.Time{})
+		if err != nil {
+			return errors.Join(err, closeAll())
+		}
+		tracker.Restore(rows, now, policy)
+		log.Info("restored first-seen terms", "rows", len(rows), "keys", tracker.Stats().Keys)
+		sink = firstseen.NewSink(sink, tracker, store)
+		sctx, sstop := context.WithCancel(ctx)
+		var swg sync.WaitGroup
+		swg.Go(func() { firstseen.Sync(sctx, tracker, load, policy, history, o.firstSeenSync, log) })
+		closers = append(closers, func() error { sstop(); swg.Wait(); return nil })
+	}
+	set := detectorChain{builtins, watcher, rules.NewTermsDetector(watcher.Current, tracker)}
 
 	// Alerts go out after each batch is stored, off the commit path.
 	notifier, err := newNotifier(o, o.clickhouseDSN == "", log, reg)

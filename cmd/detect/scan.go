@@ -16,6 +16,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/console"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
+	"github.com/auditpipe/auditpipe/internal/firstseen"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -134,14 +135,21 @@ func newScanner(cluster string, printer *console.Printer, stderr io.Writer) *sca
 // once (pipeline.StageGate), by the built-in detectors newBuiltins makes
 // and the rules, printing findings in input order.
 func (s *scanner) scan(ctx context.Context, files []string, workers int, newBuiltins func() (*detectors.Set, error), rules pipeline.EventDetector) error {
+	terms, err := newScanTerms(rules)
+	if err != nil {
+		return err
+	}
 	if workers > 1 {
-		return s.scanParallel(ctx, files, workers, newBuiltins, rules)
+		return s.scanParallel(ctx, files, workers, newBuiltins, rules, terms)
 	}
 	builtins, err := newBuiltins()
 	if err != nil {
 		return err
 	}
 	set := detectorChain{builtins, rules}
+	if terms != nil {
+		set = append(set, terms)
+	}
 	gate := pipeline.NewStageGate(pipeline.StageGateConfig{})
 	var ev pipeline.Event
 	var findings []pipeline.Finding
@@ -165,6 +173,21 @@ func (s *scanner) scan(ctx context.Context, files []string, workers int, newBuil
 		}
 	}
 	return nil
+}
+
+// newScanTerms returns the judge of set's first-seen rules, or nil when set
+// is not a rule set or has none. Its baseline is what the scan reads, in
+// the order it reads it: files in the order given, lines in file order.
+func newScanTerms(set pipeline.EventDetector) (*rules.TermsDetector, error) {
+	rs, ok := set.(*rules.Set)
+	if !ok || !rs.HasTerms() {
+		return nil, nil
+	}
+	tr, err := firstseen.New(firstseen.Config{})
+	if err != nil {
+		return nil, err
+	}
+	return rules.NewTermsDetector(func() *rules.Set { return rs }, tr), nil
 }
 
 // errNoAuditFields reports JSON that decodes as an Event but carries

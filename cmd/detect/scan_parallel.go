@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/auditpipe/auditpipe/internal/detectors"
+	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -38,7 +39,11 @@ type scanChunk struct {
 	shards   [][]int32 // per worker, indices into events in input order
 	verdicts []pipeline.StageVerdict
 	findings [][]pipeline.Finding
-	slab     []byte // copies of the raw lines events alias
+	// terms holds the first-seen rules each event matched; the merge
+	// judges them in input order, against one Tracker, so that what is
+	// new does not depend on the number of workers.
+	terms [][]rules.TermMatch
+	slab  []byte // copies of the raw lines events alias
 	pending  atomic.Int32
 	done     chan struct{}
 }
@@ -79,6 +84,7 @@ func shardOf(cluster string, ev *pipeline.Event, workers int) int {
 type scanWorker struct {
 	gate     *pipeline.StageGate
 	set      pipeline.EventDetector
+	termSet  *rules.Set // nil without first-seen rules
 	in       chan *scanChunk
 	verdicts map[pipeline.StageVerdict]int
 }
@@ -107,6 +113,9 @@ func (w *scanWorker) run(ctx context.Context, idx int) error {
 			if len(buf) > 0 {
 				c.findings[i] = append([]pipeline.Finding(nil), buf...)
 			}
+			if w.termSet != nil {
+				c.terms[i] = w.termSet.Terms(ev, nil)
+			}
 		}
 		if c.pending.Add(-1) == 0 {
 			close(c.done)
@@ -121,7 +130,7 @@ func (w *scanWorker) run(ctx context.Context, idx int) error {
 // worker is done with it. The findings and counts equal a single worker's
 // as long as no detector correlates events of different subjects; see
 // TestScanWorkersMatch.
-func (s *scanner) scanParallel(ctx context.Context, files []string, workers int, newBuiltins func() (*detectors.Set, error), rules pipeline.EventDetector) error {
+func (s *scanner) scanParallel(ctx context.Context, files []string, workers int, newBuiltins func() (*detectors.Set, error), ruleSet pipeline.EventDetector, terms *rules.TermsDetector) error {
 	ws := make([]*scanWorker, workers)
 	for i := range ws {
 		builtins, err := newBuiltins()
@@ -130,9 +139,12 @@ func (s *scanner) scanParallel(ctx context.Context, files []string, workers int,
 		}
 		ws[i] = &scanWorker{
 			gate:     pipeline.NewStageGate(pipeline.StageGateConfig{}),
-			set:      detectorChain{builtins, rules},
+			set:      detectorChain{builtins, ruleSet},
 			in:       make(chan *scanChunk, scanQueueChunks),
 			verdicts: map[pipeline.StageVerdict]int{},
+		}
+		if terms != nil {
+			ws[i].termSet = terms.Set()
 		}
 	}
 	g, ctx := errgroup.WithContext(ctx)
@@ -140,7 +152,7 @@ func (s *scanner) scanParallel(ctx context.Context, files []string, workers int,
 	for i, w := range ws {
 		g.Go(func() error { return w.run(ctx, i) })
 	}
-	g.Go(func() error { return s.merge(ctx, ordered) })
+	g.Go(func() error { return s.merge(ctx, ordered, terms) })
 	g.Go(func() error {
 		defer func() {
 			for _, w := range ws {
@@ -155,6 +167,7 @@ func (s *scanner) scanParallel(ctx context.Context, files []string, workers int,
 			}
 			c.verdicts = make([]pipeline.StageVerdict, len(c.events))
 			c.findings = make([][]pipeline.Finding, len(c.events))
+			c.terms = make([][]rules.TermMatch, len(c.events))
 			c.pending.Store(int32(workers))
 			// The merge learns of the chunk before any worker can finish
 			// it; it waits on done, which every worker signals.
@@ -205,8 +218,9 @@ func (s *scanner) scanParallel(ctx context.Context, files []string, workers int,
 }
 
 // merge prints the chunks' findings in input order, each chunk once all
-// workers are done with it.
-func (s *scanner) merge(ctx context.Context, ordered <-chan *scanChunk) error {
+// workers are done with it, judging the first-seen rules the workers
+// matched on the way.
+func (s *scanner) merge(ctx context.Context, ordered <-chan *scanChunk, terms *rules.TermsDetector) error {
 	for c := range ordered {
 		select {
 		case <-c.done:
@@ -214,6 +228,9 @@ func (s *scanner) merge(ctx context.Context, ordered <-chan *scanChunk) error {
 			return context.Cause(ctx)
 		}
 		for i := range c.findings {
+			for _, m := range c.terms[i] {
+				c.findings[i] = terms.Judge(&c.events[i], m, c.findings[i])
+			}
 			if err := s.print(c.findings[i]); err != nil {
 				return fmt.Errorf("scan: %w", err)
 			}

@@ -211,6 +211,11 @@ GROUP BY minute, cluster, username`,
 			{Table: EventsTable, Column: "node_uid", Type: "String", After: "node_name"},
 		},
 	},
+	{
+		Version:    4,
+		Name:       "first-seen terms",
+		Statements: []string{createFirstSeenTable},
+	},
 }
 
 // createMigrationsTable is run before anything else. ReplacingMergeTree on

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults for Config.
@@ -402,4 +403,26 @@ func (t *Tracker) evict() {
 		delete(t.keys, old.id)
 		t.stats.EvictedKeys++
 	}
+}
+
+// Metric names of Register.
+const (
+	MetricKeys           = "auditpipe_firstseen_keys"
+	MetricEvictedKeys    = "auditpipe_firstseen_evicted_keys_total"
+	MetricEvictedTerms   = "auditpipe_firstseen_evicted_terms_total"
+	MetricJournalDropped = "auditpipe_firstseen_journal_dropped_total"
+)
+
+// Register exports t's Stats to reg (nothing when reg is nil).
+func Register(reg prometheus.Registerer, t *Tracker) {
+	if reg == nil {
+		return
+	}
+	stat := func(f func(Stats) int) func() float64 { return func() float64 { return float64(f(t.Stats())) } }
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricKeys, Help: "Keys first-seen rules hold terms for (bounded by max_keys)."}, stat(func(s Stats) int { return s.Keys })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricEvictedKeys, Help: "Keys forgotten because max_keys was reached (least recently seen first)."}, stat(func(s Stats) int { return s.EvictedKeys })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricEvictedTerms, Help: "Terms forgotten because a key reached max_terms_per_key."}, stat(func(s Stats) int { return s.EvictedTerms })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricJournalDropped, Help: "First-seen changes dropped unsaved because the journal was full (ClickHouse down for long)."}, stat(func(s Stats) int { return s.DroppedJournal })),
+	)
 }

@@ -301,6 +301,16 @@ func (s *Set) TermPolicy(name string) (firstseen.Policy, bool) {
 	return firstseen.Policy{}, false
 }
 
+// MaxTermHistory is the longest history of s's first-seen rules (zero
+// without any): how far back persisted terms are worth loading.
+func (s *Set) MaxTermHistory() time.Duration {
+	var h time.Duration
+	for _, i := range s.termRules {
+		h = max(h, s.rules[i].terms.policy.History)
+	}
+	return h
+}
+
 // Terms appends a TermMatch for each enabled first-seen rule whose
 // condition holds on ev (and no exception does). Only the authoritative
 // stage of a request is judged. Safe for concurrent use.
