@@ -320,15 +320,10 @@ func (s *Set) Terms(ev *pipeline.Event, out []TermMatch) []TermMatch {
 	}
 	st := s.pool.Get().(*state)
 	st.reset(ev, true)
-	values := [numFields]string{
-		fieldVerb:        st.env.Verb,
-		fieldResource:    st.env.ObjectRef.Resource,
-		fieldSubresource: st.env.ObjectRef.Subresource,
-		fieldUsername:    st.env.User.Username,
-	}
+	values := eventValues{env: &st.env}
 	for _, i := range s.termRules {
 		r := s.rules[i]
-		if !r.cons.allows(&values) {
+		if !allRequirementsHold(r.reqs, &values) {
 			continue
 		}
 		fired, _, err := s.match(st, r)
