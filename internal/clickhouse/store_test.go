@@ -166,8 +166,9 @@ func TestStore(t *testing.T) {
 		if st.Database() != db {
 			t.Errorf("Database() = %q, want %q from the DSN", st.Database(), db)
 		}
-		// events, findings, migrations, and three rollups with a view each.
-		want := uint64(3 + 2*len(RollupTables))
+		// events, findings, migrations, first-seen terms, and three
+		// rollups with a view each.
+		want := uint64(4 + 2*len(RollupTables))
 		if got := count(t, conn, "SELECT count() FROM system.tables WHERE database = '"+db+"'"); got != want {
 			t.Errorf("database %s has %d tables, want %d", db, got, want)
 		}
