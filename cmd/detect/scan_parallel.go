@@ -42,10 +42,10 @@ type scanChunk struct {
 	// terms holds the first-seen rules each event matched; the merge
 	// judges them in input order, against one Tracker, so that what is
 	// new does not depend on the number of workers.
-	terms [][]rules.TermMatch
-	slab  []byte // copies of the raw lines events alias
-	pending  atomic.Int32
-	done     chan struct{}
+	terms   [][]rules.TermMatch
+	slab    []byte // copies of the raw lines events alias
+	pending atomic.Int32
+	done    chan struct{}
 }
 
 func newScanChunk(workers int) *scanChunk {

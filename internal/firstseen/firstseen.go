@@ -180,11 +180,12 @@ func New(cfg Config) (*Tracker, error) {
 // by. The NUL separators keep ("a", "b/c") apart from ("a/b", "c").
 func KeyID(rule, cluster, key string) uint64 {
 	d := xxhash.New()
-	d.WriteString(rule)
-	d.Write([]byte{0})
-	d.WriteString(cluster)
-	d.Write([]byte{0})
-	d.WriteString(key)
+	// xxhash's writes never fail.
+	_, _ = d.WriteString(rule)
+	_, _ = d.Write([]byte{0})
+	_, _ = d.WriteString(cluster)
+	_, _ = d.Write([]byte{0})
+	_, _ = d.WriteString(key)
 	return d.Sum64()
 }
 

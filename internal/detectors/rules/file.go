@@ -145,8 +145,8 @@ type exceptionDef struct {
 type exampleDef struct {
 	match    bool
 	baseline bool // judged before the others by a first-seen rule
-	node  *yaml.Node
-	at    pos
+	node     *yaml.Node
+	at       pos
 }
 
 // ruleDef records which keys were given, so that an override replaces only
