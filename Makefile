@@ -15,6 +15,7 @@ FUZZ_TARGETS ?= \
 	./internal/pipeline:FuzzDecodeEvents \
 	./internal/pipeline:FuzzDecodeEquivalence \
 	./internal/pipeline:FuzzSplitEquivalence \
+	./internal/pipeline:FuzzFindingJSON \
 	./internal/detectors:FuzzDetectorSet \
 	./internal/detectors:FuzzAnonymous \
 	./internal/detectors:FuzzTokens \

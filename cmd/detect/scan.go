@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -62,8 +63,21 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := cli.SignalContext()
 	defer stop()
-	s := newScanner(*cluster, console.NewPrinter(stdout, format), stderr)
-	if err := s.scan(ctx, files, *workers, func() (*detectors.Set, error) { return loadDetectors(*config) }, ruleSet); err != nil {
+	// JSON lines go to a pipe or a file: buffered, they cost a write per
+	// 64 KiB instead of one per event with findings. The table, on a
+	// terminal, is printed as it comes.
+	out := stdout
+	if format == console.FormatJSON {
+		out = bufio.NewWriterSize(stdout, 64<<10)
+	}
+	s := newScanner(*cluster, console.NewPrinter(out, format), stderr)
+	err = s.scan(ctx, files, *workers, func() (*detectors.Set, error) { return loadDetectors(*config) }, ruleSet)
+	if bw, ok := out.(*bufio.Writer); ok {
+		if ferr := bw.Flush(); ferr != nil && err == nil {
+			err = fmt.Errorf("printing findings: %w", ferr)
+		}
+	}
+	if err != nil {
 		return err
 	}
 	s.summary(stderr, len(files))

@@ -33,9 +33,7 @@ func InsertStatements(db string, b pipeline.Batch) ([]string, error) {
 		sb.WriteString(insertQuery(db, FindingsTable, findingColumns) + " FORMAT JSONEachRow\n")
 		var row findingRow
 		for i := range b.Findings {
-			if err := row.fill(&b.Findings[i]); err != nil {
-				return nil, err
-			}
+			row.fill(&b.Findings[i])
 			if err := appendJSONRow(&sb, findingColumns, row.values()); err != nil {
 				return nil, fmt.Errorf("encoding finding %s: %w", b.Findings[i].ID, err)
 			}
@@ -46,8 +44,12 @@ func InsertStatements(db string, b pipeline.Batch) ([]string, error) {
 }
 
 // appendJSONRow writes one JSONEachRow line. DateTime values go as Unix
-// seconds so that the server's time zone cannot shift them.
+// seconds so that the server's time zone cannot shift them. The column
+// types of the rows are written as json.Marshal writes them, without its
+// reflection; any other type goes through json.Marshal.
 func appendJSONRow(sb *strings.Builder, cols []string, vals []any) error {
+	var scratch [64]byte
+	b := scratch[:0]
 	sb.WriteByte('{')
 	for i, c := range cols {
 		if i > 0 {
@@ -55,13 +57,37 @@ func appendJSONRow(sb *strings.Builder, cols []string, vals []any) error {
 		}
 		sb.WriteString(strconv.Quote(c))
 		sb.WriteByte(':')
-		if t, ok := vals[i].(time.Time); ok {
-			sb.WriteString(strconv.FormatInt(t.Unix(), 10))
-			continue
-		}
-		b, err := json.Marshal(vals[i])
-		if err != nil {
-			return fmt.Errorf("column %s: %w", c, err)
+		b = b[:0]
+		switch v := vals[i].(type) {
+		case time.Time:
+			b = strconv.AppendInt(b, v.Unix(), 10)
+		case string:
+			b = pipeline.AppendJSONString(b, v, true)
+		case []string:
+			if v == nil {
+				b = append(b, "null"...)
+				break
+			}
+			b = append(b, '[')
+			for j, s := range v {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = pipeline.AppendJSONString(b, s, true)
+			}
+			b = append(b, ']')
+		case uint64:
+			b = strconv.AppendUint(b, v, 10)
+		case uint8:
+			b = strconv.AppendUint(b, uint64(v), 10)
+		case int32:
+			b = strconv.AppendInt(b, int64(v), 10)
+		default:
+			m, err := json.Marshal(v)
+			if err != nil {
+				return fmt.Errorf("column %s: %w", c, err)
+			}
+			b = append(b, m...)
 		}
 		sb.Write(b)
 	}

@@ -1,8 +1,6 @@
 package clickhouse
 
 import (
-	"encoding/json"
-	"fmt"
 	"slices"
 	"time"
 
@@ -137,21 +135,19 @@ type findingRow struct {
 	time     time.Time
 	timeUS   uint64
 	evidence string
+	buf      []byte // reused for the evidence's JSON
 }
 
 // fill sets r from f. Evidence is stored as its JSON array, the same shape
-// the finding has on the wire.
-func (r *findingRow) fill(f *pipeline.Finding) error {
+// the finding has on the wire: what json.Marshal writes, none as [],
+// without json.Marshal's reflective walk.
+func (r *findingRow) fill(f *pipeline.Finding) {
 	ev := f.Evidence
 	if ev == nil {
 		ev = []pipeline.Evidence{}
 	}
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encoding evidence of finding %s: %w", f.ID, err)
-	}
-	*r = findingRow{f: f, time: clampDateTime(f.Time), timeUS: unixMicro(f.Time), evidence: string(b)}
-	return nil
+	buf := pipeline.AppendEvidenceJSON(r.buf[:0], ev, true)
+	*r = findingRow{f: f, time: clampDateTime(f.Time), timeUS: unixMicro(f.Time), evidence: string(buf), buf: buf}
 }
 
 // values returns the row in findingColumns order.

@@ -160,9 +160,7 @@ func (s *Store) Write(ctx context.Context, b pipeline.Batch) error {
 			var row findingRow
 			for i := range b.Findings {
 				f := &b.Findings[i]
-				if err := row.fill(f); err != nil {
-					return err
-				}
+				row.fill(f)
 				if err := batch.Append(row.values()...); err != nil {
 					return fmt.Errorf("appending finding %d (%s): %w", i, f.ID, err)
 				}

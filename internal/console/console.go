@@ -4,7 +4,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -42,6 +41,7 @@ type Printer struct {
 	format Format
 	header bool
 	count  int
+	buf    []byte // JSON lines of one Print, written at once
 }
 
 var _ pipeline.Sink = (*Printer)(nil)
@@ -72,12 +72,24 @@ func (p *Printer) Print(fs []pipeline.Finding) error {
 	defer p.mu.Unlock()
 	p.count += len(fs)
 	if p.format == FormatJSON {
-		enc := json.NewEncoder(p.w)
-		enc.SetEscapeHTML(false)
+		// What a json.Encoder without HTML escaping writes, byte for
+		// byte, without its reflection (pipeline.Finding.AppendJSON).
+		b := p.buf[:0]
+		var err error
 		for i := range fs {
-			if err := enc.Encode(&fs[i]); err != nil {
-				return fmt.Errorf("printing finding: %w", err)
+			n := len(b)
+			if b, err = fs[i].AppendJSON(b, false); err != nil {
+				b = b[:n]
+				break
 			}
+			b = append(b, '\n')
+		}
+		p.buf = b
+		if _, werr := p.w.Write(b); werr != nil {
+			return fmt.Errorf("printing finding: %w", werr)
+		}
+		if err != nil {
+			return fmt.Errorf("printing finding: %w", err)
 		}
 		return nil
 	}
