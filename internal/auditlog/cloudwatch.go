@@ -44,7 +44,7 @@ func cloudWatch(line int, data []byte, fn func(line, item int, data []byte) erro
 			if le.LogStream != "" {
 				log = ":" + le.LogStream
 			}
-			if err := fn(line, i+1, annotate(le.Message, cloud.AnnotationProvider, "eks", cloud.AnnotationProviderLog, log)); err != nil {
+			if err := fn(line, i+1, annotate(le.Message, cloud.AnnotationSource, "eks", eks.AnnotationLog, log)); err != nil {
 				return true, err
 			}
 		}
@@ -57,7 +57,7 @@ func cloudWatch(line int, data []byte, fn func(line, item int, data []byte) erro
 		if len(msg) == 0 || msg[0] != '{' {
 			return true, nil
 		}
-		return true, fn(line, 0, annotate(msg, cloud.AnnotationProvider, "eks"))
+		return true, fn(line, 0, annotate(msg, cloud.AnnotationSource, "eks"))
 	}
 	return false, nil
 }
@@ -90,10 +90,10 @@ func cloudWatchPayloads(line int, data []byte, fn func(line, item int, data []by
 			continue
 		}
 		kv := []string{
-			cloud.AnnotationProvider, "eks",
-			cloud.AnnotationProviderCluster, eks.ClusterFromLogGroup(sub.LogGroup),
-			cloud.AnnotationProviderAccount, sub.Owner,
-			cloud.AnnotationProviderLog, sub.LogGroup + ":" + sub.LogStream,
+			cloud.AnnotationSource, "eks",
+			eks.AnnotationClusterName, eks.ClusterFromLogGroup(sub.LogGroup),
+			eks.AnnotationAccountID, sub.Owner,
+			eks.AnnotationLog, sub.LogGroup + ":" + sub.LogStream,
 		}
 		for _, le := range sub.LogEvents {
 			item++

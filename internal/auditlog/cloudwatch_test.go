@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/auditpipe/auditpipe/internal/cloud"
+	"github.com/auditpipe/auditpipe/internal/cloud/eks"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -171,7 +172,7 @@ func TestEventsCloudWatch(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Fatalf("got %v\nwant %v", got, want)
 			}
-			if first.Annotations[cloud.AnnotationProvider] != "eks" || first.Annotations[cloud.AnnotationProviderLog] != tc.wantLog {
+			if first.Annotations[cloud.AnnotationSource] != "eks" || first.Annotations[eks.AnnotationLog] != tc.wantLog {
 				t.Errorf("annotations %v", first.Annotations)
 			}
 		})

@@ -1,6 +1,7 @@
 // Package cloud holds what the managed-Kubernetes sources (EKS, GKE, AKS)
-// share: the audit annotations under which auditpipe records where an
-// event came from. The formats themselves live in the subpackages (eks).
+// share: writing the audit annotations under which auditpipe records where
+// an event came from. The formats, and each provider's annotation keys,
+// live in the subpackages (eks, gke, aks).
 package cloud
 
 import (
@@ -12,32 +13,13 @@ import (
 	"github.com/auditpipe/auditpipe/internal/jsonscan"
 )
 
+// AnnotationSource names the path an event came by: "eks", "gke".
+const AnnotationSource = AnnotationPrefix + "source"
+
 // AnnotationPrefix starts every annotation auditpipe writes. The apiserver
 // never writes one, so Annotate drops any an event arrives with: they can
 // only be forged.
 const AnnotationPrefix = "auditpipe.io/"
-
-// Annotation keys under which an event delivered by a provider's logging
-// service keeps the provider's own identity of its source. The cluster
-// auditpipe files the event under comes from the sender's credential, as
-// for the webhook; these say what the provider called it.
-const (
-	// AnnotationProvider names the path: "eks".
-	AnnotationProvider = AnnotationPrefix + "provider"
-	// AnnotationProviderCluster is the provider's cluster name (for EKS,
-	// the <cluster> of the log group /aws/eks/<cluster>/cluster).
-	AnnotationProviderCluster = AnnotationPrefix + "provider-cluster"
-	// AnnotationProviderAccount is the provider's account, project or
-	// subscription (for EKS the AWS account id, the payload's owner).
-	AnnotationProviderAccount = AnnotationPrefix + "provider-account"
-	// AnnotationProviderLog locates the event in the provider's logging
-	// service (for EKS "<log group>:<log stream>"; the stream names the
-	// apiserver instance).
-	AnnotationProviderLog = AnnotationPrefix + "provider-log"
-	// AnnotationProviderSource is the delivery channel (for EKS the
-	// Firehose stream's ARN, from X-Amz-Firehose-Source-Arn).
-	AnnotationProviderSource = AnnotationPrefix + "provider-source"
-)
 
 // Annotate returns a copy of the audit event JSON ev with the annotations
 // kv (key, value, key, value…) set, first among its annotations, and every

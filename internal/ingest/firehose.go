@@ -343,7 +343,7 @@ func (h *Handler) firehoseRecord(b *firehoseBatch, i int, data []byte, source st
 	n := 0
 	err := eks.SplitMessages(data, func(msg []byte) error {
 		n++
-		ev, err := cloud.Annotate(msg, cloud.AnnotationProvider, "eks", cloud.AnnotationProviderSource, source)
+		ev, err := cloud.Annotate(msg, cloud.AnnotationSource, "eks", eks.AnnotationFirehoseARN, source)
 		if err != nil {
 			// Not an object: the validator would refuse it anyway, and
 			// it says so in the event's own terms.
@@ -388,11 +388,11 @@ func (h *Handler) firehoseSubscription(b *firehoseBatch, i int, sub *eks.Subscri
 	}
 	h.fh.records.WithLabelValues(FirehoseRecordData).Inc()
 	kv := []string{
-		cloud.AnnotationProvider, "eks",
-		cloud.AnnotationProviderCluster, eks.ClusterFromLogGroup(sub.LogGroup),
-		cloud.AnnotationProviderAccount, sub.Owner,
-		cloud.AnnotationProviderLog, sub.LogGroup + ":" + sub.LogStream,
-		cloud.AnnotationProviderSource, source,
+		cloud.AnnotationSource, "eks",
+		eks.AnnotationClusterName, eks.ClusterFromLogGroup(sub.LogGroup),
+		eks.AnnotationAccountID, sub.Owner,
+		eks.AnnotationLog, sub.LogGroup + ":" + sub.LogStream,
+		eks.AnnotationFirehoseARN, source,
 	}
 	for _, le := range sub.LogEvents {
 		msg := eks.Compact(le.Message)

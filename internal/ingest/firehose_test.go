@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditpipe/auditpipe/internal/cloud"
+	"github.com/auditpipe/auditpipe/internal/cloud/eks"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -243,11 +244,11 @@ func TestFirehoseDeliversSubscriptionPayloads(t *testing.T) {
 				t.Errorf("message 0: cluster %q key %q", msgs[0].Cluster, msgs[0].Key)
 			}
 			wantAnn := map[string]string{
-				cloud.AnnotationProvider:        "eks",
-				cloud.AnnotationProviderCluster: "prod-eu1",
-				cloud.AnnotationProviderAccount: "111122223333",
-				cloud.AnnotationProviderLog:     testLogGroup + ":" + testLogStream,
-				cloud.AnnotationProviderSource:  testSourceARN,
+				cloud.AnnotationSource:          "eks",
+				eks.AnnotationClusterName:       "prod-eu1",
+				eks.AnnotationAccountID:         "111122223333",
+				eks.AnnotationLog:               testLogGroup + ":" + testLogStream,
+				eks.AnnotationFirehoseARN:       testSourceARN,
 				"authorization.k8s.io/decision": "allow",
 			}
 			for k, v := range wantAnn {
@@ -294,7 +295,7 @@ func TestFirehoseExtractedMessages(t *testing.T) {
 	var ev pipeline.Event
 	_ = ev.Decode(msgs[0].Cluster, msgs[0].Value)
 	// Firehose stripped the log group: only what the request says is kept.
-	if ev.Annotations[cloud.AnnotationProvider] != "eks" || ev.Annotations[cloud.AnnotationProviderSource] != testSourceARN || ev.Annotations[cloud.AnnotationProviderLog] != "" {
+	if ev.Annotations[cloud.AnnotationSource] != "eks" || ev.Annotations[eks.AnnotationFirehoseARN] != testSourceARN || ev.Annotations[eks.AnnotationLog] != "" {
 		t.Errorf("annotations %v", ev.Annotations)
 	}
 	// Decompression on without extraction: the payload, uncompressed.

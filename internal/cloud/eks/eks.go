@@ -60,6 +60,26 @@ const (
 // api, authenticator, controllerManager and scheduler streams.
 const AuditStreamPrefix = "kube-apiserver-audit"
 
+// Annotations auditpipe adds to an EKS event (with cloud.AnnotationSource
+// "eks"): what CloudWatch Logs and Firehose say of where it came from. The
+// cluster auditpipe files the event under is the one the sender's
+// credential names, as for the webhook; these keep the provider's names
+// beside it. Each is left out when the format does not carry it (Firehose's
+// message extraction strips the log group, stream and account).
+const (
+	// AnnotationClusterName is the <cluster> of the log group
+	// /aws/eks/<cluster>/cluster.
+	AnnotationClusterName = "auditpipe.io/eks-cluster-name"
+	// AnnotationAccountID is the AWS account id, the payload's owner.
+	AnnotationAccountID = "auditpipe.io/eks-account-id"
+	// AnnotationLog is "<log group>:<log stream>"; the stream names the
+	// apiserver instance (kube-apiserver-audit-<id>).
+	AnnotationLog = "auditpipe.io/eks-log"
+	// AnnotationFirehoseARN is the delivering Firehose stream's ARN
+	// (X-Amz-Firehose-Source-Arn).
+	AnnotationFirehoseARN = "auditpipe.io/eks-firehose-arn"
+)
+
 // ErrMalformed marks input that is not the format it claims to be;
 // retrying it cannot help.
 var ErrMalformed = errors.New("malformed")

@@ -209,16 +209,16 @@ func TestSplitMessages(t *testing.T) {
 func TestAnnotate(t *testing.T) {
 	f := func(in, want string) {
 		t.Helper()
-		out, err := cloud.Annotate([]byte(in), cloud.AnnotationProvider, "eks", cloud.AnnotationProviderAccount, "", cloud.AnnotationProviderCluster, `a"b`)
+		out, err := cloud.Annotate([]byte(in), cloud.AnnotationSource, "eks", AnnotationAccountID, "", AnnotationClusterName, `a"b`)
 		if err != nil || string(out) != want {
 			t.Errorf("%s:\ngot  %s (%v)\nwant %s", in, out, err, want)
 		}
 	}
-	ours := `"auditpipe.io/provider":"eks","auditpipe.io/provider-cluster":"a\"b"`
+	ours := `"auditpipe.io/source":"eks","auditpipe.io/eks-cluster-name":"a\"b"`
 	f(`{"auditID":"x"}`, `{"annotations":{`+ours+`},"auditID":"x"}`)
 	f(`{}`, `{"annotations":{`+ours+`}}`)
 	f(`{"annotations":null,"a":1}`, `{"annotations":{`+ours+`},"a":1}`)
-	f(`{"a":1,"annotations":{"k":"v","auditpipe.io/provider":"gke","z":"w"}}`, `{"a":1,"annotations":{`+ours+`,"k":"v","z":"w"}}`)
+	f(`{"a":1,"annotations":{"k":"v","auditpipe.io/source":"gke","z":"w"}}`, `{"a":1,"annotations":{`+ours+`,"k":"v","z":"w"}}`)
 	f(`{"annotations":{}}`, `{"annotations":{`+ours+`}}`)
 	if _, err := cloud.Annotate([]byte(`{"annotations":[]}`), "k", "v"); err == nil {
 		t.Error("annotations that are not an object were accepted")
@@ -290,14 +290,14 @@ func FuzzSubscription(f *testing.F) {
 			}
 			return nil
 		})
-		if out, err := cloud.Annotate(data, cloud.AnnotationProvider, "eks"); err == nil {
+		if out, err := cloud.Annotate(data, cloud.AnnotationSource, "eks"); err == nil {
 			var ev struct {
 				Annotations map[string]string `json:"annotations"`
 			}
 			if !json.Valid(out) {
 				t.Fatalf("annotated %q into invalid JSON %q", data, out)
 			}
-			if json.Unmarshal(out, &ev) == nil && ev.Annotations[cloud.AnnotationProvider] != "eks" && bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
+			if json.Unmarshal(out, &ev) == nil && ev.Annotations[cloud.AnnotationSource] != "eks" && bytes.HasPrefix(bytes.TrimSpace(data), []byte("{")) {
 				// encoding/json may read another member when keys
 				// differ only in case; only a plain decode must agree.
 				if !bytes.Contains(bytes.ToLower(data), []byte(`"annotations"`)) || bytes.Count(bytes.ToLower(data), []byte(`"annotations"`)) == bytes.Count(data, []byte(`"annotations"`)) {
