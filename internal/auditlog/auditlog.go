@@ -132,7 +132,17 @@ func opensDocument(line []byte) bool {
 // whoever decodes them knows to convert them. A line that names EventList
 // but whose envelope does not decode is handed over whole: the caller's
 // decoder reports what is wrong with it.
+//
+// GKE's audit logs are recognised too, and converted to audit events
+// (internal/cloud/gke): `gcloud logging read --format=json` output, one
+// JSON array streamed entry by entry (gcloudArray), and LogEntry JSON
+// lines (gcloudLine).
 func Events(path string, fn func(line, item int, data []byte) error) error {
+	// A gcloud export is one JSON array of any size: streamed entry by
+	// entry rather than gathered by Lines.
+	if ok, err := gcloudArray(path, fn); ok || err != nil {
+		return err
+	}
 	return Lines(path, func(line int, data []byte) error {
 		// Provider exports first: each recognises its own envelope
 		// and reports false for anything else.
@@ -140,6 +150,9 @@ func Events(path string, fn func(line, item int, data []byte) error) error {
 			return err
 		}
 		if ok, err := cloudWatch(line, data, fn); ok {
+			return err
+		}
+		if ok, err := gcloudLine(line, data, fn); ok {
 			return err
 		}
 		if !bytes.Contains(data, []byte(`"EventList"`)) {

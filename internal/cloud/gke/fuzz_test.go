@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/auditpipe/auditpipe/internal/cloud"
 )
 
 // FuzzConvert feeds arbitrary LogEntries to Convert: it must never panic,
@@ -40,8 +42,8 @@ func FuzzConvert(f *testing.F) {
 		default:
 			t.Fatalf("level %q", ev.Level)
 		}
-		if ev.Annotations[AnnotationSource] != SourceGKE {
-			t.Fatalf("source annotation %q", ev.Annotations[AnnotationSource])
+		if ev.Annotations[cloud.AnnotationSource] != Source {
+			t.Fatalf("source annotation %q", ev.Annotations[cloud.AnnotationSource])
 		}
 		again, err := Convert(data)
 		if err != nil || string(again) != string(out) {

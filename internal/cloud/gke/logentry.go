@@ -26,38 +26,39 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/auditpipe/auditpipe/internal/cloud"
 )
 
-// Annotations Convert adds to every event. They are auditpipe's own, under
-// auditpipe.io/, so they never collide with the apiserver's: the cluster is
-// the one the credential names (as for the webhook), and the provider's own
-// labels are kept beside it.
+// Annotations Convert adds to every event, beside cloud.AnnotationSource
+// ("gke"). They are auditpipe's own, under auditpipe.io/, so they never
+// collide with the apiserver's, and a LogEntry label cannot set them: the
+// cluster is the one the credential names (as for the webhook), and the
+// provider's own labels are kept beside it.
 const (
-	// AnnotationSource is "gke" on every converted event.
-	AnnotationSource = "auditpipe.io/source"
 	// AnnotationClusterName, AnnotationLocation and AnnotationProjectID
 	// carry resource.labels.cluster_name, location and project_id.
-	AnnotationClusterName = "auditpipe.io/gke-cluster-name"
-	AnnotationLocation    = "auditpipe.io/gke-location"
-	AnnotationProjectID   = "auditpipe.io/gke-project-id"
+	AnnotationClusterName = cloud.AnnotationPrefix + "gke-cluster-name"
+	AnnotationLocation    = cloud.AnnotationPrefix + "gke-location"
+	AnnotationProjectID   = cloud.AnnotationPrefix + "gke-project-id"
 	// AnnotationLog is the Cloud Audit Logs log the entry came from:
 	// "activity" (Admin Activity) or "data_access".
-	AnnotationLog = "auditpipe.io/gke-log"
+	AnnotationLog = cloud.AnnotationPrefix + "gke-log"
 	// AnnotationInsertID is the LogEntry's insertId when the auditID came
 	// from operation.id and the two differ.
-	AnnotationInsertID = "auditpipe.io/gke-insert-id"
+	AnnotationInsertID = cloud.AnnotationPrefix + "gke-insert-id"
 	// AnnotationReceiveTimestamp is when Cloud Logging received the entry.
-	AnnotationReceiveTimestamp = "auditpipe.io/gke-receive-timestamp"
+	AnnotationReceiveTimestamp = cloud.AnnotationPrefix + "gke-receive-timestamp"
 	// AnnotationInferred lists, comma-separated, the fields Convert
 	// inferred rather than read: groups, decision, response-code,
 	// request-uri (always: GKE keeps no URI), timestamps (always:
 	// requestReceivedTimestamp and stageTimestamp are both the entry's
 	// timestamp).
-	AnnotationInferred = "auditpipe.io/gke-inferred"
+	AnnotationInferred = cloud.AnnotationPrefix + "gke-inferred"
 )
 
-// SourceGKE is AnnotationSource's value.
-const SourceGKE = "gke"
+// Source is the cloud.AnnotationSource value of converted events.
+const Source = "gke"
 
 // AuditLogType is the protoPayload @type of Cloud Audit Logs entries.
 const AuditLogType = "type.googleapis.com/google.cloud.audit.AuditLog"
@@ -276,7 +277,7 @@ func ConvertEntry(e *LogEntry) (*auditv1.Event, error) {
 	// mutation.webhook.admission.k8s.io/…). auditpipe.io/ keys are ours:
 	// an entry cannot set them.
 	for k, v := range e.Labels {
-		if !strings.HasPrefix(k, "auditpipe.io/") {
+		if !strings.HasPrefix(k, cloud.AnnotationPrefix) {
 			ev.Annotations[k] = v
 		}
 	}
@@ -286,7 +287,7 @@ func ConvertEntry(e *LogEntry) (*auditv1.Event, error) {
 			inferred = append(inferred, "decision")
 		}
 	}
-	ev.Annotations[AnnotationSource] = SourceGKE
+	ev.Annotations[cloud.AnnotationSource] = Source
 	setIf(ev.Annotations, AnnotationClusterName, e.Resource.Labels["cluster_name"])
 	setIf(ev.Annotations, AnnotationLocation, e.Resource.Labels["location"])
 	setIf(ev.Annotations, AnnotationProjectID, e.Resource.Labels["project_id"])

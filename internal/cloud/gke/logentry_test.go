@@ -9,6 +9,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/auditpipe/auditpipe/internal/cloud"
 )
 
 // fixtures returns the LogEntries of testdata/gcloud-logging-read.json, as
@@ -109,7 +111,7 @@ func TestConvertFixtures(t *testing.T) {
 			t.Errorf("entry %d:\n got %s\nwant %s", i, gj, wj)
 		}
 		if ev.Annotations[AnnotationClusterName] != "prod-eu1" || ev.Annotations[AnnotationProjectID] != "acme-prod" ||
-			ev.Annotations[AnnotationLocation] != "europe-west1" || ev.Annotations[AnnotationSource] != SourceGKE {
+			ev.Annotations[AnnotationLocation] != "europe-west1" || ev.Annotations[cloud.AnnotationSource] != Source {
 			t.Errorf("entry %d: provider annotations %v", i, ev.Annotations)
 		}
 		if ev.RequestReceivedTimestamp.IsZero() || !ev.StageTimestamp.Equal(&ev.RequestReceivedTimestamp) {
@@ -260,7 +262,7 @@ func TestLabelsCannotForgeOwnAnnotations(t *testing.T) {
 	entry := `{"insertId":"i","timestamp":"2026-11-30T10:00:00Z","labels":{"auditpipe.io/source":"webhook","auditpipe.io/gke-cluster-name":"other"},` +
 		`"resource":{"labels":{"cluster_name":"real"}},"protoPayload":{"serviceName":"k8s.io","methodName":"io.k8s.core.v1.pods.get","resourceName":"core/v1/namespaces/a/pods/b"}}`
 	ev := convertFixture(t, []byte(entry))
-	if ev.Annotations[AnnotationSource] != SourceGKE || ev.Annotations[AnnotationClusterName] != "real" {
+	if ev.Annotations[cloud.AnnotationSource] != Source || ev.Annotations[AnnotationClusterName] != "real" {
 		t.Errorf("annotations %v", ev.Annotations)
 	}
 }
