@@ -36,6 +36,7 @@ type runOptions struct {
 	topic         string
 	group         string
 	clickhouseDSN string
+	chCluster     string
 	spoolDir      string
 	config        string
 	metricsListen string
@@ -78,6 +79,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.topic, "topic", "audit-events", "Kafka topic to consume")
 	fs.StringVar(&o.group, "group", "auditpipe-detect", "consumer group (also names the spool offset file)")
 	fs.StringVar(&o.clickhouseDSN, "clickhouse", "", "ClickHouse native DSN, e.g. clickhouse://127.0.0.1:9000/auditpipe; empty prints findings instead")
+	fs.StringVar(&o.chCluster, "clickhouse-cluster", "", "ClickHouse cluster name (from the servers' <remote_servers>): create the schema ON CLUSTER as replicated local tables behind Distributed tables; empty means one server")
 	fs.StringVar(&o.spoolDir, "spool-dir", "auditpipe-spool", "spool directory to tail when no Kafka brokers are configured")
 	fs.StringVar(&o.config, "config", "", "detector configuration file (YAML); empty uses the defaults")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9091", "address for /metrics, /healthz and /readyz; empty disables")
@@ -180,7 +182,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var sink pipeline.Sink
 	var store *clickhouse.Store
 	if o.clickhouseDSN != "" {
-		store, err = clickhouse.New(ctx, clickhouse.Config{DSN: o.clickhouseDSN, Retention: retention}, log, reg)
+		store, err = clickhouse.New(ctx, clickhouse.Config{DSN: o.clickhouseDSN, Retention: retention, Cluster: o.chCluster}, log, reg)
 		if err != nil {
 			return errors.Join(err, closeAll())
 		}
@@ -192,7 +194,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		var rwg sync.WaitGroup
 		rwg.Go(func() { store.RunRetention(rctx, clickhouse.DefaultRetentionInterval) })
 		closers = append(closers, func() error { rstop(); rwg.Wait(); return nil })
-		log.Info("storing in clickhouse", "database", store.Database(), "retention_days", retention)
+		log.Info("storing in clickhouse", "database", store.Database(), "cluster", o.chCluster, "retention_days", retention)
 	} else {
 		format, err := outputFormat(o.output)
 		if err != nil {

@@ -55,6 +55,13 @@ type Config struct {
 	// not listed keep their data. Enforced by RunRetention on every
 	// server, and as a table TTL where the server supports one.
 	Retention map[string]int `json:"retention"`
+	// Cluster, when set, names a cluster in the servers' <remote_servers>:
+	// the schema is created ON CLUSTER as Replicated*MergeTree local tables
+	// with Distributed tables of the usual names in front (see cluster.go),
+	// inserts wait until every shard has its rows, and retention drops
+	// partitions on every shard. The servers need ZooKeeper (or Keeper)
+	// and the macros {shard} and {replica}. Empty means one server.
+	Cluster string `json:"cluster"`
 }
 
 // WithDefaults returns c with zero fields set to their defaults. The
@@ -86,6 +93,11 @@ func (c Config) WithDefaults() Config {
 // ClickHouse, so the name can be spliced into DDL without escaping rules.
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 
+// clusterName is what Validate accepts as a cluster name: an identifier,
+// also allowing the hyphens common in <remote_servers> names. It is
+// spliced backquoted into ON CLUSTER and quoted into Distributed(…).
+var clusterName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,127}$`)
+
 // Validate reports every problem in c, each naming its key. Call it on the
 // result of WithDefaults; zero durations are then already defaulted, and a
 // zero left here is a mistake.
@@ -110,6 +122,9 @@ func (c Config) Validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %v", d.key, d.v))
 		}
+	}
+	if c.Cluster != "" && !clusterName.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("clickhouse.cluster %q must be letters, digits, underscores and hyphens, not starting with a digit or hyphen", c.Cluster))
 	}
 	if c.MaxOpenConns <= 0 {
 		errs = append(errs, fmt.Errorf("clickhouse.max_open_conns must be positive, got %d", c.MaxOpenConns))

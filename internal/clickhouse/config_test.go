@@ -61,6 +61,22 @@ func TestConfigValidate(t *testing.T) {
 	c.Database = "audit-prod; DROP TABLE x"
 	f(c, "clickhouse.database")
 
+	c = ok
+	c.Cluster = "prod` ON CLUSTER x"
+	f(c, "clickhouse.cluster")
+
+	c = ok
+	c.Cluster = "-prod"
+	f(c, "clickhouse.cluster")
+
+	for _, name := range []string{"auditpipe", "prod-eu-1", "ch_cluster"} {
+		c = ok
+		c.Cluster = name
+		if err := c.Validate(); err != nil {
+			t.Errorf("Validate(cluster %q) = %v, want nil", name, err)
+		}
+	}
+
 	// All problems at once, each naming its key.
 	f(Config{DSN: "clickhouse://127.0.0.1:9000/", Database: "1db", DialTimeout: -time.Second},
 		"clickhouse.database", "clickhouse.dial_timeout", "clickhouse.read_timeout", "clickhouse.write_timeout", "clickhouse.max_open_conns")

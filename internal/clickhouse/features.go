@@ -109,6 +109,13 @@ func ttlColumn(table string) string {
 // server supports: TTL per retention (days per table, 0 for none), column
 // types and codecs. Tables missing from state are skipped.
 func planTuning(db string, f features, retention map[string]int, state map[string]tableState) []string {
+	return planTuningOn(db, "", f, retention, state)
+}
+
+// planTuningOn is planTuning for a cluster: with cluster set, the
+// statements alter each table's local table on every node (state then
+// describes the local tables, keyed by the Distributed names).
+func planTuningOn(db, cluster string, f features, retention map[string]int, state map[string]tableState) []string {
 	var stmts []string
 	tables := append([]string{EventsTable, FindingsTable}, RollupTables...)
 	for _, table := range tables {
@@ -117,6 +124,9 @@ func planTuning(db string, f features, retention map[string]int, state map[strin
 			continue
 		}
 		qualified := "`" + db + "`.`" + table + "`"
+		if cluster != "" {
+			qualified = "`" + db + "`.`" + table + LocalSuffix + "` ON CLUSTER `" + cluster + "`"
+		}
 		if days := retention[table]; f.TTL && days > 0 {
 			// The server normalises "INTERVAL 30 DAY" to toIntervalDay(30)
 			// in create_table_query.

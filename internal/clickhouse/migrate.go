@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 // alreadyExistsCodes are exceptions that 18.16 can raise for CREATE … IF
@@ -25,6 +27,9 @@ type schema struct {
 	db        string
 	retention map[string]int
 	log       *slog.Logger
+	// cluster, when set, rewrites every statement for a cluster (see
+	// cluster.go); nil runs them as written, on one server.
+	cluster *clusterDDL
 
 	// version and features are read from the server by detectVersion.
 	version  serverVersion
@@ -71,11 +76,7 @@ func (s *schema) detectVersion(ctx context.Context) error {
 // migration not yet recorded, in order. Two instances may run the same
 // migration concurrently; see migration for why that is safe.
 func (s *schema) migrate(ctx context.Context) error {
-	db := "`" + s.db + "`"
-	if err := s.execDDL(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
-		return err
-	}
-	if err := s.execDDL(ctx, strings.ReplaceAll(createMigrationsTable, "{db}", db)); err != nil {
+	if err := s.createBookkeeping(ctx); err != nil {
 		return err
 	}
 	applied, err := s.appliedMigrations(ctx)
@@ -96,13 +97,21 @@ func (s *schema) migrate(ctx context.Context) error {
 			continue
 		}
 		start := time.Now()
-		for _, stmt := range m.Statements {
-			if err := s.execDDL(ctx, strings.ReplaceAll(stmt, "{db}", db)); err != nil {
+		stmts, err := s.statements(m)
+		if err != nil {
+			return pipeline.Permanent(fmt.Errorf("running migration %d (%s): %w", m.Version, m.Name, err))
+		}
+		for _, stmt := range stmts {
+			if err := s.execDDL(ctx, stmt); err != nil {
 				return fmt.Errorf("running migration %d (%s): %w", m.Version, m.Name, err)
 			}
 		}
 		for _, c := range m.AddColumns {
-			if err := s.addColumn(ctx, c); err != nil {
+			add := s.addColumn
+			if s.cluster != nil {
+				add = s.addClusterColumn
+			}
+			if err := add(ctx, c); err != nil {
 				return fmt.Errorf("running migration %d (%s): %w", m.Version, m.Name, err)
 			}
 		}
@@ -110,6 +119,101 @@ func (s *schema) migrate(ctx context.Context) error {
 			return err
 		}
 		s.log.Info("applied schema migration", "version", m.Version, "name", m.Name, "duration", time.Since(start))
+	}
+	return nil
+}
+
+// createBookkeeping creates the database and the migrations table. On a
+// cluster it does so only when this node lacks the migrations table: ON
+// CLUSTER DDL waits for every node, so running it on each start would stop
+// detect from starting while any node is down, even with nothing to
+// migrate.
+func (s *schema) createBookkeeping(ctx context.Context) error {
+	db := "`" + s.db + "`"
+	if s.cluster == nil {
+		if err := s.execDDL(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+			return err
+		}
+		return s.execDDL(ctx, strings.ReplaceAll(createMigrationsTable, "{db}", db))
+	}
+	row, err := queryRow(ctx, s.r, "SELECT toString(count()) FROM system.tables WHERE database = "+quote(s.db)+" AND name = "+quote(MigrationsTable), 1)
+	if err != nil {
+		return classify(fmt.Errorf("looking for the migrations table: %w", err))
+	}
+	if row[0] != "0" {
+		return nil
+	}
+	if err := s.execDDL(ctx, "CREATE DATABASE IF NOT EXISTS "+db+s.cluster.onCluster()); err != nil {
+		return err
+	}
+	stmt, err := s.cluster.migrationsTable()
+	if err != nil {
+		return pipeline.Permanent(err)
+	}
+	return s.execDDL(ctx, strings.ReplaceAll(stmt, "{db}", db))
+}
+
+// statements returns m's statements ready to run: {db} replaced and, on a
+// cluster, rewritten by clusterDDL.
+func (s *schema) statements(m migration) ([]string, error) {
+	db := "`" + s.db + "`"
+	var out []string
+	for _, stmt := range m.Statements {
+		forms := []string{stmt}
+		if s.cluster != nil {
+			var err error
+			if forms, err = s.cluster.statements(stmt); err != nil {
+				return nil, err
+			}
+		}
+		for _, f := range forms {
+			out = append(out, strings.ReplaceAll(f, "{db}", db))
+		}
+	}
+	return out, nil
+}
+
+// addClusterColumn adds c to the local table on every node, unless this
+// node's local table has it, then rebuilds the Distributed table in front
+// when it lacks the column (see clusterDDL.recreateDistributed).
+func (s *schema) addClusterColumn(ctx context.Context, c addColumn) error {
+	local := c
+	local.Table += LocalSuffix
+	cols, err := s.columns(ctx, local.Table)
+	if err != nil {
+		return err
+	}
+	if _, ok := cols[c.Column]; !ok {
+		stmt := fmt.Sprintf("ALTER TABLE `%s`.`%s`%s ADD COLUMN `%s` %s", s.db, local.Table, s.cluster.onCluster(), c.Column, c.Type)
+		if c.After != "" {
+			stmt += " AFTER `" + c.After + "`"
+		}
+		if err := s.r.Exec(ctx, stmt); err != nil && !columnExists(err) {
+			return classify(fmt.Errorf("running %q: %w", stmt, err))
+		}
+	}
+	dist, err := s.columns(ctx, c.Table)
+	if err != nil {
+		return err
+	}
+	if _, ok := dist[c.Column]; ok {
+		return nil
+	}
+	rows, err := s.r.Query(ctx, "SELECT name, type FROM system.columns WHERE database = "+quote(s.db)+" AND table = "+quote(local.Table))
+	if err != nil {
+		return classify(fmt.Errorf("reading columns of %s: %w", local.Table, err))
+	}
+	ordered := make([][2]string, 0, len(rows))
+	for _, r := range rows {
+		if len(r) != 2 {
+			return fmt.Errorf("reading columns of %s: got %d columns, want 2", local.Table, len(r))
+		}
+		ordered = append(ordered, [2]string{r[0], r[1]})
+	}
+	for _, stmt := range s.cluster.recreateDistributed(c.Table, ordered) {
+		if err := s.execDDL(ctx, stmt); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -230,18 +334,25 @@ func (s *schema) tune(ctx context.Context) ([]string, error) {
 		return nil, nil
 	}
 	state := map[string]tableState{}
+	cluster, suffix := "", ""
+	if s.cluster != nil {
+		// Only the local tables store data: TTL, codecs and types are
+		// tuned there; the Distributed tables keep the plain types, which
+		// the server converts to and from.
+		cluster, suffix = s.cluster.cluster, LocalSuffix
+	}
 	for _, table := range append([]string{EventsTable, FindingsTable}, RollupTables...) {
-		cols, err := s.columns(ctx, table)
+		cols, err := s.columns(ctx, table+suffix)
 		if err != nil {
 			return nil, err
 		}
-		row, err := queryRow(ctx, s.r, "SELECT create_table_query FROM system.tables WHERE database = "+quote(s.db)+" AND name = "+quote(table), 1)
+		row, err := queryRow(ctx, s.r, "SELECT create_table_query FROM system.tables WHERE database = "+quote(s.db)+" AND name = "+quote(table+suffix), 1)
 		if err != nil {
 			return nil, classify(fmt.Errorf("reading definition of %s: %w", table, err))
 		}
 		state[table] = tableState{Columns: cols, CreateQuery: row[0]}
 	}
-	stmts := planTuning(s.db, f, s.retention, state)
+	stmts := planTuningOn(s.db, cluster, f, s.retention, state)
 	for _, stmt := range stmts {
 		if err := s.r.Exec(ctx, stmt); err != nil {
 			return nil, classify(fmt.Errorf("running %q: %w", stmt, err))

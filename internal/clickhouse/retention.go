@@ -81,6 +81,12 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) error {
 				continue
 			}
 			stmt := fmt.Sprintf("ALTER TABLE `%s`.`%s` DROP PARTITION %d", s.cfg.Database, table, p)
+			if s.cfg.Cluster != "" {
+				// The rows are in the local tables; ON CLUSTER reaches every
+				// shard, and each shard's replicas drop it through
+				// replication.
+				stmt = fmt.Sprintf("ALTER TABLE `%s`.`%s` ON CLUSTER `%s` DROP PARTITION %d", s.cfg.Database, table+LocalSuffix, s.cfg.Cluster, p)
+			}
 			if err := s.conn.Exec(ctx, stmt); err != nil {
 				errs = append(errs, classify(fmt.Errorf("dropping partition %d of %s: %w", p, table, err)))
 				continue
@@ -92,9 +98,16 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) error {
 	return errors.Join(errs...)
 }
 
-// partitions lists table's active day partitions.
+// partitions lists table's active day partitions. On a cluster it asks
+// one replica of every shard (the cluster table function) about the local
+// table, since this node holds only its own shard's partitions.
 func (s *Store) partitions(ctx context.Context, table string) ([]int, error) {
-	rows, err := s.conn.Query(ctx, "SELECT DISTINCT partition FROM system.parts WHERE database = ? AND table = ? AND active", s.cfg.Database, table)
+	from := "system.parts"
+	if s.cfg.Cluster != "" {
+		from = "cluster(" + quote(s.cfg.Cluster) + ", system, parts)"
+		table += LocalSuffix
+	}
+	rows, err := s.conn.Query(ctx, "SELECT DISTINCT partition FROM "+from+" WHERE database = ? AND table = ? AND active", s.cfg.Database, table)
 	if err != nil {
 		return nil, classify(fmt.Errorf("listing partitions of %s: %w", table, err))
 	}

@@ -98,6 +98,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		return nil, classify(fmt.Errorf("connecting to ClickHouse at %s: %w", strings.Join(opts.Addr, ","), err))
 	}
 	sc := &schema{r: nativeRunner{conn}, db: cfg.Database, retention: cfg.Retention, log: s.log}
+	if cfg.Cluster != "" {
+		if sc.cluster, err = newClusterDDL(cfg.Database, cfg.Cluster, migrations); err != nil {
+			_ = conn.Close()
+			return nil, pipeline.Permanent(err)
+		}
+		s.log = s.log.With("cluster", cfg.Cluster)
+		sc.log = s.log
+	}
 	if err := sc.detectVersion(ctx); err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -113,6 +121,26 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	s.version, s.features = sc.version, sc.features
 	return s, nil
 }
+
+// clusterInsertSettings are the settings of every INSERT on a cluster.
+//
+// insert_distributed_sync=1: an INSERT into a Distributed table returns
+// only once every shard has stored its rows (in one replica, which with
+// internal_replication=true replicates them to the others). Without it the
+// INSERT returns once the rows are queued on the node detect talks to:
+// detect would commit the Kafka offsets of rows that a lost disk on that
+// node would take with it, and a shard's refusal would show only in the
+// server's log. A shard with no replica reachable fails the INSERT
+// (retryably); detect retries the batch, and the rows that did land
+// collapse with the retry under FINAL.
+//
+// insert_deduplicate=0: Replicated tables drop an inserted block identical
+// to a recent one. Deduplication is ReplacingMergeTree's job here, as on
+// one server, and the block check does harm on 18.16: there a block split
+// over several day partitions skips the materialized views when its last
+// part is a duplicate, so a redelivery with new records in it lost their
+// rollups (TestReplicatedDistributedTwoShards caught it).
+var clusterInsertSettings = ch.Settings{"insert_distributed_sync": 1, "insert_deduplicate": 0}
 
 // insertQuery builds an INSERT naming every column: clickhouse-go cannot
 // learn the column list from an 18.16 server. Backquotes because Nested
@@ -191,6 +219,9 @@ func (s *Store) insert(ctx context.Context, table, query string, rows int, fill 
 		s.metrics.errors.WithLabelValues(table, kind).Inc()
 	}()
 
+	if s.cfg.Cluster != "" {
+		ctx = ch.Context(ctx, ch.WithSettings(clusterInsertSettings))
+	}
 	batch, err := s.conn.PrepareBatch(ctx, query)
 	if err != nil {
 		return classify(fmt.Errorf("preparing insert into %s: %w", table, err))
