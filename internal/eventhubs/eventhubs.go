@@ -370,7 +370,9 @@ func (f *Forwarder) add(b *batch, rec pipeline.Record) {
 	b.bytes += int64(len(rec.Value))
 	if len(rec.Value) > f.cfg.MaxMessageBytes {
 		f.m.messages.WithLabelValues(resultTooLarge).Inc()
-		f.warn("poison", "skipping an event hub message larger than max-message-bytes", "partition", rec.Partition, "offset", rec.Offset, "bytes", len(rec.Value), "max", f.cfg.MaxMessageBytes)
+		if f.due("poison") {
+			f.log.Warn("skipping an event hub message larger than max-message-bytes", "partition", rec.Partition, "offset", rec.Offset, "bytes", len(rec.Value), "max", f.cfg.MaxMessageBytes)
+		}
 		return
 	}
 	recs, err := aks.Decode(rec.Value, b.scr[:0])
@@ -378,7 +380,9 @@ func (f *Forwarder) add(b *batch, rec pipeline.Record) {
 	if err != nil {
 		f.m.messages.WithLabelValues(resultMalformed).Inc()
 		// The error names no content beyond a byte offset.
-		f.warn("poison", "skipping an event hub message that is not resource-log records", "partition", rec.Partition, "offset", rec.Offset, "bytes", len(rec.Value), "reason", errorClass(err))
+		if f.due("poison") {
+			f.log.Warn("skipping an event hub message that is not resource-log records", "partition", rec.Partition, "offset", rec.Offset, "bytes", len(rec.Value), "reason", errorClass(err))
+		}
 		return
 	}
 	f.m.messages.WithLabelValues(resultOK).Inc()
@@ -392,7 +396,9 @@ func (f *Forwarder) add(b *batch, rec pipeline.Record) {
 		cluster := f.cluster(r.ResourceID)
 		if cluster == "" {
 			f.m.records.WithLabelValues(resultUnknownCluster).Inc()
-			f.warn("unknown-cluster", "skipping records of a resource ID the cluster map does not name and no --cluster", "resource_id", r.ResourceID)
+			if f.due("unknown-cluster") {
+				f.log.Warn("skipping records of a resource ID the cluster map does not name and no --cluster", "resource_id", r.ResourceID)
+			}
 			continue
 		}
 		f.m.records.WithLabelValues(resultAudit).Inc()
@@ -442,7 +448,9 @@ func (f *Forwarder) deliver(ctx context.Context, b *batch) error {
 				break
 			}
 			f.m.retries.Inc()
-			f.warn("retry", "producing events, will retry; event hub offsets stay uncommitted", "cluster", cluster, "events", len(items), "attempt", attempt, "wait", wait, "err", err)
+			if f.due("retry") {
+				f.log.Warn("producing events, will retry; event hub offsets stay uncommitted", "cluster", cluster, "events", len(items), "attempt", attempt, "wait", wait, "err", err)
+			}
 			// Full jitter over the upper half, so that several ingest
 			// instances do not return to a restarted broker in step.
 			d := wait/2 + rand.N(wait/2+1)
@@ -466,7 +474,9 @@ func (f *Forwarder) rejected(cluster string, res ingest.Result) {
 	for reason, n := range res.RejectedReasons {
 		f.m.rejected.WithLabelValues(reason).Add(float64(n))
 	}
-	f.warn("rejected", "events refused by validation", "cluster", cluster, "rejected", res.RejectedCount, "reasons", res.RejectedReasons)
+	if f.due("rejected") {
+		f.log.Warn("events refused by validation", "cluster", cluster, "rejected", res.RejectedCount, "reasons", res.RejectedReasons)
+	}
 }
 
 // commit moves the offsets past every message of the batch. It runs even
@@ -478,23 +488,25 @@ func (f *Forwarder) commit(ctx context.Context, recs []pipeline.Record) {
 		// The next commit covers these offsets too; until then a
 		// restart reads them again, and deduplication absorbs that.
 		f.m.commitEr.Inc()
-		f.warn("commit", "committing event hub offsets, will be retried with the next batch", "messages", len(recs), "err", err)
+		if f.due("commit") {
+			f.log.Warn("committing event hub offsets, will be retried with the next batch", "messages", len(recs), "err", err)
+		}
 		return
 	}
 	f.m.commits.Inc()
 }
 
-// warn logs at most once per logWindow per kind.
-func (f *Forwarder) warn(kind, msg string, args ...any) {
+// due reports whether a line of this kind may be logged now: at most one
+// per logWindow, since these repeat per message or attempt.
+func (f *Forwarder) due(kind string) bool {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	now := time.Now()
 	if now.Sub(f.lastLog[kind]) < logWindow {
-		f.mu.Unlock()
-		return
+		return false
 	}
 	f.lastLog[kind] = now
-	f.mu.Unlock()
-	f.log.Warn(msg, args...)
+	return true
 }
 
 // errorClass names what kind of error err is without quoting input.

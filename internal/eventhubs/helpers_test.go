@@ -265,7 +265,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // produced is what reached auditpipe's topic.
 type produced struct {
-	mu     sync.Mutex
 	events []pipeline.Event
 	raw    map[string]int // auditID/stage → copies
 }
