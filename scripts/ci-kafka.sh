@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=${KAFKA_TEST_PKGS:-./internal/kafka ./internal/ingest ./internal/e2e}
+pkgs=${KAFKA_TEST_PKGS:-./internal/kafka ./internal/ingest ./internal/e2e ./internal/eventhubs}
 # A fresh machine of this kind has a JDK and Maven; install them if not.
 if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
 	echo "installing: openjdk-17-jre-headless maven"
