@@ -35,7 +35,7 @@ func azureRecords(line int, data []byte, fn func(line, item int, data []byte) er
 		ev := r.Log
 		// An event that is not an object is handed on as it is, for the
 		// caller's decoder to name what is wrong with it.
-		if out, err := aks.Annotate(ev, r.ResourceID); err == nil {
+		if out, err := aks.Annotate(r); err == nil {
 			ev = out
 		}
 		if err := fn(line, i+1, ev); err != nil {

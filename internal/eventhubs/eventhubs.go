@@ -406,7 +406,7 @@ func (f *Forwarder) add(b *batch, rec pipeline.Record) {
 		// The events may alias the message body; Annotate copies. An
 		// event that is not an object goes on as it is and ingest
 		// rejects it, counted by reason.
-		if out, err := aks.Annotate(ev, r.ResourceID); err == nil {
+		if out, err := aks.Annotate(r); err == nil {
 			ev = out
 		}
 		if _, ok := b.events[cluster]; !ok {

@@ -22,10 +22,9 @@ package aks
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
 
+	"github.com/auditpipe/auditpipe/internal/cloud"
 	"github.com/auditpipe/auditpipe/internal/jsonscan"
 )
 
@@ -36,15 +35,22 @@ const (
 	CategoryAuditAdmin = "kube-audit-admin"
 )
 
-// AnnotationResourceID is the audit annotation auditpipe adds to every
-// event read from AKS: the Azure resource ID of the managed cluster whose
-// apiserver wrote it, as the record names it (AKS writes it in upper case).
-// The cluster auditpipe files the event under is an operator's choice
-// (--cluster, a mapping); this keeps the provider's own name for it. The
-// apiserver never writes an auditpipe.io/ annotation; one an event already
-// carries (an admission webhook may add audit annotations under its own
-// name) is replaced.
-const AnnotationResourceID = "auditpipe.io/azure-resource-id"
+// Annotations auditpipe adds to every event read from AKS, besides
+// cloud.AnnotationSource ("aks"). The cluster auditpipe files the event under
+// is an operator's choice (--cluster, a mapping); these keep the provider's
+// own names for where it came from. Like every auditpipe.io/ annotation they
+// do not enter the content hash, so the kube-audit and kube-audit-admin
+// copies of one event still deduplicate.
+const (
+	// AnnotationResourceID is the Azure resource ID of the managed
+	// cluster, as the record names it (AKS writes it in upper case).
+	AnnotationResourceID = cloud.AnnotationPrefix + "aks-resource-id"
+	// AnnotationCategory is the diagnostic-setting category the event
+	// came in: kube-audit or kube-audit-admin.
+	AnnotationCategory = cloud.AnnotationPrefix + "aks-category"
+	// Source is the value of cloud.AnnotationSource.
+	Source = "aks"
+)
 
 // Record is one resource-log record: where it came from and the audit event
 // it carries.
@@ -279,132 +285,13 @@ func str(d *jsonscan.Scanner, dst *string, depth int, field string) error {
 	return d.Mismatch(depth, field, "string")
 }
 
-// Annotate returns event (one audit event's JSON object) with
-// AnnotationResourceID set to resourceID: the annotation is added as the
-// last member of the event's annotations, which are created when the event
-// has none, and any copy of it the event already had is dropped, so that
-// every decoder (first or last duplicate wins) reads the same value. The
-// other bytes are copied as they are. An empty resourceID returns event
-// unchanged. An event that is not a JSON object is an error, and the caller
-// should hand it on unchanged for its decoder to reject.
-func Annotate(event []byte, resourceID string) ([]byte, error) {
-	if resourceID == "" {
-		return event, nil
-	}
-	member, err := annotationMember(resourceID)
-	if err != nil {
-		return nil, err
-	}
-	d := jsonscan.Scanner{Data: event}
-	c, err := d.Peek()
-	if err != nil {
-		return nil, err
-	}
-	if c != '{' {
-		return nil, d.Mismatch(0, "(event)", "object")
-	}
-	// First pass: find the last annotations member whose value is an
-	// object; it receives the annotation. Validating the whole event here
-	// keeps the second pass free of error paths.
-	last := -1
-	more, err := d.ObjectStart()
-	for more && err == nil {
-		var k []byte
-		if k, err = d.Key(); err != nil {
-			return nil, err
-		}
-		if string(k) == "annotations" && d.Data[d.Pos] == '{' {
-			last = d.Pos
-		}
-		if err = d.Skip(1); err != nil {
-			return nil, err
-		}
-		more, err = d.ObjectNext()
-	}
-	if err != nil {
-		return nil, err
-	}
-	end := d.Pos // just after the closing brace
-	d.WS()
-	if d.Pos < len(d.Data) {
-		return nil, d.Syntax("after top-level value")
-	}
-
-	out := make([]byte, 0, len(event)+len(member)+len(`,"annotations":{}`))
-	d.Reset(event)
-	_, _ = d.Peek()
-	copied := 0 // event[:copied] is in out
-	more, _ = d.ObjectStart()
-	for more {
-		k, _ := d.Key()
-		if string(k) == "annotations" && d.Data[d.Pos] == '{' {
-			// Rewrite this annotations object without our key, and
-			// with it at the end when it is the last one.
-			out = append(out, event[copied:d.Pos]...)
-			out = rewriteAnnotations(&d, out, member, d.Pos == last)
-			copied = d.Pos
-		} else {
-			_ = d.Skip(1)
-		}
-		more, _ = d.ObjectNext()
-	}
-	if last >= 0 {
-		return append(out, event[copied:]...), nil
-	}
-	// No annotations object: add one as the last member. end-1 is the
-	// closing brace; an empty object takes no comma.
-	out = append(out, event[copied:end-1]...)
-	if bytes.IndexByte(bytes.TrimSpace(event[:end-1]), '"') >= 0 {
-		out = append(out, ',')
-	}
-	out = append(out, `"annotations":{`...)
-	out = append(out, member...)
-	out = append(out, '}')
-	return append(out, event[end-1:]...), nil
-}
-
-// rewriteAnnotations copies the annotations object at d.Pos (validated) to
-// out without members named AnnotationResourceID, appending member at its
-// end when add is set, and leaves d.Pos after the object.
-func rewriteAnnotations(d *jsonscan.Scanner, out, member []byte, add bool) []byte {
-	out = append(out, '{')
-	wrote := false
-	more, _ := d.ObjectStart()
-	for more {
-		start := d.Pos
-		k, _ := d.Key()
-		drop := string(k) == AnnotationResourceID
-		_ = d.Skip(2)
-		if !drop {
-			if wrote {
-				out = append(out, ',')
-			}
-			out = append(out, d.Data[start:d.Pos]...)
-			wrote = true
-		}
-		more, _ = d.ObjectNext()
-	}
-	if add {
-		if wrote {
-			out = append(out, ',')
-		}
-		out = append(out, member...)
-	}
-	return append(out, '}')
-}
-
-// annotationMember is `"<AnnotationResourceID>":"<resourceID>"`, quoted as
-// encoding/json quotes.
-func annotationMember(resourceID string) ([]byte, error) {
-	v, err := json.Marshal(resourceID)
-	if err != nil {
-		return nil, fmt.Errorf("quoting resource ID: %w", err)
-	}
-	out := make([]byte, 0, len(AnnotationResourceID)+len(v)+3)
-	out = append(out, '"')
-	out = append(out, AnnotationResourceID...)
-	out = append(out, '"', ':')
-	return append(out, v...), nil
+// Annotate returns a copy of r's event with the auditpipe.io/ annotations
+// of an AKS event set (cloud.Annotate: any the event already had are
+// dropped, the apiserver's own are kept byte for byte). An event that is not
+// a JSON object is an error; the caller should hand it on unchanged for its
+// decoder to reject.
+func Annotate(r *Record) ([]byte, error) {
+	return cloud.Annotate(r.Log, cloud.AnnotationSource, Source, AnnotationResourceID, r.ResourceID, AnnotationCategory, r.Category)
 }
 
 // ClusterName returns the managed cluster's name from an AKS resource ID

@@ -24,7 +24,8 @@ func FuzzDecodeRecords(f *testing.F) {
 			t.Fatalf("Decode accepted invalid JSON %q", data)
 		}
 		for _, r := range recs {
-			out, err := Annotate(r.Log, "/subscriptions/s/managedClusters/\"c\"")
+			r.ResourceID = "/subscriptions/s/managedClusters/\"c\""
+			out, err := Annotate(&r)
 			if err != nil {
 				continue
 			}
@@ -32,7 +33,7 @@ func FuzzDecodeRecords(f *testing.F) {
 				t.Fatalf("Annotate(%q) gave invalid JSON %q", r.Log, out)
 			}
 		}
-		if out, err := Annotate(data, "/r"); err == nil && !json.Valid(out) {
+		if out, err := Annotate(&Record{Log: data, ResourceID: "/r"}); err == nil && !json.Valid(out) {
 			t.Fatalf("Annotate(%q) gave invalid JSON %q", data, out)
 		}
 	})
