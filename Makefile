@@ -29,7 +29,8 @@ FUZZ_TARGETS ?= \
 	./internal/cloud/gke:FuzzConvert \
 	./internal/cloud/gke:FuzzDecodePush \
 	./internal/cloud/eks:FuzzFirehoseRequest \
-	./internal/cloud/eks:FuzzSubscription
+	./internal/cloud/eks:FuzzSubscription \
+	./internal/ingest:FuzzFirehoseBody
 
 # golangci-lint, pinned: `go run pkg@version` fetches it from the module
 # proxy into the module cache on first use (about a minute to build on two

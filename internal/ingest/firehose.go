@@ -340,10 +340,14 @@ func (h *Handler) firehoseRecord(b *firehoseBatch, i int, data []byte, source st
 		// Not a payload after all: perhaps an extracted event that
 		// mentions both names. It is tried as such below.
 	}
+	ours, err := cloud.Members(cloud.AnnotationSource, "eks", eks.AnnotationFirehoseARN, source)
+	if err != nil {
+		return err
+	}
 	n := 0
-	err := eks.SplitMessages(data, func(msg []byte) error {
+	err = eks.SplitMessages(data, func(msg []byte) error {
 		n++
-		ev, err := cloud.Annotate(msg, cloud.AnnotationSource, "eks", eks.AnnotationFirehoseARN, source)
+		ev, err := cloud.AnnotateMembers(msg, ours)
 		if err != nil {
 			// Not an object: the validator would refuse it anyway, and
 			// it says so in the event's own terms.
@@ -387,16 +391,20 @@ func (h *Handler) firehoseSubscription(b *firehoseBatch, i int, sub *eks.Subscri
 		return nil
 	}
 	h.fh.records.WithLabelValues(FirehoseRecordData).Inc()
-	kv := []string{
+	// The same annotations for every event of the payload, encoded once.
+	ours, err := cloud.Members(
 		cloud.AnnotationSource, "eks",
 		eks.AnnotationClusterName, eks.ClusterFromLogGroup(sub.LogGroup),
 		eks.AnnotationAccountID, sub.Owner,
-		eks.AnnotationLog, sub.LogGroup + ":" + sub.LogStream,
+		eks.AnnotationLog, sub.LogGroup+":"+sub.LogStream,
 		eks.AnnotationFirehoseARN, source,
+	)
+	if err != nil {
+		return err
 	}
 	for _, le := range sub.LogEvents {
 		msg := eks.Compact(le.Message)
-		ev, err := cloud.Annotate(msg, kv...)
+		ev, err := cloud.AnnotateMembers(msg, ours)
 		if err != nil {
 			ev = msg
 		}

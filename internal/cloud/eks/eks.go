@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/auditpipe/auditpipe/internal/jsonscan"
 )
@@ -445,11 +446,17 @@ func parseLogEvent(d *jsonscan.Scanner, field string) (LogEvent, error) {
 			if c != '"' {
 				return ev, d.Mismatch(3, field+".message", "string")
 			}
-			var msg []byte
-			if msg, err = d.Str(); err == nil {
-				// Str aliases the input when nothing needed unquoting;
-				// the message must outlive it.
-				ev.Message = bytes.Clone(msg)
+			// One copy either way: unquoted when it must be, cloned
+			// otherwise, since the message outlives the payload.
+			var start, end int
+			var escaped bool
+			if start, end, escaped, err = d.StringEnd(); err == nil {
+				raw := d.Data[start:end]
+				if escaped || !utf8.Valid(raw) {
+					ev.Message = jsonscan.Unquote(make([]byte, 0, len(raw)), raw)
+				} else {
+					ev.Message = bytes.Clone(raw)
+				}
 				haveMessage = true
 			}
 		default:
