@@ -1,24 +1,57 @@
-package gke
+package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/cloud/gke"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
+	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/redact"
 )
+
+// gkeFixtures are GKE Kubernetes audit LogEntries as `gcloud logging read
+// --format=json` prints them (internal/cloud/gke/testdata), compacted as a
+// Logging sink publishes each to Pub/Sub.
+func gkeFixtures(t *testing.T) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile("../cloud/gke/testdata/gcloud-logging-read.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		t.Fatal(err)
+	}
+	out := make([][]byte, len(raw))
+	for i, r := range raw {
+		var b bytes.Buffer
+		if err := json.Compact(&b, r); err != nil {
+			t.Fatal(err)
+		}
+		out[i] = b.Bytes()
+	}
+	return out
+}
 
 // webhookTwin is the audit event kube-apiserver's webhook would have sent
 // for the request a fixture logs, written by hand from the fixture as the
-// apiserver writes events (the query string kubectl sends, the groups the
-// authenticators add, 201 for a create): what GKE had before it rewrote
-// it. Bodies are the fixture's, without GKE's @type.
-func webhookTwin(t *testing.T, entry json.RawMessage, fields map[string]any) []byte {
+// apiserver writes events (the query string kubectl sends, the groups and
+// user.extra the authenticators add, 201 for a create): what GKE had
+// before it rewrote it. Bodies are the fixture's, without GKE's @type.
+func webhookTwin(t *testing.T, entry []byte, fields map[string]any) []byte {
 	t.Helper()
 	var e struct {
 		ProtoPayload struct {
@@ -47,16 +80,16 @@ func webhookTwin(t *testing.T, entry json.RawMessage, fields map[string]any) []b
 	return out
 }
 
-// findingKeys runs the built-in detectors and the default rule pack over
-// evs and returns each finding as detector/severity/resource/name/user,
-// sorted: what an operator sees, without the ids (they hash the request,
-// whose URI differs by the query GKE drops).
-func findingKeys(t *testing.T, set *detectors.Set, pack *rules.Set, evs ...[]byte) []string {
+// findingKeysOf runs the built-in detectors and the default rule pack over
+// evs and returns each finding as detector/severity/resource/namespace/
+// name/user, sorted: what an operator sees, without the ids (they hash the
+// request, whose URI differs by the query GKE drops).
+func findingKeysOf(t *testing.T, set *detectors.Set, pack *rules.Set, evs ...[]byte) []string {
 	t.Helper()
 	var keys []string
 	for _, data := range evs {
 		var ev pipeline.Event
-		if err := ev.Decode("prod-eu1", data); err != nil {
+		if err := ev.Decode(cluster, data); err != nil {
 			t.Fatalf("decoding %s: %v", data, err)
 		}
 		var out []pipeline.Finding
@@ -70,11 +103,73 @@ func findingKeys(t *testing.T, set *detectors.Set, pack *rules.Set, evs ...[]byt
 	return keys
 }
 
-// TestSameFindingsAsWebhook feeds the same requests to the detectors twice,
-// once as the webhook delivers them and once as GKE logs them, and expects
-// the same findings wherever the LogEntry carries what the detector reads.
-// The README's loss table covers the rest (TestGKELosesWhatItDoesNotCarry).
-func TestSameFindingsAsWebhook(t *testing.T) {
+// capture is the acknowledging end of the transport.
+type capture struct {
+	mu   sync.Mutex
+	msgs []pipeline.Message
+}
+
+func (c *capture) Produce(_ context.Context, msgs []pipeline.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.msgs = append(c.msgs, msgs...)
+	return nil
+}
+
+// byAuditID returns what was produced, by auditID.
+func (c *capture) byAuditID(t *testing.T) map[string][]byte {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string][]byte{}
+	for _, m := range c.msgs {
+		var ev pipeline.Event
+		if err := ev.Decode(m.Cluster, m.Value); err != nil {
+			t.Fatal(err)
+		}
+		out[string(ev.AuditID)] = m.Value
+	}
+	return out
+}
+
+// ingestServer is ingest's HTTP handler with the real redactor, on
+// loopback, producing into a capture.
+func ingestServer(t *testing.T) (*httptest.Server, *capture) {
+	t.Helper()
+	red, err := redact.New(redact.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &capture{}
+	h, err := ingest.New(ingest.Config{}, c, red, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, c
+}
+
+func postOK(t *testing.T, url, body string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %s", url, resp.Status)
+	}
+}
+
+// TestGKEAndWebhookSameFindings delivers the same requests twice through
+// ingest's HTTP handler, once as kube-apiserver's webhook sends them
+// (POST /audit) and once as a GKE Pub/Sub push subscription does (POST
+// /pubsub), and runs the detectors and the default rules over what ingest
+// produced (redacted, validated, as detect reads it): the findings are the
+// same wherever the LogEntry carries what the detector reads. The README's
+// loss table covers the rest (TestGKELosesWhatItDoesNotCarry).
+func TestGKEAndWebhookSameFindings(t *testing.T) {
 	set, err := detectors.New(detectors.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +178,7 @@ func TestSameFindingsAsWebhook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries := fixtures(t)
+	entries := gkeFixtures(t)
 	authenticated := []string{"system:authenticated"}
 	twins := []map[string]any{
 		{ // pod create, RequestResponse
@@ -150,22 +245,34 @@ func TestSameFindingsAsWebhook(t *testing.T) {
 			"annotations": map[string]string{"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "access granted by IAM permissions."},
 		},
 	}
+	webhookSrv, webhookOut := ingestServer(t)
+	pubsubSrv, pubsubOut := ingestServer(t)
+	var items []string
+	for i, fields := range twins {
+		items = append(items, string(webhookTwin(t, entries[i], fields)))
+		push := `{"message":{"data":"` + base64.StdEncoding.EncodeToString(entries[i]) + `","messageId":"1470000000` + fmt.Sprint(i) +
+			`","publishTime":"2026-11-30T10:22:00.5Z"},"subscription":"projects/acme-prod/subscriptions/auditpipe-gke-prod-eu1"}`
+		postOK(t, pubsubSrv.URL+"/pubsub/"+cluster, push)
+	}
+	postOK(t, webhookSrv.URL+"/audit/"+cluster, `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[`+strings.Join(items, ",")+`]}`)
+
+	web, push := webhookOut.byAuditID(t), pubsubOut.byAuditID(t)
+	if len(web) != len(twins) || len(push) != len(twins) {
+		t.Fatalf("produced %d events from the webhook and %d from Pub/Sub, want %d each", len(web), len(push), len(twins))
+	}
 	total := 0
 	for i, fields := range twins {
-		web := findingKeys(t, set, pack, webhookTwin(t, entries[i], fields))
-		conv, err := Convert(entries[i])
-		if err != nil {
-			t.Fatal(err)
+		id := fields["auditID"].(string)
+		w := findingKeysOf(t, set, pack, web[id])
+		g := findingKeysOf(t, set, pack, push[id])
+		if strings.Join(w, "\n") != strings.Join(g, "\n") {
+			t.Errorf("entry %d (%s): findings differ\nwebhook:\n  %s\npub/sub:\n  %s", i, id, strings.Join(w, "\n  "), strings.Join(g, "\n  "))
 		}
-		gke := findingKeys(t, set, pack, conv)
-		if strings.Join(web, "\n") != strings.Join(gke, "\n") {
-			t.Errorf("entry %d (%s): findings differ\nwebhook:\n  %s\ngke:\n  %s", i, fields["auditID"], strings.Join(web, "\n  "), strings.Join(gke, "\n  "))
-		}
-		if len(web) == 0 {
+		if len(w) == 0 {
 			t.Errorf("entry %d: the webhook twin raises no finding: the comparison proves nothing", i)
 		}
-		total += len(web)
-		t.Logf("entry %d: %s", i, strings.Join(web, "; "))
+		total += len(w)
+		t.Logf("entry %d: %s", i, strings.Join(w, "; "))
 	}
 	t.Logf("%d findings, the same from both paths", total)
 }
@@ -184,7 +291,7 @@ func TestGKELosesWhatItDoesNotCarry(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One service-account token used from two addresses.
-	sa := func(id, ip, ts string) (webhook, gke []byte) {
+	sa := func(id, ip, ts string) (webhook, converted []byte) {
 		webhook = []byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"` + id + `","stage":"ResponseComplete",` +
 			`"requestURI":"/api/v1/namespaces/ci/configmaps/settings","verb":"get","user":{"username":"system:serviceaccount:ci:deployer",` +
 			`"uid":"7c3e9f10-2b1a-4c5d-8e6f-0a1b2c3d4e5f","groups":["system:serviceaccounts","system:serviceaccounts:ci","system:authenticated"],` +
@@ -198,7 +305,7 @@ func TestGKELosesWhatItDoesNotCarry(t *testing.T) {
 			`"protoPayload":{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","serviceName":"k8s.io","methodName":"io.k8s.core.v1.configmaps.get",` +
 			`"resourceName":"core/v1/namespaces/ci/configmaps/settings","authenticationInfo":{"principalEmail":"system:serviceaccount:ci:deployer"},` +
 			`"requestMetadata":{"callerIp":"` + ip + `","callerSuppliedUserAgent":"kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46"},"status":{}}}`)
-		conv, err := Convert(entry)
+		conv, err := gke.Convert(entry)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,13 +313,13 @@ func TestGKELosesWhatItDoesNotCarry(t *testing.T) {
 	}
 	w1, g1 := sa("11111111-1111-4111-8111-111111111111", "10.128.0.41", "2026-11-30T10:30:00.000000Z")
 	w2, g2 := sa("22222222-2222-4222-8222-222222222222", "185.220.101.9", "2026-11-30T10:31:00.000000Z")
-	web := findingKeys(t, set, pack, w1, w2)
-	gke := findingKeys(t, set, pack, g1, g2)
+	web := findingKeysOf(t, set, pack, w1, w2)
+	viaGKE := findingKeysOf(t, set, pack, g1, g2)
 	if !slices.ContainsFunc(web, func(k string) bool { return strings.HasPrefix(k, "token-replay/") }) {
 		t.Errorf("webhook path: no token-replay finding: %v", web)
 	}
-	if slices.ContainsFunc(gke, func(k string) bool { return strings.HasPrefix(k, "token-replay/") }) {
-		t.Errorf("gke path found token-replay without a credential-id: %v", gke)
+	if slices.ContainsFunc(viaGKE, func(k string) bool { return strings.HasPrefix(k, "token-replay/") }) {
+		t.Errorf("gke path found token-replay without a credential-id: %v", viaGKE)
 	}
 
 	// A list narrowed by a field selector: quiet from the webhook, flagged
@@ -221,15 +328,37 @@ func TestGKELosesWhatItDoesNotCarry(t *testing.T) {
 		`"requestURI":"/api/v1/secrets?fieldSelector=metadata.name%3Dci-token","verb":"list","user":{"username":"system:serviceaccount:ci:deployer","groups":["system:serviceaccounts","system:serviceaccounts:ci","system:authenticated"]},` +
 		`"sourceIPs":["10.128.0.41"],"objectRef":{"resource":"secrets","name":"ci-token","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},` +
 		`"requestReceivedTimestamp":"2026-11-30T10:32:00.000000Z","stageTimestamp":"2026-11-30T10:32:00.000000Z","annotations":{"authorization.k8s.io/decision":"allow"}}`)
-	if got := findingKeys(t, set, pack, narrowed); slices.ContainsFunc(got, func(k string) bool { return strings.HasPrefix(k, "broad-selector/") }) {
+	if got := findingKeysOf(t, set, pack, narrowed); slices.ContainsFunc(got, func(k string) bool { return strings.HasPrefix(k, "broad-selector/") }) {
 		t.Errorf("webhook path flags a narrowed list: %v", got)
 	}
-	entries := fixtures(t)
-	conv, err := Convert(entries[1]) // the same list as GKE logs any list of secrets
+	entries := gkeFixtures(t)
+	conv, err := gke.Convert(entries[1]) // the same list as GKE logs any list of secrets
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := findingKeys(t, set, pack, conv); !slices.ContainsFunc(got, func(k string) bool { return strings.HasPrefix(k, "broad-selector/") }) {
+	if got := findingKeysOf(t, set, pack, conv); !slices.ContainsFunc(got, func(k string) bool { return strings.HasPrefix(k, "broad-selector/") }) {
 		t.Errorf("gke path: expected the selector-less list to be flagged: %v", got)
+	}
+	// A kubelet's watch of its own pods: narrowed by spec.nodeName on the
+	// webhook, unnarrowed as far as GKE's entry can tell.
+	kubeletWatch := []byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Request","auditID":"44444444-4444-4444-8444-444444444444","stage":"ResponseStarted",` +
+		`"requestURI":"/api/v1/pods?allowWatchBookmarks=true&fieldSelector=spec.nodeName%3Dgke-prod-eu1-pool-1-abcd&resourceVersion=48213000&timeout=7m32s&timeoutSeconds=452&watch=true","verb":"watch",` +
+		`"user":{"username":"system:node:gke-prod-eu1-pool-1-abcd","groups":["system:nodes","system:authenticated"]},"sourceIPs":["10.132.0.7"],"userAgent":"kubelet/v1.31.2-gke.1146000 (linux/amd64) kubernetes/1a2b3c4",` +
+		`"objectRef":{"resource":"pods","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":200},` +
+		`"requestReceivedTimestamp":"2026-11-30T10:33:00.000000Z","stageTimestamp":"2026-11-30T10:33:00.001000Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":""}}`)
+	if got := findingKeysOf(t, set, pack, kubeletWatch); slices.ContainsFunc(got, func(k string) bool { return strings.HasPrefix(k, "broad-selector/") }) {
+		t.Errorf("webhook path flags a kubelet's own pod watch: %v", got)
+	}
+	watchEntry := []byte(`{"insertId":"44444444-4444-4444-8444-444444444444","logName":"projects/acme-prod/logs/cloudaudit.googleapis.com%2Fdata_access","timestamp":"2026-11-30T10:33:00.000000Z",` +
+		`"operation":{"id":"44444444-4444-4444-8444-444444444444","producer":"k8s.io","first":true,"last":false},"labels":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":""},` +
+		`"resource":{"type":"k8s_cluster","labels":{"cluster_name":"prod-eu1","location":"europe-west1","project_id":"acme-prod"}},` +
+		`"protoPayload":{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","serviceName":"k8s.io","methodName":"io.k8s.core.v1.pods.watch","resourceName":"core/v1/pods",` +
+		`"authenticationInfo":{"principalEmail":"system:node:gke-prod-eu1-pool-1-abcd"},"requestMetadata":{"callerIp":"10.132.0.7","callerSuppliedUserAgent":"kubelet/v1.31.2-gke.1146000 (linux/amd64) kubernetes/1a2b3c4"},"status":{}}}`)
+	conv, err = gke.Convert(watchEntry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := findingKeysOf(t, set, pack, conv); !slices.Contains(got, "broad-selector/high/pods///system:node:gke-prod-eu1-pool-1-abcd") {
+		t.Errorf("gke path: expected the kubelet's watch to be flagged high, as the README says: %v", got)
 	}
 }
