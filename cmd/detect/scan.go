@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 
@@ -30,6 +32,7 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	output := fs.String("output", "auto", "auto (table on a terminal, else JSON lines), table or json")
 	ruleFiles := fs.String("rules", "", "comma-separated user rule files (YAML), loaded after the shipped default pack")
 	noDefault := fs.Bool("no-default-rules", false, "leave the shipped default rule pack out")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the scan to this file (go tool pprof)")
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "goroutines judging events, each the events of a share of the subjects (credentials); 1 judges all in the reading goroutine")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -69,6 +72,13 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	out := stdout
 	if format == console.FormatJSON {
 		out = bufio.NewWriterSize(stdout, 64<<10)
+	}
+	if *cpuProfile != "" {
+		stopProfile, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
 	s := newScanner(*cluster, console.NewPrinter(out, format), stderr)
 	err = s.scan(ctx, files, *workers, func() (*detectors.Set, error) { return loadDetectors(*config) }, ruleSet)
@@ -202,6 +212,23 @@ func newScanTerms(set pipeline.EventDetector) (*rules.TermsDetector, error) {
 		return nil, err
 	}
 	return rules.NewTermsDetector(func() *rules.Set { return rs }, tr), nil
+}
+
+// startCPUProfile profiles the process into path until the returned
+// function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("creating CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("starting CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }
 
 // errNoAuditFields reports JSON that decodes as an Event but carries

@@ -1,0 +1,139 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/auditpipe/auditpipe/internal/gen"
+)
+
+// Streams of the process rows: a day of a cluster as the generator makes
+// it (2 % of requests attacks), and an incident's slice of logs, where
+// every request the generator makes belongs to an attack and over a third
+// of the events (half are RequestReceived, not judged) produce a finding.
+const (
+	scanRealisticEvents = 150000
+	scanFindingsEvents  = 100000
+)
+
+// BenchmarkScanProcess runs `detect scan` as users run it, a whole process
+// (start, loading the default pack, reading the file, every detector and
+// rule, findings printed as JSON lines to /dev/null), against naivedecode,
+// a program that only decodes the same file with encoding/json into
+// auditv1.Event. Both are built with go build at the start. The file is
+// in the page cache after the first run. Rows: naive (the baseline),
+// detect (its default --workers, one per core), and detect-workers1.
+// events/s is of wall time; cpu-ns/event adds user and system time of the
+// process, which the other sessions on a shared machine disturb less.
+func BenchmarkScanProcess(b *testing.B) {
+	dir := b.TempDir()
+	detect, naive := filepath.Join(dir, "detect"), filepath.Join(dir, "naivedecode")
+	for bin, pkg := range map[string]string{detect: "github.com/auditpipe/auditpipe/cmd/detect", naive: "github.com/auditpipe/auditpipe/internal/bench/naivedecode"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			b.Fatalf("building %s: %v\n%s", pkg, err, out)
+		}
+	}
+	streams := []struct {
+		name   string
+		events int
+		attack float64
+	}{
+		{"realistic", scanRealisticEvents, 0.02},
+		{"findings", scanFindingsEvents, 1},
+	}
+	for _, st := range streams {
+		path := writeLog(b, dir, st.name, st.events, st.attack)
+		fi, err := os.Stat(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		withFindings := eventsWithFindings(b, detect, path)
+		b.Logf("%s: %d events, %d MB, %d (%.0f %%) with a finding", st.name, st.events, fi.Size()>>20, withFindings, 100*float64(withFindings)/float64(st.events))
+		if st.name == "findings" && withFindings*3 < st.events {
+			b.Fatalf("only %d of %d events have a finding: not finding-heavy", withFindings, st.events)
+		}
+		for _, row := range []struct {
+			name string
+			args []string
+		}{
+			{"naive", []string{naive, path}},
+			{"detect", []string{detect, "scan", "--output", "json", path}},
+			{"detect-workers1", []string{detect, "scan", "--output", "json", "--workers", "1", path}},
+		} {
+			b.Run(st.name+"/"+row.name, func(b *testing.B) {
+				b.SetBytes(fi.Size())
+				var cpu time.Duration
+				for b.Loop() {
+					cmd := exec.Command(row.args[0], row.args[1:]...)
+					var stderr bytes.Buffer
+					cmd.Stderr = &stderr
+					if err := cmd.Run(); err != nil {
+						b.Fatalf("%v: %v\n%s", row.args, err, stderr.Bytes())
+					}
+					cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+				}
+				events := float64(st.events) * float64(b.N)
+				b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
+				b.ReportMetric(float64(cpu.Nanoseconds())/events, "cpu-ns/event")
+			})
+		}
+	}
+}
+
+// writeLog writes n generated events as an apiserver's log backend does.
+func writeLog(b *testing.B, dir, name string, n int, attack float64) string {
+	b.Helper()
+	path := filepath.Join(dir, name+".log")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	g := gen.New(gen.Config{Seed: 7, AttackRatio: attack})
+	for range n {
+		if _, err := w.Write(g.Next().JSON); err != nil {
+			b.Fatal(err)
+		}
+		if err := w.WriteByte('\n'); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// eventsWithFindings runs detect scan once and counts the distinct events
+// (audit ID and stage) its findings are about.
+func eventsWithFindings(b *testing.B, detect, path string) int {
+	b.Helper()
+	cmd := exec.Command(detect, "scan", "--output", "json", path)
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("detect scan %s: %v", path, err)
+	}
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var f struct {
+			AuditID string `json:"audit_id"`
+			Stage   string `json:"stage"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &f); err != nil {
+			b.Fatalf("finding line %q: %v", sc.Bytes(), err)
+		}
+		seen[f.AuditID+"\x00"+f.Stage] = true
+	}
+	return len(seen)
+}
