@@ -16,6 +16,7 @@ FUZZ_TARGETS ?= \
 	./internal/pipeline:FuzzDecodeEquivalence \
 	./internal/pipeline:FuzzSplitEquivalence \
 	./internal/pipeline:FuzzFindingJSON \
+	./internal/pipeline:FuzzDecodeBody \
 	./internal/detectors:FuzzDetectorSet \
 	./internal/detectors:FuzzAnonymous \
 	./internal/detectors:FuzzTokens \

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
@@ -71,8 +70,8 @@ type decodedBody struct {
 }
 
 // get returns u's decoded body, decoding it unless d already holds it.
-// encoding/json is linear in the input and stops at 10,000 levels of
-// nesting, so an attacker-sized body costs its size, once.
+// decodeBody is linear in the input and stops at 10,000 levels of nesting,
+// as encoding/json does, so an attacker-sized body costs its size, once.
 func (d *decodedBody) get(u *runtime.Unknown, decodes *int) any {
 	if u == nil || len(u.Raw) == 0 {
 		return nil
@@ -81,8 +80,8 @@ func (d *decodedBody) get(u *runtime.Unknown, decodes *int) any {
 		return d.v
 	}
 	*decodes++
-	var v any
-	if json.Unmarshal(u.Raw, &v) != nil {
+	v, ok := decodeBody(u.Raw)
+	if !ok {
 		v = nil
 	}
 	*d = decodedBody{src: u, raw: u.Raw, v: v}

@@ -1,0 +1,88 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/auditpipe/auditpipe/internal/gen"
+)
+
+// stdBody is what decodedBody.get returned before decodeBody: json.Unmarshal
+// into an any, nil when it fails.
+func stdBody(data []byte) (any, bool) {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, false
+	}
+	return v, true
+}
+
+var bodyCases = []string{
+	`{}`, `[]`, `null`, `true`, `false`, `0`, `-0`, `1e400`, `-1e400`, `1.5e-400`, `12345678901234567890`, `0.1`, `-1.25E+3`,
+	` {"a" : [1, "x", null, true, {"b": []}] } `, `{"a":1,"a":2}`, `{"a":{"b":1},"a":"c"}`,
+	`"\u00e9\ud83d\ude00\ud800\udc00\ud800 \\ \/ \b\f\n\r\t"`, "\"\xff\xfe bad utf8 \xe2\x82\"", "{\"\xff\":1}",
+	`{"a":1}x`, `{"a":1,}`, `[1,]`, `[1 2]`, `{"a" 1}`, `{a:1}`, `01`, `1.`, `.5`, `-`, `+1`, `1e`, `tru`, `nul`, `nulll`,
+	`"abc`, "\"a\x01\"", `"\x"`, `"\u12"`, ``, ` `, `[`, `{`, `{"a":`, `[[[[]]]]`, "\t\r\n[\n1\n]\n",
+}
+
+// TestDecodeBodyMatchesEncodingJSON: decodeBody yields what json.Unmarshal
+// into an any does, and fails where it fails: edge cases, encoding/json's
+// 10,000-level nesting limit, and every body of a generated stream.
+func TestDecodeBodyMatchesEncodingJSON(t *testing.T) {
+	check := func(name string, data []byte) {
+		t.Helper()
+		want, wantOK := stdBody(data)
+		got, ok := decodeBody(data)
+		if ok != wantOK || !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: decodeBody = %#v, %v; json.Unmarshal = %#v, %v", name, got, ok, want, wantOK)
+		}
+	}
+	for _, c := range bodyCases {
+		check(c, []byte(c))
+	}
+	for _, n := range []int{9999, 10000, 10001} {
+		check("depth", []byte(strings.Repeat("[", n)+strings.Repeat("]", n)))
+		check("depth", []byte(strings.Repeat(`{"a":`, n)+"1"+strings.Repeat("}", n)))
+	}
+	g := gen.New(gen.Config{Seed: 4, AttackRatio: 0.3})
+	bodies := 0
+	for range 12000 {
+		var ev Event
+		if err := ev.Decode("prod", g.Next().JSON); err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range []*[]byte{rawOf(ev.RequestObject), rawOf(ev.ResponseObject)} {
+			if u != nil {
+				check(string(ev.AuditID), *u)
+				bodies++
+			}
+		}
+	}
+	if bodies < 1000 {
+		t.Fatalf("only %d bodies", bodies)
+	}
+}
+
+func FuzzDecodeBody(f *testing.F) {
+	for _, c := range bodyCases {
+		f.Add([]byte(c))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want, wantOK := stdBody(data)
+		got, ok := decodeBody(data)
+		if ok != wantOK || !reflect.DeepEqual(got, want) {
+			t.Fatalf("decodeBody(%q) = %#v, %v; json.Unmarshal = %#v, %v", data, got, ok, want, wantOK)
+		}
+	})
+}
+
+func rawOf(u *runtime.Unknown) *[]byte {
+	if u == nil || len(u.Raw) == 0 {
+		return nil
+	}
+	return &u.Raw
+}
