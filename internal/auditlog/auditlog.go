@@ -125,6 +125,11 @@ func opensDocument(line []byte) bool {
 	return (first == '{' || first == '[') && (last == '{' || last == '[')
 }
 
+// plainEventPrefix starts every event the apiserver's log backend writes
+// (kind is the first field of auditv1.Event): a single event, not an
+// EventList ("EventList" follows the quote) nor a provider's envelope.
+var plainEventPrefix = []byte(`{"kind":"Event",`)
+
 // Events calls fn with every event of the file at path: each line (see
 // Lines), or each item of a line that holds an EventList, item numbering
 // them from 1 (0 for a plain line). Items of an audit.k8s.io/v1beta1 list
@@ -144,6 +149,13 @@ func Events(path string, fn func(line, item int, data []byte) error) error {
 		return err
 	}
 	return Lines(path, func(line int, data []byte) error {
+		// The common case first: a line the apiserver's log backend
+		// wrote starts with its kind, and one event is no envelope. It
+		// spares every line the envelope checks below, each a search of
+		// the whole line (an eighth of detect scan's time).
+		if bytes.HasPrefix(data, plainEventPrefix) {
+			return fn(line, 0, data)
+		}
 		// Provider exports first: each recognises its own envelope
 		// and reports false for anything else.
 		if ok, err := azureRecords(line, data, fn); ok {
