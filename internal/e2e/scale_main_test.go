@@ -20,6 +20,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/testutil/kafkatest"
+	"go.uber.org/goleak"
 )
 
 // detectBin is cmd/detect built once for the package's child-process tests.
@@ -40,6 +41,14 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	// As goleak.VerifyTestMain, after the binary's directory is gone: no
+	// goroutine may outlive the package's tests.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak: goroutines outlived the tests:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 

@@ -29,23 +29,9 @@ import (
 
 // verifyNoLeaks checks, after every cleanup of t (servers closed, senders
 // shut down), that no goroutine started during t is left.
-//
-// client-go, inside the apiserver's webhook client, starts a certificate
-// rotation controller per cached client-certificate transport that runs
-// for the life of the process (transport.DialerStopCh is never closed);
-// its goroutines belong to the sender, not to ingest.
 func verifyNoLeaks(t *testing.T) {
 	t.Helper()
-	opts := []goleak.Option{
-		goleak.IgnoreCurrent(),
-		goleak.IgnoreAnyFunction("k8s.io/client-go/transport.(*dynamicClientCert).run"),
-		goleak.IgnoreAnyFunction("k8s.io/client-go/transport.(*dynamicClientCert).runWorker"),
-		goleak.IgnoreAnyFunction("k8s.io/client-go/util/workqueue.(*delayingType[...]).waitingLoop"),
-		goleak.IgnoreAnyFunction("k8s.io/apimachinery/pkg/util/wait.PollImmediateUntilWithContext.poller.func1.1"),
-		goleak.IgnoreAnyFunction("k8s.io/apimachinery/pkg/util/wait.PollImmediateUntilWithContext.poller.func1"),
-		goleak.IgnoreAnyFunction("k8s.io/apimachinery/pkg/util/wait.PollImmediateUntil"),
-		goleak.IgnoreAnyFunction("k8s.io/apimachinery/pkg/util/wait.Until"),
-	}
+	opts := append([]goleak.Option{goleak.IgnoreCurrent()}, senderGoroutines...)
 	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
 }
 
