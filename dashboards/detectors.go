@@ -181,5 +181,19 @@ WHERE `+detectorWhere("admission-policy-change")+`
 ORDER BY time
 LIMIT 500`, "time", "cluster", "username", "verb", "resource", "namespace", "name", "severity", "summary", "audit_id")
 
+	bd.row("First-seen terms (new_terms rules)")
+	bd.chTable("New terms", "First-seen rules: a principal (the key) did something it never did within the rule's history (the term: a network, client, namespace, verb and resource). When the key was first seen and how many distinct terms it has tell a new principal from a habit broken.", 24, 9,
+		`SELECT time, cluster, detector,
+  `+evidenceValue(`new_terms\\.key`)+` AS key,
+  `+evidenceValue(`new_terms\\.term`)+` AS term,
+  `+evidenceValue(`new_terms\\.key_first_seen`)+` AS key_first_seen,
+  toUInt32OrZero(`+evidenceValue(`new_terms\\.distinct_terms`)+`) AS distinct_terms,
+  severity, source_ip, audit_id
+FROM findings FINAL
+WHERE `+where("time", "cluster", "namespace", "user", "detector", "severity")+`
+  AND startsWith(detector, 'rule:') AND position(evidence, '"field":"new_terms.term"') > 0
+ORDER BY time DESC
+LIMIT 500`, "time", "cluster", "detector", "key", "term", "key_first_seen", "distinct_terms", "severity", "source_ip", "audit_id")
+
 	return bd.build()
 }

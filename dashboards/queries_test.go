@@ -16,6 +16,8 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/detectors"
+	"github.com/auditpipe/auditpipe/internal/detectors/rules"
+	"github.com/auditpipe/auditpipe/internal/firstseen"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/testutil/chtest"
@@ -44,6 +46,7 @@ func seed(t *testing.T, write func(pipeline.Batch) error) (from, to time.Time) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		terms := seedFirstSeen(t)
 		// Judged as detect judges them: each request once.
 		gate := pipeline.NewStageGate(pipeline.StageGateConfig{})
 		var b pipeline.Batch
@@ -62,6 +65,7 @@ func seed(t *testing.T, write func(pipeline.Batch) error) (from, to time.Time) {
 			b.Events = append(b.Events, ev)
 			if gate.Admit(ev) == pipeline.StageJudged {
 				b.Findings = set.Detect(ev, b.Findings)
+				b.Findings = terms.Detect(ev, b.Findings)
 			}
 			if e.Time.After(to) {
 				to = e.Time
@@ -73,6 +77,31 @@ func seed(t *testing.T, write func(pipeline.Batch) error) (from, to time.Time) {
 		flush()
 	}
 	return from.Add(-time.Minute), to.Add(time.Minute)
+}
+
+// seedFirstSeen judges the shipped first-seen rules without their learning
+// period, so that a few minutes of traffic have new terms (exec into
+// namespaces, for one) for the dashboard's first-seen panel.
+func seedFirstSeen(t *testing.T) *rules.TermsDetector {
+	t.Helper()
+	files, err := rules.DefaultFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var over strings.Builder
+	over.WriteString("rules:\n")
+	for _, r := range []string{"sa-new-network", "sa-new-user-agent", "human-secret-read-new-namespace", "exec-new-namespace", "principal-new-verb-resource"} {
+		over.WriteString("  - {rule: " + r + ", override: append, new_terms: {learning: 0s}}\n")
+	}
+	s, err := rules.Load(append(files, rules.File{Name: "seed.yaml", Data: []byte(over.String())})...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := firstseen.New(firstseen.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules.NewTermsDetector(func() *rules.Set { return s }, tr)
 }
 
 // result is a query's column names and rows, each value as text.

@@ -40,6 +40,7 @@ func run(args []string, stdout io.Writer) error {
 	cluster := fs.String("cluster", gen.DefaultCluster, "cluster name, used in node names")
 	rate := fs.Float64("rate", gen.DefaultRate, "events per second of event time")
 	attack := fs.Float64("attack-ratio", gen.DefaultAttackRatio, "fraction of requests that are attacks, 0 to 1")
+	lifecycle := fs.Bool("lifecycle", false, "add the cluster's life over days: pod restarts and rolling deploys, CI pipelines, a nightly CronJob (a baseline for first-seen rules; use with a low -rate, e.g. 1.65 for a week in 1,000,000 events)")
 	start := fs.String("start", gen.DefaultStart.Format(time.RFC3339), "event time of the first request (RFC 3339)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -71,7 +72,7 @@ func run(args []string, stdout io.Writer) error {
 		return err
 	}
 
-	g := gen.New(gen.Config{Seed: *seed, Cluster: *cluster, Start: t0, Rate: *rate, AttackRatio: *attack})
+	g := gen.New(gen.Config{Seed: *seed, Cluster: *cluster, Start: t0, Rate: *rate, AttackRatio: *attack, Lifecycle: *lifecycle})
 	w := bufio.NewWriterSize(stdout, 1<<20)
 	if *format == "jsonl" {
 		for range *n {

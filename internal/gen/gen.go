@@ -51,6 +51,11 @@ type Config struct {
 	// clean stream can be asked for); auditgen defaults it to
 	// DefaultAttackRatio.
 	AttackRatio float64
+	// Lifecycle adds the cluster's life over days (see lifecycle.go): pod
+	// restarts and rolling deploys with new IPs and nodes, CI pipelines in
+	// fresh namespaces, a nightly CronJob, a developer reading their own
+	// secrets. Off, the stream is what it always was for a seed.
+	Lifecycle bool
 }
 
 // Event is one generated audit event.
@@ -102,6 +107,8 @@ type Generator struct {
 	routineTotal int
 	attacks      []func(g *Generator, at time.Time)
 	followUps    []func(g *Generator, at time.Time) // later requests of a multi-request attack
+	life         *lifecycle                         // nil unless Config.Lifecycle
+	injected     map[string]int                     // Inject calls per kind
 }
 
 // New returns a Generator for cfg, applying defaults to zero fields.
@@ -129,6 +136,9 @@ func New(cfg Config) *Generator {
 		g.routineTotal += rt.weight
 	}
 	g.attacks = attacks()
+	if cfg.Lifecycle {
+		g.startLifecycle()
+	}
 	return g
 }
 
@@ -155,6 +165,9 @@ func (g *Generator) Next() Event {
 // request admits the request arriving at at: routine, or the next step of
 // an attack with probability AttackRatio.
 func (g *Generator) request(at time.Time) {
+	if g.life != nil && g.lifecycleDue(at) {
+		return
+	}
 	if g.cfg.AttackRatio > 0 && g.r.chance(g.cfg.AttackRatio) {
 		if len(g.followUps) > 0 {
 			f := g.followUps[0]
