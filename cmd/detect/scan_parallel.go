@@ -228,6 +228,9 @@ func (s *scanner) merge(ctx context.Context, ordered <-chan *scanChunk, terms *r
 			return context.Cause(ctx)
 		}
 		for i := range c.findings {
+			if terms != nil && c.verdicts[i] == pipeline.StageJudged {
+				terms.See(terms.Set(), &c.events[i])
+			}
 			for _, m := range c.terms[i] {
 				c.findings[i] = terms.Judge(&c.events[i], m, c.findings[i])
 			}

@@ -191,6 +191,21 @@ func KeyID(rule, cluster, key string) uint64 {
 
 func baselineKey(rule, cluster string) string { return rule + "\x00" + cluster }
 
+// Start records that rule began watching cluster at at, unless it did
+// earlier: the start of its Learning period. Callers call it for every
+// rule on the first event of a cluster they judge, so that a rule whose
+// condition first holds weeks later is not still learning then.
+func (t *Tracker) Start(rule, cluster string, at time.Time, tag any) {
+	now := at.Unix()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	bk := baselineKey(rule, cluster)
+	if start, ok := t.starts[bk]; !ok || now < start {
+		t.starts[bk] = now
+		t.record(Update{Rule: rule, Cluster: cluster, Last: at, Tag: tag})
+	}
+}
+
 // Observe records that key was seen with term at time at under rule in
 // cluster, and says whether the term is new and to be reported. tag is
 // kept with the journaled change (see Take).

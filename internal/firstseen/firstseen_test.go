@@ -182,3 +182,17 @@ func TestHundredThousandKeys(t *testing.T) {
 		t.Fatalf("%d keys in %d bytes: want 100,000 within 64 MiB", tr.Stats().Keys, heap)
 	}
 }
+
+// TestStart: learning runs from when the rule began watching the cluster,
+// not from its first match.
+func TestStart(t *testing.T) {
+	tr := newTracker(t, Config{})
+	tr.Start("r", "c", t0, nil)
+	tr.Start("r", "c", t0.Add(time.Hour), nil) // later: keeps the earliest
+	if v := tr.Observe("r", "c", "alice", "kube-system", t0.Add(25*time.Hour), week, nil); !v.Report {
+		t.Fatalf("first match a day after the start: %+v, want reported", v)
+	}
+	if v := tr.Observe("r", "other", "alice", "kube-system", t0.Add(25*time.Hour), week, nil); v.Report {
+		t.Fatalf("a cluster never started: %+v, want learning", v)
+	}
+}

@@ -222,10 +222,10 @@ func (g *Generator) ownerSecretRead(at time.Time) {
 	})
 }
 
-// First-seen injections: requests that look routine one by one and are new
-// for their principal. Inject adds one; its events carry the scenario
-// FirstSeenPrefix+kind and, on the judged stage, the first-seen rules that
-// must report it.
+// FirstSeenPrefix starts the scenario of first-seen injections: requests
+// that look routine one by one and are new for their principal. Inject
+// adds one; its events carry the scenario FirstSeenPrefix+kind and, on the
+// judged stage, the first-seen rules that must report it.
 const FirstSeenPrefix = "first-seen:"
 
 // FirstSeenKinds are the kinds Inject knows, one per shipped first-seen

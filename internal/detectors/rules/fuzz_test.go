@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/firstseen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -29,6 +30,8 @@ func FuzzRuleCompile(f *testing.F) {
 	f.Add(macroDoubling(8))
 	f.Add(macroChain(1000, 30))
 	f.Add([]byte("lists:\n  - list: l\n    items: [a, b, c, d, e, f, g, h]\nmacros:\n  - macro: a\n    condition: verb in l\n  - macro: b\n    condition: a or a or a\n  - macro: c\n    condition: b and b and b\nrules:\n  - rule: r\n    severity: low\n    condition: c or c\n    output: \"{{ c and b }}\"\n"))
+	// A first-seen rule: key, normalised fields, durations, a baseline.
+	f.Add([]byte("rules:\n  - rule: n\n    severity: low\n    condition: verb != \"\"\n    new_terms:\n      key: [user.username, 'user.extra[\"a\"]']\n      fields: [{field: sourceIP, normalize: network}, {field: userAgent, normalize: ua_family, name: client}, {field: objectRef.name, normalize: owner}]\n      history: 2d\n      learning: 1h\n      key_learning: 0s\n    examples:\n      baseline: [{verb: get, sourceIPs: [10.0.0.1]}]\n      match: [{verb: get, sourceIPs: [10.9.0.1]}]\n"))
 	var events []*pipeline.Event
 	for _, js := range []string{privilegedPod, metadataPod} {
 		var ev pipeline.Event
@@ -54,5 +57,13 @@ func FuzzRuleCompile(f *testing.F) {
 			}
 		}
 		RunExamples(s)
+		tr, err := firstseen.New(firstseen.Config{MaxKeys: 4, MaxTermsPerKey: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		det := NewTermsDetector(func() *Set { return s }, tr)
+		for _, ev := range events {
+			det.Detect(ev, nil)
+		}
 	})
 }

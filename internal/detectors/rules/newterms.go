@@ -442,6 +442,10 @@ type TermsDetector struct {
 	current func() *Set
 	tracker *firstseen.Tracker
 	buf     []TermMatch
+	// started maps a cluster to the set whose rules have had their
+	// learning started there (Tracker.Start), so that it costs one map
+	// lookup per event; a reloaded set starts its new rules.
+	started map[string]*Set
 }
 
 var _ pipeline.EventDetector = (*TermsDetector)(nil)
@@ -450,8 +454,29 @@ var _ pipeline.EventDetector = (*TermsDetector)(nil)
 // (a Watcher's Current, so that a reload keeps the state: it is keyed by
 // rule name) against t.
 func NewTermsDetector(current func() *Set, t *firstseen.Tracker) *TermsDetector {
-	return &TermsDetector{current: current, tracker: t}
+	return &TermsDetector{current: current, tracker: t, started: map[string]*Set{}}
 }
+
+// See starts the learning period of s's first-seen rules in ev's cluster
+// on the first event of the cluster they see. Detect calls it; detect
+// scan's merge calls it for every judged event.
+func (d *TermsDetector) See(s *Set, ev *pipeline.Event) {
+	if d.started[ev.Cluster] == s {
+		return
+	}
+	at := eventTime(ev)
+	for _, i := range s.termRules {
+		d.tracker.Start(s.rules[i].name, ev.Cluster, at, ev)
+	}
+	if len(d.started) > maxStartedClusters {
+		clear(d.started) // only a cache: Start keeps the earliest
+	}
+	d.started[ev.Cluster] = s
+}
+
+// maxStartedClusters bounds TermsDetector.started: cluster names come from
+// the transport, and only a handful are real.
+const maxStartedClusters = 1024
 
 // Tracker returns the detector's state.
 func (d *TermsDetector) Tracker() *firstseen.Tracker { return d.tracker }
@@ -464,9 +489,10 @@ func (d *TermsDetector) Set() *Set { return d.current() }
 // about ev, which defers_to consults.
 func (d *TermsDetector) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
 	s := d.current()
-	if s == nil || !s.HasTerms() {
+	if s == nil || !s.HasTerms() || !ev.IsAuthoritative() {
 		return out
 	}
+	d.See(s, ev)
 	d.buf = s.Terms(ev, d.buf[:0])
 	for _, m := range d.buf {
 		out = d.Judge(ev, m, out)
