@@ -2,7 +2,10 @@ package firstseen
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -177,7 +180,10 @@ func TestHundredThousandKeys(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	heap := after.HeapAlloc - before.HeapAlloc
-	t.Logf("100,000 keys of 4 terms: %d KiB of heap, %d bytes/key", heap>>10, heap/100_000)
+	t.Logf("100,000 keys of 4 terms: %d KiB of heap, %d bytes/key; process RSS %d MiB", heap>>10, heap/100_000, rssMiB(t))
+	if rss := rssMiB(t); rss > 512 {
+		t.Errorf("process RSS %d MiB, over detect's 512 MiB target", rss)
+	}
 	if tr.Stats().Keys != 100_000 || heap > 64<<20 {
 		t.Fatalf("%d keys in %d bytes: want 100,000 within 64 MiB", tr.Stats().Keys, heap)
 	}
@@ -195,4 +201,20 @@ func TestStart(t *testing.T) {
 	if v := tr.Observe("r", "other", "alice", "kube-system", t0.Add(25*time.Hour), week, nil); v.Report {
 		t.Fatalf("a cluster never started: %+v, want learning", v)
 	}
+}
+
+// rssMiB reads the process's resident set size (Linux), or 0.
+func rssMiB(t *testing.T) int {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Logf("reading RSS: %v", err)
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.Atoi(f[1])
+			return kb >> 10
+		}
+	}
+	return 0
 }
