@@ -75,28 +75,30 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("detect run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o runOptions
+	// Defaults come from the components' configs, never copied here.
+	pd := pipeline.ProcessorConfig{}.WithDefaults()
 	fs.StringVar(&o.brokers, "kafka-brokers", "", "comma-separated Kafka bootstrap brokers; empty means embedded mode (tail the spool directory)")
 	fs.StringVar(&o.topic, "topic", "audit-events", "Kafka topic to consume")
-	fs.StringVar(&o.group, "group", "auditpipe-detect", "consumer group (also names the spool offset file)")
+	fs.StringVar(&o.group, "group", kafka.DefaultGroupID, "consumer group (also names the spool offset file)")
 	fs.StringVar(&o.clickhouseDSN, "clickhouse", "", "ClickHouse native DSN, e.g. clickhouse://127.0.0.1:9000/auditpipe; empty prints findings instead")
 	fs.StringVar(&o.chCluster, "clickhouse-cluster", "", "ClickHouse cluster name (from the servers' <remote_servers>): create the schema ON CLUSTER as replicated local tables behind Distributed tables; empty means one server")
 	fs.StringVar(&o.spoolDir, "spool-dir", "auditpipe-spool", "spool directory to tail when no Kafka brokers are configured")
 	fs.StringVar(&o.config, "config", "", "detector configuration file (YAML); empty uses the defaults")
 	fs.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9091", "address for /metrics, /healthz and /readyz; empty disables")
 	fs.StringVar(&o.output, "output", "auto", "how printed findings look: auto (table on a terminal, else JSON lines), table or json")
-	fs.IntVar(&o.batchRecords, "batch-records", 10000, "flush a batch at this many events")
-	fs.IntVar(&o.batchBytes, "batch-bytes", 32<<20, "flush a batch once its events reach this many bytes")
-	fs.DurationVar(&o.batchTimeout, "batch-timeout", time.Second, "flush a non-empty batch after this long")
-	fs.IntVar(&o.maxRecord, "max-record-bytes", 4<<20, "dead-letter events larger than this many bytes without decoding them")
+	fs.IntVar(&o.batchRecords, "batch-records", pd.BatchRecords, "flush a batch at this many events")
+	fs.IntVar(&o.batchBytes, "batch-bytes", pd.BatchBytes, "flush a batch once its events reach this many bytes")
+	fs.DurationVar(&o.batchTimeout, "batch-timeout", pd.BatchTimeout, "flush a non-empty batch after this long")
+	fs.IntVar(&o.maxRecord, "max-record-bytes", pd.MaxRecordBytes, "dead-letter events larger than this many bytes without decoding them")
 	fs.StringVar(&o.dlqTopic, "dlq-topic", kafka.DefaultDeadLetterTopic, "Kafka topic for records that can never be stored (embedded mode: <spool-dir>/"+pipeline.DeadLetterFileName+")")
 	fs.StringVar(&o.retention, "retention-days", "", "days to keep per table, e.g. events=30,findings=365,rollups=90; old day partitions are dropped hourly (empty: keep everything)")
 	fs.DurationVar(&o.session, "kafka-session-timeout", 0, "how long the group waits for a silent member before reassigning its partitions (0: 30s)")
-	fs.DurationVar(&o.shutdown, "shutdown-timeout", 15*time.Second, "on SIGTERM, how long to finish and commit the batch in hand")
+	fs.DurationVar(&o.shutdown, "shutdown-timeout", pd.ShutdownTimeout, "on SIGTERM, how long to finish and commit the batch in hand")
 	fs.DurationVar(&o.exitWhenIdle, "exit-when-idle", 0, "exit once no event arrived for this long (0: run until stopped)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.ruleFiles, "rules", "", "comma-separated user rule files (YAML), loaded after the shipped default pack and reloaded when they change")
 	fs.BoolVar(&o.noDefaultRules, "no-default-rules", false, "leave the shipped default rule pack out")
-	fs.DurationVar(&o.rulesReload, "rules-reload-interval", 5*time.Second, "how often rule files are checked for changes")
+	fs.DurationVar(&o.rulesReload, "rules-reload-interval", rules.DefaultReloadInterval, "how often rule files are checked for changes")
 	fs.StringVar(&o.alertConfig, "alert-config", "", "alert routing configuration (YAML: route tree and receivers); overrides the shortcut flags below")
 	fs.StringVar(&o.slackWebhookURL, "slack-webhook-url", "", "send findings at or above --alert-min-severity to this Slack incoming webhook (prefer the AUDITPIPE_SLACK_WEBHOOK_URL variable: flags show in ps)")
 	fs.StringVar(&o.alertmanagerURL, "alertmanager-url", "", "send findings at or above --alert-min-severity to this Alertmanager (API v2)")
@@ -286,7 +288,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.Join(err, closeAll())
 	}
 
-	proc := pipeline.NewProcessor(pipeline.ProcessorConfig{
+	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
 		BatchRecords:    o.batchRecords,
 		BatchBytes:      o.batchBytes,
 		BatchTimeout:    o.batchTimeout,
@@ -294,6 +296,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		ShutdownTimeout: o.shutdown,
 		ExitWhenIdle:    o.exitWhenIdle,
 	}, src, set, sink, log, reg)
+	if err != nil {
+		return errors.Join(err, closeAll())
+	}
 	proc.SetDeadLetters(dlq)
 	if notifier != nil {
 		notifier.Start()

@@ -111,8 +111,11 @@ func TestScanMatchesPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pipeOut bytes.Buffer
-	proc := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchTimeout: 50 * time.Millisecond, ExitWhenIdle: 500 * time.Millisecond},
+	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchTimeout: 50 * time.Millisecond, ExitWhenIdle: 500 * time.Millisecond},
 		r, set, console.NewPrinter(&pipeOut, console.FormatJSON), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := proc.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

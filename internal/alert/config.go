@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"sigs.k8s.io/yaml"
 )
@@ -157,26 +158,9 @@ type WebhookConfig struct {
 // StdoutConfig prints one line per alert. It has no options yet.
 type StdoutConfig struct{}
 
-// Duration is a time.Duration written as "30s" in YAML.
-type Duration time.Duration
-
-// UnmarshalJSON reads a Go duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	if len(b) < 2 || b[0] != '"' {
-		return fmt.Errorf("duration must be a string such as \"30s\", got %s", b)
-	}
-	v, err := time.ParseDuration(string(b[1 : len(b)-1]))
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes a Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + time.Duration(d).String() + `"`), nil
-}
+// Duration is the duration type every config file shares, written as
+// "30s" in YAML.
+type Duration = config.Duration
 
 func dur(d time.Duration) *Duration { v := Duration(d); return &v }
 
@@ -187,11 +171,13 @@ func DefaultConfig() Config {
 		Route:     &RouteConfig{Receiver: "stdout"},
 		Receivers: []ReceiverConfig{{Name: "stdout", Stdout: &StdoutConfig{}}},
 	}
-	c.setDefaults()
+	c = c.WithDefaults()
 	return c
 }
 
-func (c *Config) setDefaults() {
+// WithDefaults returns c with unset fields set to their defaults. The top
+// route and the receivers it changes are copied, never modified in place.
+func (c Config) WithDefaults() Config {
 	if c.StateMaxIDs == 0 {
 		c.StateMaxIDs = DefaultStateMaxIDs
 	}
@@ -220,7 +206,8 @@ func (c *Config) setDefaults() {
 		c.Route = &RouteConfig{Receiver: "stdout"}
 		c.Receivers = []ReceiverConfig{{Name: "stdout", Stdout: &StdoutConfig{}}}
 	}
-	if r := c.Route; r != nil {
+	if c.Route != nil {
+		r := *c.Route
 		if r.GroupWait == nil {
 			r.GroupWait = dur(DefaultGroupWait)
 		}
@@ -230,12 +217,17 @@ func (c *Config) setDefaults() {
 		if r.RepeatInterval == nil {
 			r.RepeatInterval = dur(DefaultRepeatInterval)
 		}
+		c.Route = &r
 	}
+	c.Receivers = slices.Clone(c.Receivers)
 	for i := range c.Receivers {
 		if am := c.Receivers[i].Alertmanager; am != nil && am.ResolveTimeout == 0 {
-			am.ResolveTimeout = Duration(DefaultResolveTimeout)
+			a := *am
+			a.ResolveTimeout = Duration(DefaultResolveTimeout)
+			c.Receivers[i].Alertmanager = &a
 		}
 	}
+	return c
 }
 
 // Validate reports every problem in c, each naming its key. It expects
@@ -388,7 +380,7 @@ func ParseConfig(data []byte) (Config, error) {
 			return Config{}, fmt.Errorf("parsing alert config: %w", err)
 		}
 	}
-	cfg.setDefaults()
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return Config{}, fmt.Errorf("validating alert config: %w", err)
 	}
@@ -509,7 +501,7 @@ func Simple(o SimpleOptions) (Config, error) {
 		c.Receivers = append(c.Receivers, ReceiverConfig{Name: "alertmanager", Alertmanager: &AlertmanagerConfig{URL: o.AlertmanagerURL}})
 		c.Route.Routes = append(c.Route.Routes, &RouteConfig{Receiver: "alertmanager", Matchers: match, Continue: true})
 	}
-	c.setDefaults()
+	c = c.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("building alert config: %w", err)
 	}

@@ -77,7 +77,7 @@ type entry struct {
 // New builds a Notifier: it resolves secrets, compiles the routing tree and
 // opens the state file. log and reg may be nil. Call Start, then Stop.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Notifier, error) {
-	cfg.setDefaults()
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("validating alert config: %w", err)
 	}

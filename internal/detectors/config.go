@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/auditpipe/auditpipe/internal/config"
 )
 
 // Config configures every built-in detector. Each section is owned by the
@@ -39,26 +41,9 @@ type StateConfig struct {
 	Window Duration `json:"window"`
 }
 
-// Duration is a time.Duration written as "10m" in YAML.
-type Duration time.Duration
-
-// UnmarshalJSON reads a Go duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	if len(b) < 2 || b[0] != '"' {
-		return fmt.Errorf("duration must be a string such as \"10m\", got %s", b)
-	}
-	v, err := time.ParseDuration(string(b[1 : len(b)-1]))
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes a Go duration string.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + time.Duration(d).String() + `"`), nil
-}
+// Duration is the duration type every config file shares, written as
+// "10m" in YAML.
+type Duration = config.Duration
 
 // DefaultConfig returns the configuration used when no file is given.
 func DefaultConfig() Config {

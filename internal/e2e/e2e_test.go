@@ -163,7 +163,10 @@ func (h *harness) detect(src pipeline.Source) (stop func() error) {
 		h.sinkCnt = &countingSink{}
 	}
 	h.sinkCnt.Sink = store
-	proc := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchRecords: 500, BatchTimeout: 100 * time.Millisecond}, src, set, h.sinkCnt, nil, nil)
+	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchRecords: 500, BatchTimeout: 100 * time.Millisecond}, src, set, h.sinkCnt, nil, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var runErr error
@@ -298,7 +301,10 @@ func TestRedeliveryAfterCrashBetweenInsertAndCommit(t *testing.T) {
 	}
 	set, _ := detectors.New(detectors.DefaultConfig())
 	first := &countingSink{Sink: store}
-	proc := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchRecords: 5000, BatchTimeout: 2 * time.Second}, crashing, set, first, nil, nil)
+	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchRecords: 5000, BatchTimeout: 2 * time.Second}, crashing, set, first, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := proc.Run(ctx); err != nil {
 		t.Fatalf("first run: %v", err)
 	}

@@ -77,7 +77,18 @@ type AuthConfig struct {
 	now func() time.Time
 }
 
-// Validate checks c.
+// WithDefaults returns c with unset fields set to their defaults.
+func (c AuthConfig) WithDefaults() AuthConfig {
+	if c.ReloadInterval == 0 {
+		c.ReloadInterval = DefaultReloadInterval
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c
+}
+
+// Validate checks c, naming the key of each problem.
 func (c AuthConfig) Validate() error {
 	if c.ReloadInterval < 0 {
 		return errors.New("auth.reload_interval must not be negative")
@@ -126,12 +137,7 @@ func NewAuthenticator(cfg AuthConfig, cas CAPool, log *slog.Logger, reg promethe
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.ReloadInterval == 0 {
-		cfg.ReloadInterval = DefaultReloadInterval
-	}
-	if cfg.now == nil {
-		cfg.now = time.Now
-	}
+	cfg = cfg.WithDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

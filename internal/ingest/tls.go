@@ -50,7 +50,18 @@ type TLSConfig struct {
 	now func() time.Time
 }
 
-// Validate checks c.
+// WithDefaults returns c with unset fields set to their defaults.
+func (c TLSConfig) WithDefaults() TLSConfig {
+	if c.ReloadInterval == 0 {
+		c.ReloadInterval = DefaultReloadInterval
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c
+}
+
+// Validate checks c, naming the key of each problem.
 func (c TLSConfig) Validate() error {
 	var errs []error
 	if c.CertFile == "" {
@@ -77,12 +88,7 @@ func NewTLS(cfg TLSConfig, log *slog.Logger, reg prometheus.Registerer) (*TLS, e
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.ReloadInterval == 0 {
-		cfg.ReloadInterval = DefaultReloadInterval
-	}
-	if cfg.now == nil {
-		cfg.now = time.Now
-	}
+	cfg = cfg.WithDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -80,8 +80,8 @@ type ProducerConfig struct {
 	Compression string
 }
 
-// withDefaults returns c with zero fields set to their defaults.
-func (c ProducerConfig) withDefaults() ProducerConfig {
+// WithDefaults returns c with zero fields set to their defaults.
+func (c ProducerConfig) WithDefaults() ProducerConfig {
 	if c.BatchTimeout == 0 {
 		c.BatchTimeout = DefaultBatchTimeout
 	}
@@ -105,7 +105,7 @@ func (c ProducerConfig) withDefaults() ProducerConfig {
 
 // Validate reports every problem in c (after defaults), each naming its key.
 func (c ProducerConfig) Validate() error {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	errs := []error{validateBrokers(c.Brokers), validateTopic(c.Topic)}
 	if c.BatchTimeout < 0 {
 		errs = append(errs, errors.New("kafka.batch_timeout must not be negative"))
@@ -165,7 +165,8 @@ type ConsumerConfig struct {
 	SASL sasl.Mechanism
 }
 
-func (c ConsumerConfig) withDefaults() ConsumerConfig {
+// WithDefaults returns c with zero fields set to their defaults.
+func (c ConsumerConfig) WithDefaults() ConsumerConfig {
 	if c.GroupID == "" {
 		c.GroupID = DefaultGroupID
 	}
@@ -183,7 +184,7 @@ func (c ConsumerConfig) withDefaults() ConsumerConfig {
 
 // Validate reports every problem in c (after defaults), each naming its key.
 func (c ConsumerConfig) Validate() error {
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	errs := []error{validateBrokers(c.Brokers), validateTopic(c.Topic)}
 	if c.MinBytes < 0 {
 		errs = append(errs, errors.New("kafka.min_bytes must not be negative"))

@@ -72,7 +72,7 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("validating kafka consumer config: %w", err)
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -52,6 +52,23 @@ type DeadLetterConfig struct {
 	MaxValueBytes int
 }
 
+// WithDefaults returns c with zero fields set to their defaults.
+func (c DeadLetterConfig) WithDefaults() DeadLetterConfig {
+	if c.Topic == "" {
+		c.Topic = DefaultDeadLetterTopic
+	}
+	if c.MaxValueBytes <= 0 {
+		c.MaxValueBytes = DefaultBatchBytes - 16<<10
+	}
+	return c
+}
+
+// Validate reports every problem in c (after defaults), each naming its key.
+func (c DeadLetterConfig) Validate() error {
+	c = c.WithDefaults()
+	return errors.Join(validateBrokers(c.Brokers), validateTopic(c.Topic))
+}
+
 // DeadLetters produces records detect gives up on to a dead-letter topic:
 // original key and value, the original headers' cluster, and headers
 // naming the reason, the error and the source position.
@@ -70,13 +87,8 @@ var _ pipeline.DeadLetterSink = (*DeadLetters)(nil)
 // NewDeadLetters validates cfg and returns a writer; it does not contact
 // the brokers. log and reg may be nil.
 func NewDeadLetters(cfg DeadLetterConfig, log *slog.Logger, reg prometheus.Registerer) (*DeadLetters, error) {
-	if cfg.Topic == "" {
-		cfg.Topic = DefaultDeadLetterTopic
-	}
-	if cfg.MaxValueBytes <= 0 {
-		cfg.MaxValueBytes = DefaultBatchBytes - 16<<10
-	}
-	if err := errors.Join(validateBrokers(cfg.Brokers), validateTopic(cfg.Topic)); err != nil {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("validating dead-letter config: %w", err)
 	}
 	if log == nil {

@@ -47,7 +47,7 @@ func NewProducer(cfg ProducerConfig, log *slog.Logger, reg prometheus.Registerer
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("validating kafka producer config: %w", err)
 	}
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

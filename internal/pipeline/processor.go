@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/internal/prom"
 )
 
 // Metric names exported by the Processor; dashboards refer to these
@@ -73,7 +75,9 @@ type ProcessorConfig struct {
 	Stages StageGateConfig
 }
 
-func (c *ProcessorConfig) setDefaults() {
+// WithDefaults returns c with every unset (zero or negative) field set to
+// its default.
+func (c ProcessorConfig) WithDefaults() ProcessorConfig {
 	if c.BatchRecords <= 0 {
 		c.BatchRecords = 10000
 	}
@@ -95,6 +99,42 @@ func (c *ProcessorConfig) setDefaults() {
 	if c.MaxRecordBytes <= 0 {
 		c.MaxRecordBytes = 4 << 20
 	}
+	c.Stages = c.Stages.WithDefaults()
+	return c
+}
+
+// Validate reports every problem in c, each naming its key (the flag
+// that sets it). Call it on c.WithDefaults(): zero means "default".
+func (c ProcessorConfig) Validate() error {
+	var errs []error
+	positive := func(key string, v int64) {
+		if v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %d", key, v))
+		}
+	}
+	positive("batch_records", int64(c.BatchRecords))
+	positive("batch_bytes", int64(c.BatchBytes))
+	positive("max_record_bytes", int64(c.MaxRecordBytes))
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"batch_timeout", c.BatchTimeout},
+		{"retry_min", c.RetryMin},
+		{"retry_max", c.RetryMax},
+		{"shutdown_timeout", c.ShutdownTimeout},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %s", d.key, d.v))
+		}
+	}
+	if c.ExitWhenIdle < 0 {
+		errs = append(errs, fmt.Errorf("exit_when_idle must not be negative, got %s", c.ExitWhenIdle))
+	}
+	if err := c.Stages.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("stages: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 type processorMetrics struct {
@@ -111,7 +151,7 @@ type processorMetrics struct {
 	stages       *prometheus.CounterVec
 }
 
-func newProcessorMetrics(reg prometheus.Registerer) *processorMetrics {
+func newProcessorMetrics(reg prometheus.Registerer) (*processorMetrics, error) {
 	m := &processorMetrics{
 		records:      prometheus.NewCounter(prometheus.CounterOpts{Name: MetricDetectRecords, Help: "Records fetched from the transport."}),
 		decodeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricDetectDecodeErrors, Help: "Records skipped because they could not be decoded."}),
@@ -125,10 +165,29 @@ func newProcessorMetrics(reg prometheus.Registerer) *processorMetrics {
 		pendingBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricDetectPendingBytes, Help: "Value bytes of records fetched but not yet stored."}),
 		stages:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricDetectStageEvents, Help: "Decoded events by stage (none: judged as ResponseComplete) and verdict (judged, not_judged, duplicate)."}, []string{"stage", "verdict"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.records, m.decodeErrors, m.findings, m.batchRecords, m.flushSeconds, m.sinkRetries, m.commits, m.dlq, m.pendingRecs, m.pendingBytes, m.stages)
+	// prom.Register hands back the collector already registered under the
+	// same name, so a second Processor on one registry adds to the same
+	// series instead of panicking.
+	err := errors.Join(
+		registerInto(reg, &m.records), registerInto(reg, &m.decodeErrors),
+		registerInto(reg, &m.findings), registerInto(reg, &m.batchRecords),
+		registerInto(reg, &m.flushSeconds), registerInto(reg, &m.sinkRetries),
+		registerInto(reg, &m.commits), registerInto(reg, &m.dlq),
+		registerInto(reg, &m.pendingRecs), registerInto(reg, &m.pendingBytes),
+		registerInto(reg, &m.stages),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("registering processor metrics: %w", err)
 	}
-	return m
+	return m, nil
+}
+
+// registerInto registers *c with reg, replacing it with the collector
+// already registered under the same name if there is one.
+func registerInto[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
+	got, err := prom.Register(reg, *c)
+	*c = got
+	return err
 }
 
 // Processor is detect's main loop: fetch records, decode, detect, write the
@@ -163,19 +222,27 @@ func (p *Processor) SetNotifier(n Notifier) { p.notifier = n }
 // logged and skipped.
 func (p *Processor) SetDeadLetters(d DeadLetterSink) { p.dlq = d }
 
-// NewProcessor wires a Processor. log and reg may be nil.
-func NewProcessor(cfg ProcessorConfig, src Source, det EventDetector, sink Sink, log *slog.Logger, reg prometheus.Registerer) *Processor {
-	cfg.setDefaults()
+// NewProcessor wires a Processor; cfg's zero fields take their defaults.
+// log and reg may be nil; two Processors on one registry share the series.
+func NewProcessor(cfg ProcessorConfig, src Source, det EventDetector, sink Sink, log *slog.Logger, reg prometheus.Registerer) (*Processor, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("validating processor config: %w", err)
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newProcessorMetrics(reg)
+	if err != nil {
+		return nil, err
 	}
 	return &Processor{
 		cfg: cfg, src: src, det: det, sink: sink, log: log,
 		gate:      NewStageGate(cfg.Stages),
-		m:         newProcessorMetrics(reg),
+		m:         m,
 		decodeLog: newThrottle(10, time.Minute),
 		offsets:   newOffsetTracker(),
-	}
+	}, nil
 }
 
 // Run processes records until ctx is done (then it flushes and commits the

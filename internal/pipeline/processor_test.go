@@ -143,10 +143,13 @@ func TestProcessorPoison(t *testing.T) {
 	sink := &poisonSink{poison: map[string]bool{rejectedID: true}, stored: map[string]int{}, down: 2}
 	dlq := &memDLQ{down: 1}
 	reg := prometheus.NewPedanticRegistry()
-	p := pipeline.NewProcessor(pipeline.ProcessorConfig{
+	p, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
 		BatchRecords: 128, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
 		MaxRecordBytes: 64 << 10, ExitWhenIdle: 200 * time.Millisecond,
 	}, src, noDetect{}, sink, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.SetDeadLetters(dlq)
 	if err := p.Run(context.Background()); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -308,7 +311,10 @@ func TestProcessorStages(t *testing.T) {
 		}
 		sink := &findingSink{}
 		reg := prometheus.NewPedanticRegistry()
-		p := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchRecords: 2, ExitWhenIdle: 100 * time.Millisecond}, &memSource{recs: recs}, execDetect{}, sink, nil, reg)
+		p, err := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchRecords: 2, ExitWhenIdle: 100 * time.Millisecond}, &memSource{recs: recs}, execDetect{}, sink, nil, reg)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := p.Run(context.Background()); err != nil {
 			t.Fatalf("%s: Run: %v", name, err)
 		}
@@ -351,4 +357,63 @@ func TestProcessorStages(t *testing.T) {
 		map[string]float64{"none/judged": 1})
 	f("redelivered", []string{"ResponseStarted", "ResponseStarted", "ResponseComplete", "ResponseComplete"}, "ResponseStarted",
 		map[string]float64{"ResponseStarted/judged": 1, "ResponseStarted/duplicate": 1, "ResponseComplete/duplicate": 2})
+}
+
+// TestProcessorsShareRegistry runs two Processors registered on one
+// registry (as two detect pipelines in one process would be): both build,
+// and the shared series count both one's and the other's records.
+func TestProcessorsShareRegistry(t *testing.T) {
+	g := gen.New(gen.Config{Seed: 11, Cluster: "prod-eu-1"})
+	reg := prometheus.NewPedanticRegistry()
+	total := 0
+	for n := range 2 {
+		var recs []pipeline.Record
+		for i := range 10 + n {
+			recs = append(recs, pipeline.Record{Message: pipeline.Message{Key: []byte("prod-eu-1/x"), Value: g.Next().JSON}, Offset: int64(i)})
+		}
+		total += len(recs)
+		p, err := pipeline.NewProcessor(pipeline.ProcessorConfig{ExitWhenIdle: 100 * time.Millisecond},
+			&memSource{recs: recs}, noDetect{}, &poisonSink{stored: map[string]int{}}, nil, reg)
+		if err != nil {
+			t.Fatalf("processor %d: %v", n, err)
+		}
+		if err := p.Run(context.Background()); err != nil {
+			t.Fatalf("processor %d: Run: %v", n, err)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got float64 = -1
+	for _, mf := range mfs {
+		if mf.GetName() == pipeline.MetricDetectRecords {
+			got = mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	if got != float64(total) {
+		t.Fatalf("%s = %v, want %d (both processors' records)", pipeline.MetricDetectRecords, got, total)
+	}
+}
+
+// TestProcessorConfigValidate checks that every problem is reported at
+// once, each under its key, and that the defaults are valid.
+func TestProcessorConfigValidate(t *testing.T) {
+	if err := (pipeline.ProcessorConfig{}).WithDefaults().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	c := pipeline.ProcessorConfig{}.WithDefaults()
+	c.BatchRecords, c.ExitWhenIdle, c.Stages.DoneTTL = -1, -time.Second, -time.Second
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("an invalid config passed")
+	}
+	for _, key := range []string{"batch_records", "exit_when_idle", "stages: done_ttl"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("error %q does not name %s", err, key)
+		}
+	}
+	if _, err := pipeline.NewProcessor(pipeline.ProcessorConfig{ExitWhenIdle: -time.Second}, &memSource{}, noDetect{}, &poisonSink{}, nil, nil); err == nil {
+		t.Fatal("NewProcessor accepted a negative exit_when_idle")
+	}
 }

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"container/list"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -45,7 +47,9 @@ type StageGateConfig struct {
 	DoneTTL      time.Duration
 }
 
-func (c *StageGateConfig) setDefaults() {
+// WithDefaults returns c with every unset (zero or negative) field set to
+// its default.
+func (c StageGateConfig) WithDefaults() StageGateConfig {
 	if c.OpenRequests <= 0 {
 		c.OpenRequests = DefaultOpenRequests
 	}
@@ -58,6 +62,26 @@ func (c *StageGateConfig) setDefaults() {
 	if c.DoneTTL <= 0 {
 		c.DoneTTL = DefaultDoneTTL
 	}
+	return c
+}
+
+// Validate reports every problem in c, each naming its key. Call it on
+// c.WithDefaults(): zero means "default".
+func (c StageGateConfig) Validate() error {
+	var errs []error
+	if c.OpenRequests <= 0 {
+		errs = append(errs, fmt.Errorf("open_requests must be positive, got %d", c.OpenRequests))
+	}
+	if c.DoneRequests <= 0 {
+		errs = append(errs, fmt.Errorf("done_requests must be positive, got %d", c.DoneRequests))
+	}
+	if c.OpenTTL <= 0 {
+		errs = append(errs, fmt.Errorf("open_ttl must be positive, got %s", c.OpenTTL))
+	}
+	if c.DoneTTL <= 0 {
+		errs = append(errs, fmt.Errorf("done_ttl must be positive, got %s", c.DoneTTL))
+	}
+	return errors.Join(errs...)
 }
 
 // StageVerdict is what a StageGate decided about one event.
@@ -106,7 +130,7 @@ type StageGate struct {
 
 // NewStageGate builds a StageGate bounded by cfg.
 func NewStageGate(cfg StageGateConfig) *StageGate {
-	cfg.setDefaults()
+	cfg = cfg.WithDefaults()
 	return &StageGate{
 		open: newRequestLRU(cfg.OpenRequests, cfg.OpenTTL),
 		done: newRequestLRU(cfg.DoneRequests, cfg.DoneTTL),

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,39 @@ type ReaderConfig struct {
 	PollInterval time.Duration
 	// DeleteConsumed removes segments wholly before the committed position.
 	DeleteConsumed bool
+}
+
+// DefaultGroup is the reader group detect uses, as its Kafka consumer group.
+const DefaultGroup = "auditpipe-detect"
+
+// DefaultPollInterval is how often a reader at the end of the spool looks
+// for new lines: a tenth of a second keeps embedded mode's latency well
+// under detect's one-second batches at the cost of a stat per tick.
+const DefaultPollInterval = 100 * time.Millisecond
+
+// WithDefaults returns c with unset fields set to their defaults.
+func (c ReaderConfig) WithDefaults() ReaderConfig {
+	if c.Group == "" {
+		c.Group = DefaultGroup
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	return c
+}
+
+// Validate reports every problem in c (after defaults), each naming its key.
+func (c ReaderConfig) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	if c.Dir == "" {
+		errs = append(errs, errors.New("spool.dir: directory not set"))
+	}
+	// The group names a file under offsets/: it must stay there.
+	if c.Group == "." || c.Group == ".." || strings.ContainsAny(c.Group, `/\`) {
+		errs = append(errs, fmt.Errorf("spool.group %q must be a plain file name", c.Group))
+	}
+	return errors.Join(errs...)
 }
 
 // Reader tails the spool as a pipeline.Source. Record.Partition carries the
@@ -57,14 +91,9 @@ var ErrClosed = errors.New("spool reader closed")
 
 // NewReader opens the spool for reading from the group's committed position.
 func NewReader(cfg ReaderConfig, log *slog.Logger) (*Reader, error) {
-	if cfg.Dir == "" {
-		return nil, fmt.Errorf("opening spool: directory not set")
-	}
-	if cfg.Group == "" {
-		cfg.Group = "auditpipe-detect"
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = 100 * time.Millisecond
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("opening spool: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -21,6 +22,22 @@ type WriterConfig struct {
 	// SegmentBytes starts a new segment once the current one is larger.
 	// Default DefaultSegmentBytes.
 	SegmentBytes int64
+}
+
+// WithDefaults returns c with unset fields set to their defaults.
+func (c WriterConfig) WithDefaults() WriterConfig {
+	if c.SegmentBytes <= 0 {
+		c.SegmentBytes = DefaultSegmentBytes
+	}
+	return c
+}
+
+// Validate reports every problem in c (after defaults), each naming its key.
+func (c WriterConfig) Validate() error {
+	if c.Dir == "" {
+		return errors.New("spool.dir: directory not set")
+	}
+	return nil
 }
 
 // Writer appends messages to the spool. It is the pipeline.Producer used
@@ -42,11 +59,9 @@ var _ pipeline.Producer = (*Writer)(nil)
 
 // NewWriter opens the spool for appending, taking its writer lock.
 func NewWriter(cfg WriterConfig, log *slog.Logger) (*Writer, error) {
-	if cfg.Dir == "" {
-		return nil, fmt.Errorf("opening spool: directory not set")
-	}
-	if cfg.SegmentBytes <= 0 {
-		cfg.SegmentBytes = DefaultSegmentBytes
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("opening spool: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -32,8 +32,16 @@ type WatcherConfig struct {
 	Interval time.Duration
 }
 
-// Validate reports configuration mistakes.
-func (c *WatcherConfig) Validate() error {
+// WithDefaults returns c with unset fields set to their defaults.
+func (c WatcherConfig) WithDefaults() WatcherConfig {
+	if c.Interval == 0 {
+		c.Interval = DefaultReloadInterval
+	}
+	return c
+}
+
+// Validate reports configuration mistakes, naming the key of each.
+func (c WatcherConfig) Validate() error {
 	if c.Interval < 0 {
 		return errors.New("rules.interval must not be negative")
 	}
@@ -73,9 +81,7 @@ func NewWatcher(ctx context.Context, cfg WatcherConfig, log *slog.Logger, reg pr
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Interval == 0 {
-		cfg.Interval = DefaultReloadInterval
-	}
+	cfg = cfg.WithDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
