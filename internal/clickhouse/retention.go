@@ -87,7 +87,7 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) error {
 				// replication.
 				stmt = fmt.Sprintf("ALTER TABLE `%s`.`%s` ON CLUSTER `%s` DROP PARTITION %d", s.cfg.Database, table+LocalSuffix, s.cfg.Cluster, p)
 			}
-			if err := s.conn.Exec(ctx, stmt); err != nil {
+			if err := s.ddl.Exec(ctx, stmt); err != nil {
 				errs = append(errs, classify(fmt.Errorf("dropping partition %d of %s: %w", p, table, err)))
 				continue
 			}
@@ -107,7 +107,7 @@ func (s *Store) partitions(ctx context.Context, table string) ([]int, error) {
 		from = "cluster(" + quote(s.cfg.Cluster) + ", system, parts)"
 		table += LocalSuffix
 	}
-	rows, err := s.conn.Query(ctx, "SELECT DISTINCT partition FROM "+from+" WHERE database = ? AND table = ? AND active", s.cfg.Database, table)
+	rows, err := s.ddl.Query(ctx, "SELECT DISTINCT partition FROM "+from+" WHERE database = ? AND table = ? AND active", s.cfg.Database, table)
 	if err != nil {
 		return nil, classify(fmt.Errorf("listing partitions of %s: %w", table, err))
 	}

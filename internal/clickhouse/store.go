@@ -36,8 +36,12 @@ var ErrClosed = errors.New("clickhouse store is closed")
 
 // Store writes batches to ClickHouse. It is safe for concurrent use.
 type Store struct {
-	cfg     Config
-	conn    driver.Conn
+	cfg  Config
+	conn driver.Conn
+	// ddl runs the schema statements and retention: conn itself on one
+	// server, on a cluster a connection with a longer read timeout (see
+	// ClusterDDLReadTimeout).
+	ddl     driver.Conn
 	log     *slog.Logger
 	metrics *metrics
 
@@ -68,9 +72,67 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if err != nil {
 		return nil, err
 	}
+	conn, addrs, err := open(cfg, cfg.ReadTimeout, cfg.MaxOpenConns)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:            cfg,
+		conn:           conn,
+		ddl:            conn,
+		log:            log.With("database", cfg.Database),
+		metrics:        m,
+		insertEvents:   insertQuery(cfg.Database, EventsTable, eventColumns),
+		insertFindings: insertQuery(cfg.Database, FindingsTable, findingColumns),
+	}
+	fail := func(err error) (*Store, error) {
+		_ = s.Close()
+		return nil, err
+	}
+	if err := conn.Ping(ctx); err != nil {
+		return fail(classify(fmt.Errorf("connecting to ClickHouse at %s: %w", addrs, err)))
+	}
+	sc := &schema{r: nativeRunner{conn}, db: cfg.Database, retention: cfg.Retention, log: s.log}
+	if cfg.Cluster != "" {
+		if sc.cluster, err = newClusterDDL(cfg.Database, cfg.Cluster, migrations); err != nil {
+			return fail(pipeline.Permanent(err))
+		}
+		if s.ddl, _, err = open(cfg, max(cfg.ReadTimeout, ClusterDDLReadTimeout), 1); err != nil {
+			s.ddl = conn
+			return fail(err)
+		}
+		sc.r = nativeRunner{s.ddl}
+		s.log = s.log.With("cluster", cfg.Cluster)
+		sc.log = s.log
+	}
+	if err := sc.detectVersion(ctx); err != nil {
+		return fail(err)
+	}
+	if err := sc.migrate(ctx); err != nil {
+		return fail(err)
+	}
+	if _, err := sc.tune(ctx); err != nil {
+		return fail(err)
+	}
+	s.version, s.features = sc.version, sc.features
+	return s, nil
+}
+
+// ClusterDDLReadTimeout is the least read timeout of the connection that
+// runs ON CLUSTER statements (migrations, retention). Such a statement
+// answers only once every node has run it, and an ALTER of a replicated
+// table on 18.16 also waits for the shard's replicas to apply it: tens of
+// seconds on a loaded machine, past the 30 s that suits an INSERT. The
+// server gives up on its own after distributed_ddl_task_timeout (180 s by
+// default); this is a little longer.
+const ClusterDDLReadTimeout = 200 * time.Second
+
+// open connects to cfg.DSN's servers over the native protocol with the
+// given read timeout and pool size, and returns the addresses for errors.
+func open(cfg Config, readTimeout time.Duration, conns int) (driver.Conn, string, error) {
 	opts, err := ch.ParseDSN(cfg.DSN)
 	if err != nil {
-		return nil, pipeline.Permanent(fmt.Errorf("parsing clickhouse.dsn: %w", err))
+		return nil, "", pipeline.Permanent(fmt.Errorf("parsing clickhouse.dsn: %w", err))
 	}
 	// Connect without a default database: ours may not exist yet, and the
 	// server refuses a handshake naming a missing one. Every statement
@@ -78,48 +140,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	opts.Auth.Database = ""
 	opts.Protocol = ch.Native
 	opts.DialTimeout = cfg.DialTimeout
-	opts.ReadTimeout = cfg.ReadTimeout
-	opts.MaxOpenConns = cfg.MaxOpenConns
-	opts.MaxIdleConns = cfg.MaxOpenConns
+	opts.ReadTimeout = readTimeout
+	opts.MaxOpenConns = conns
+	opts.MaxIdleConns = conns
 	conn, err := ch.Open(opts)
 	if err != nil {
-		return nil, fmt.Errorf("opening ClickHouse connection: %w", err)
+		return nil, "", fmt.Errorf("opening ClickHouse connection: %w", err)
 	}
-	s := &Store{
-		cfg:            cfg,
-		conn:           conn,
-		log:            log.With("database", cfg.Database),
-		metrics:        m,
-		insertEvents:   insertQuery(cfg.Database, EventsTable, eventColumns),
-		insertFindings: insertQuery(cfg.Database, FindingsTable, findingColumns),
-	}
-	if err := conn.Ping(ctx); err != nil {
-		_ = conn.Close()
-		return nil, classify(fmt.Errorf("connecting to ClickHouse at %s: %w", strings.Join(opts.Addr, ","), err))
-	}
-	sc := &schema{r: nativeRunner{conn}, db: cfg.Database, retention: cfg.Retention, log: s.log}
-	if cfg.Cluster != "" {
-		if sc.cluster, err = newClusterDDL(cfg.Database, cfg.Cluster, migrations); err != nil {
-			_ = conn.Close()
-			return nil, pipeline.Permanent(err)
-		}
-		s.log = s.log.With("cluster", cfg.Cluster)
-		sc.log = s.log
-	}
-	if err := sc.detectVersion(ctx); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	if err := sc.migrate(ctx); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	if _, err := sc.tune(ctx); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	s.version, s.features = sc.version, sc.features
-	return s, nil
+	return conn, strings.Join(opts.Addr, ","), nil
 }
 
 // clusterInsertSettings are the settings of every INSERT on a cluster.
@@ -244,6 +272,11 @@ func (s *Store) Close() error {
 		s.closed.Store(true)
 		if err := s.conn.Close(); err != nil {
 			s.closeErr = fmt.Errorf("closing ClickHouse connection: %w", err)
+		}
+		if s.ddl != s.conn {
+			if err := s.ddl.Close(); err != nil {
+				s.closeErr = errors.Join(s.closeErr, fmt.Errorf("closing ClickHouse DDL connection: %w", err))
+			}
 		}
 	})
 	return s.closeErr
