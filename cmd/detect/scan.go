@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -72,6 +73,15 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	out := stdout
 	if format == console.FormatJSON {
 		out = bufio.NewWriterSize(stdout, 64<<10)
+	}
+	// A scan is a batch job whose live heap is small and bounded (the
+	// stage gate, the detectors' windows, the ids printed: about 25 MB
+	// over 200,000 events) while it allocates per event: at Go's default
+	// GOGC of 100 the collector took a tenth of its CPU. Four times the
+	// live heap between collections quarters that for some 100 MB more;
+	// GOGC in the environment still decides.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
 	}
 	if *cpuProfile != "" {
 		stopProfile, err := startCPUProfile(*cpuProfile)

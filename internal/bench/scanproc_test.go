@@ -31,10 +31,19 @@ const (
 // detect (its default --workers, one per core), and detect-workers1.
 // events/s is of wall time; cpu-ns/event adds user and system time of the
 // process, which the other sessions on a shared machine disturb less.
+// AUDITPIPE_BENCH_DETECT names a detect binary to run instead of building
+// this tree's (another commit's, for a before/after comparison).
 func BenchmarkScanProcess(b *testing.B) {
 	dir := b.TempDir()
 	detect, naive := filepath.Join(dir, "detect"), filepath.Join(dir, "naivedecode")
-	for bin, pkg := range map[string]string{detect: "github.com/auditpipe/auditpipe/cmd/detect", naive: "github.com/auditpipe/auditpipe/internal/bench/naivedecode"} {
+	build := map[string]string{detect: "github.com/auditpipe/auditpipe/cmd/detect", naive: "github.com/auditpipe/auditpipe/internal/bench/naivedecode"}
+	// A detect built elsewhere (another commit's, to compare) instead of
+	// this tree's.
+	if bin := os.Getenv("AUDITPIPE_BENCH_DETECT"); bin != "" {
+		delete(build, detect)
+		detect = bin
+	}
+	for bin, pkg := range build {
 		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
 			b.Fatalf("building %s: %v\n%s", pkg, err, out)
 		}
