@@ -302,7 +302,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	proc.SetDeadLetters(dlq)
 	if notifier != nil {
 		notifier.Start()
-		proc.SetNotifier(notifier)
+		proc.SetAlerter(notifier)
 	}
 	log.Info("detect running", "detectors", builtins.IDs(), "rules", watcher.Current().Len())
 	err = proc.Run(ctx)
@@ -355,7 +355,7 @@ func newNotifier(o runOptions, printing bool, log *slog.Logger, reg prometheus.R
 	return alert.New(cfg, log, reg)
 }
 
-func loadDetectors(path string) (*detectors.Set, error) {
+func loadDetectors(path string) (*detectors.Suite, error) {
 	cfg := detectors.DefaultConfig()
 	if path != "" {
 		var err error

@@ -91,7 +91,7 @@ func scan(args []string, stdout, stderr io.Writer) error {
 		defer stopProfile()
 	}
 	s := newScanner(*cluster, console.NewPrinter(out, format), stderr)
-	err = s.scan(ctx, files, *workers, func() (*detectors.Set, error) { return loadDetectors(*config) }, ruleSet)
+	err = s.scan(ctx, files, *workers, func() (*detectors.Suite, error) { return loadDetectors(*config) }, ruleSet)
 	if bw, ok := out.(*bufio.Writer); ok {
 		if ferr := bw.Flush(); ferr != nil && err == nil {
 			err = fmt.Errorf("printing findings: %w", ferr)
@@ -168,7 +168,7 @@ func newScanner(cluster string, printer *console.Printer, stderr io.Writer) *sca
 // scanParallel), or, with one, in the calling goroutine: each request
 // once (pipeline.StageGate), by the built-in detectors newBuiltins makes
 // and the rules, printing findings in input order.
-func (s *scanner) scan(ctx context.Context, files []string, workers int, newBuiltins func() (*detectors.Set, error), rules pipeline.EventDetector) error {
+func (s *scanner) scan(ctx context.Context, files []string, workers int, newBuiltins func() (*detectors.Suite, error), rules pipeline.EventDetector) error {
 	terms, err := newScanTerms(rules)
 	if err != nil {
 		return err

@@ -29,7 +29,7 @@ func BenchmarkScanWorkers(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	newBuiltins := func() (*detectors.Set, error) { return loadDetectors("") }
+	newBuiltins := func() (*detectors.Suite, error) { return loadDetectors("") }
 	for _, workers := range []int{1, 2} {
 		b.Run("workers="+strconv.Itoa(workers), func(b *testing.B) {
 			b.ReportAllocs()

@@ -130,7 +130,7 @@ func (w *scanWorker) run(ctx context.Context, idx int) error {
 // worker is done with it. The findings and counts equal a single worker's
 // as long as no detector correlates events of different subjects; see
 // TestScanWorkersMatch.
-func (s *scanner) scanParallel(ctx context.Context, files []string, workers int, newBuiltins func() (*detectors.Set, error), ruleSet pipeline.EventDetector, terms *rules.TermsDetector) error {
+func (s *scanner) scanParallel(ctx context.Context, files []string, workers int, newBuiltins func() (*detectors.Suite, error), ruleSet pipeline.EventDetector, terms *rules.TermsDetector) error {
 	ws := make([]*scanWorker, workers)
 	for i := range ws {
 		builtins, err := newBuiltins()

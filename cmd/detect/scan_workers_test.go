@@ -208,7 +208,7 @@ func TestScanWorkersCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newBuiltins := func() (*detectors.Set, error) { return loadDetectors("") }
+	newBuiltins := func() (*detectors.Suite, error) { return loadDetectors("") }
 	ctx, cancel := context.WithCancel(context.Background())
 	// Cancel once the first findings are printed: mid-scan.
 	pr, pw := io.Pipe()

@@ -14,7 +14,7 @@
 //	cfg, err := alert.LoadConfig(path) // or alert.Simple(alert.SimpleOptions{...})
 //	n, err := alert.New(cfg, log, reg)
 //	n.Start()
-//	proc.SetNotifier(n)
+//	proc.SetAlerter(n)
 //	err = proc.Run(ctx)
 //	err = errors.Join(err, n.Stop(context.Background())) // after Run: flushes
 //

@@ -470,7 +470,7 @@ func FuzzAnonymous(f *testing.F) {
 	f.Add([]byte(`{"stage":"ResponseComplete","verb":"patch","objectRef":{"resource":"rolebindings","apiGroup":"rbac.authorization.k8s.io"},"requestObject":[{"op":"add","path":"/subjects","value":7}]}`))
 	f.Add([]byte(`{"stage":"ResponseStarted","user":{},"sourceIPs":["1.2.3.4"],"responseStatus":{"code":401},"stageTimestamp":"0001-01-01T00:00:00Z"}`))
 	d := anonNewTestDetector(f, 64)
-	set := NewSet(d)
+	set := NewSuite(d)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var ev pipeline.Event
 		if err := ev.Decode(testCluster, data); err != nil {

@@ -1,4 +1,4 @@
-// Package detectors holds auditpipe's built-in detectors and the Set that
+// Package detectors holds auditpipe's built-in detectors and the Suite that
 // runs them over each event.
 //
 // A detector is pure CPU: it does no I/O, is safe for concurrent use, and
@@ -22,18 +22,19 @@ type Detector interface {
 	Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding
 }
 
-// Set runs a fixed list of detectors. It is safe for concurrent use.
-type Set struct {
+// Suite runs a fixed list of detectors (rules.Set holds the user rules).
+// It is safe for concurrent use.
+type Suite struct {
 	detectors []Detector
 }
 
-// NewSet builds a Set from explicit detectors; New builds the built-in one.
-func NewSet(ds ...Detector) *Set {
-	return &Set{detectors: ds}
+// NewSuite builds a Suite from explicit detectors; New builds the built-in one.
+func NewSuite(ds ...Detector) *Suite {
+	return &Suite{detectors: ds}
 }
 
 // New builds the set of built-in detectors from cfg.
-func New(cfg Config) (*Set, error) {
+func New(cfg Config) (*Suite, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -55,11 +56,11 @@ func New(cfg Config) (*Set, error) {
 		}
 		ds = append(ds, got...)
 	}
-	return NewSet(ds...), nil
+	return NewSuite(ds...), nil
 }
 
 // IDs lists the detectors in the set.
-func (s *Set) IDs() []string {
+func (s *Suite) IDs() []string {
 	ids := make([]string, len(s.detectors))
 	for i, d := range s.detectors {
 		ids[i] = d.ID()
@@ -73,7 +74,7 @@ func (s *Set) IDs() []string {
 // request has two authoritative stages: callers that may see both put a
 // pipeline.StageGate in front, as detect run and detect scan do, so a
 // request is never reported twice.
-func (s *Set) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
+func (s *Suite) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
 	if !ev.IsAuthoritative() {
 		return out
 	}

@@ -31,9 +31,9 @@ func loadTestEvent(t testing.TB, path string) *pipeline.Event {
 	return decodeTestEvent(t, string(data))
 }
 
-// runDetector runs d the way Set does (authoritative stages only).
+// runDetector runs d the way Suite does (authoritative stages only).
 func runDetector(d Detector, evs ...*pipeline.Event) []pipeline.Finding {
-	s := NewSet(d)
+	s := NewSuite(d)
 	var out []pipeline.Finding
 	for _, ev := range evs {
 		out = s.Detect(ev, out)

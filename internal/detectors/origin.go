@@ -619,7 +619,7 @@ const (
 // bad-network list) until ctx ends, and registers their metrics with reg,
 // which may be nil. Detection works without it, on the lists loaded when
 // the set was built.
-func (s *Set) Run(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) error {
+func (s *Suite) Run(ctx context.Context, log *slog.Logger, reg prometheus.Registerer) error {
 	var wg sync.WaitGroup
 	for _, d := range s.detectors {
 		b, ok := d.(*BadNetworks)

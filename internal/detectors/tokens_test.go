@@ -674,7 +674,7 @@ func FuzzTokens(f *testing.F) {
 	f.Add([]byte(`{"stage":"ResponseComplete","verb":"delete","objectRef":{"resource":"pods","name":"p"},"responseStatus":{"code":200},"responseObject":{"metadata":{"deletionTimestamp":"not a time"}},"requestObject":{"preconditions":{"uid":null}}}`))
 	f.Add([]byte(`{"stage":"ResponseComplete","verb":"create","objectRef":{"resource":"serviceaccounts","subresource":"token"},"responseStatus":{"code":201},"requestObject":{"spec":{"expirationSeconds":-9223372036854775808}}}`))
 	stale, legacy, replay := tokenDetectors(f, func(c *Config) { c.State.MaxEntries = 64 })
-	set := NewSet(stale, legacy, replay)
+	set := NewSuite(stale, legacy, replay)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var ev pipeline.Event
 		if err := ev.Decode(testCluster, data); err != nil {
@@ -690,7 +690,7 @@ func FuzzTokens(f *testing.F) {
 
 func BenchmarkTokens(b *testing.B) {
 	stale, legacy, replay := tokenDetectors(b, nil)
-	set := NewSet(stale, legacy, replay)
+	set := NewSuite(stale, legacy, replay)
 	cases := []struct {
 		name string
 		ev   *pipeline.Event

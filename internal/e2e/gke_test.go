@@ -84,7 +84,7 @@ func webhookTwin(t *testing.T, entry []byte, fields map[string]any) []byte {
 // evs and returns each finding as detector/severity/resource/namespace/
 // name/user, sorted: what an operator sees, without the ids (they hash the
 // request, whose URI differs by the query GKE drops).
-func findingKeysOf(t *testing.T, set *detectors.Set, pack *rules.Set, evs ...[]byte) []string {
+func findingKeysOf(t *testing.T, set *detectors.Suite, pack *rules.Set, evs ...[]byte) []string {
 	t.Helper()
 	var keys []string
 	for _, data := range evs {

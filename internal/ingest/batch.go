@@ -73,10 +73,12 @@ func (h *Handler) Ingest(ctx context.Context, cluster string, items [][]byte) (R
 	}
 	st := h.getState()
 	defer h.putState(st)
-	return h.ingest(ctx, cluster, items, st)
+	return h.ingestBatch(ctx, cluster, items, st)
 }
 
-func (h *Handler) ingest(ctx context.Context, cluster string, items [][]byte, st *batchState) (Result, error) {
+// ingestBatch is Ingest with the caller's scratch state: the webhook and
+// Firehose paths already hold one and have validated the cluster.
+func (h *Handler) ingestBatch(ctx context.Context, cluster string, items [][]byte, st *batchState) (Result, error) {
 	var res Result
 	h.m.batchEvents.Observe(float64(len(items)))
 	reject := func(i int, reason string, err error) {

@@ -59,7 +59,7 @@ func BenchmarkIngestSplit(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				res, err := h.ingest(ctx, "prod-eu1", items, st)
+				res, err := h.ingestBatch(ctx, "prod-eu1", items, st)
 				if err != nil || res.Accepted != 400 {
 					b.Fatalf("accepted %d: %v", res.Accepted, err)
 				}

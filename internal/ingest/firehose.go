@@ -199,7 +199,7 @@ func (b *firehoseBatch) flush() error {
 	defer b.h.lim.releaseBytes(charged)
 	st := b.h.getState()
 	defer b.h.putState(st)
-	res, err := b.h.ingest(b.r.Context(), b.cluster, b.items, st)
+	res, err := b.h.ingestBatch(b.r.Context(), b.cluster, b.items, st)
 	b.res.Accepted += res.Accepted
 	b.res.Produced += res.Produced
 	b.res.Deduplicated += res.Deduplicated

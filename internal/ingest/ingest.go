@@ -519,7 +519,7 @@ func (h *Handler) serveAudit(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.lim.releaseBytes(charged)
 
-	res, err := h.ingest(r.Context(), cluster, items, st)
+	res, err := h.ingestBatch(r.Context(), cluster, items, st)
 	if err != nil {
 		if pipeline.IsPermanent(err) {
 			h.log.Error("producing events", "cluster", cluster, "events", len(items), "err", err)

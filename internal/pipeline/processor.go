@@ -40,7 +40,7 @@ const (
 	MetricDetectStageEvents = "auditpipe_detect_stage_events_total"
 )
 
-// EventDetector judges one event; detectors.Set implements it.
+// EventDetector judges one event; detectors.Suite implements it.
 type EventDetector interface {
 	Detect(ev *Event, out []Finding) []Finding
 }
@@ -203,19 +203,20 @@ type Processor struct {
 	m    *processorMetrics
 
 	decodeLog *throttle
-	notifier  Notifier
+	alerter   Alerter
 	dlq       DeadLetterSink
 	offsets   *offsetTracker
 }
 
-// Notifier receives the findings of every batch once the sink stored it.
+// Alerter receives the findings of every batch once the sink stored it
+// (alert.Notifier is the one detect uses).
 // Notify must not block: alert delivery stays off the commit path.
-type Notifier interface {
+type Alerter interface {
 	Notify(fs []Finding)
 }
 
-// SetNotifier makes p hand each stored batch's findings to n.
-func (p *Processor) SetNotifier(n Notifier) { p.notifier = n }
+// SetAlerter makes p hand each stored batch's findings to a.
+func (p *Processor) SetAlerter(a Alerter) { p.alerter = a }
 
 // SetDeadLetters makes p send records it cannot store to d (and commit
 // past them once d has them). Without one, such records are counted,
@@ -474,8 +475,8 @@ func (p *Processor) finish(ctx context.Context, b prepared) error {
 	if err := p.deadLetter(ctx, dead); err != nil {
 		return err
 	}
-	if p.notifier != nil && len(stored.Findings) > 0 {
-		p.notifier.Notify(stored.Findings)
+	if p.alerter != nil && len(stored.Findings) > 0 {
+		p.alerter.Notify(stored.Findings)
 	}
 	p.offsets.finished(b.recs)
 	p.m.pendingRecs.Sub(float64(len(b.recs)))

@@ -255,7 +255,7 @@ func TestFileDeadLetters(t *testing.T) {
 	}
 }
 
-// execDetect fires on every exec it is shown: a stand-in for detectors.Set.
+// execDetect fires on every exec it is shown: a stand-in for detectors.Suite.
 type execDetect struct{}
 
 func (execDetect) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
