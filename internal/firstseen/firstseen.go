@@ -330,11 +330,10 @@ func (t *Tracker) Take(stored func(tag any) bool) []Update {
 	if last < 0 {
 		return nil
 	}
+	// The tags stay: a caller whose save fails puts the rows back
+	// (untake), and the retry must still recognise them.
 	out := make([]Update, last+1)
 	copy(out, t.journal[:last+1])
-	for i := range out {
-		out[i].Tag = nil
-	}
 	n := copy(t.journal, t.journal[last+1:])
 	clear(t.journal[n:])
 	t.journal = t.journal[:n]
