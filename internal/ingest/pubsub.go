@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,49 +125,27 @@ func (h *Handler) servePubSub(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// admitBody applies /audit's admission to a request: the declared length,
-// the processing and reader slots, the byte budget, the body rate and
-// size limits, then one event's charge. It answers the request itself when
-// it refuses it (ok false); otherwise release frees what the body holds.
+// admitBody applies /audit's admission to a request (receive: the
+// declared length, the processing and reader slots, the byte budget, the
+// body rate and size limits), then one event's charge. It answers the
+// request itself when it refuses it (ok false); otherwise release frees
+// what the request holds.
 func (h *Handler) admitBody(w http.ResponseWriter, r *http.Request) (body []byte, release func(), ok bool) {
-	if r.ContentLength > h.cfg.MaxBodyBytes {
-		h.refuse(w, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, h.bodyTooLarge())
-		return nil, nil, false
-	}
-	if h.lim.requestsFull() {
-		h.refuse(w, http.StatusTooManyRequests, ReasonTooManyRequests, h.requestsSaturated())
-		return nil, nil, false
-	}
-	if !h.lim.acquireReader() {
-		h.refuse(w, http.StatusTooManyRequests, ReasonTooManyRequests, fmt.Errorf(
-			"ingest saturated: %d requests sending their bodies (max-reading-requests); retry after %s, or add ingest replicas",
-			h.cfg.MaxReadingRequests, h.cfg.RetryAfter))
-		return nil, nil, false
-	}
-	body, held, code, reason, err := h.readBody(w, r)
-	h.lim.releaseReader()
-	if err != nil {
-		h.lim.releaseBytes(held)
-		h.refuse(w, code, reason, err)
-		return nil, nil, false
-	}
-	if !h.lim.acquireRequest() {
-		h.lim.releaseBytes(held)
-		h.refuse(w, http.StatusTooManyRequests, ReasonTooManyRequests, h.requestsSaturated())
+	refuse := func(code int, reason string, err error) { h.refuse(w, code, reason, err) }
+	body, releaseBody, ok := h.receive(w, r, refuse)
+	if !ok {
 		return nil, nil, false
 	}
 	// The LogEntry decoded from the body and the event converted from it
 	// are each about the body's size again: chargeItems counts one copy.
 	charged, err := h.chargeItems(1, 2*len(body))
 	if err != nil {
-		h.lim.releaseRequest()
-		h.lim.releaseBytes(held)
-		h.refuse(w, http.StatusTooManyRequests, ReasonTooManyRequests, err)
+		releaseBody()
+		refuse(http.StatusTooManyRequests, ReasonTooManyRequests, err)
 		return nil, nil, false
 	}
 	return body, func() {
 		h.lim.releaseBytes(charged)
-		h.lim.releaseRequest()
-		h.lim.releaseBytes(held)
+		releaseBody()
 	}, true
 }

@@ -432,3 +432,35 @@ func TestPubSubBindingsValidation(t *testing.T) {
 		t.Errorf("nothing configured: %v %v", p, err)
 	}
 }
+
+// TestPubSubRespectsIngestLimits: a push is admitted as a webhook body
+// is: beyond max-body-bytes it is 413 (declared or read), and with every
+// processing slot taken it is 429 with Retry-After.
+func TestPubSubRespectsIngestLimits(t *testing.T) {
+	prod := &memProducer{}
+	h, err := New(Config{MaxBodyBytes: 4 << 10, MaxInFlightRequests: 1}, prod, nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	big := pushBody(gkeEntries(t)[0], "1") // about 6 KiB
+	if code, resp, _ := post(t, srv.URL+"/pubsub/prod-eu1", big); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized push: %d %+v", code, resp)
+	}
+	small := pushBody(gkeEntries(t)[2], "2")
+	if !h.lim.acquireRequest() {
+		t.Fatal("taking the only slot")
+	}
+	code, _, hdr := post(t, srv.URL+"/pubsub/prod-eu1", small)
+	h.lim.releaseRequest()
+	if code != http.StatusTooManyRequests || hdr.Get("Retry-After") == "" {
+		t.Errorf("saturated: %d, Retry-After %q", code, hdr.Get("Retry-After"))
+	}
+	if code, _, _ := post(t, srv.URL+"/pubsub/prod-eu1", small); code != http.StatusOK {
+		t.Errorf("after the slot is free: %d", code)
+	}
+	if h.lim.bytes.Load() != 0 || h.lim.requests.Load() != 0 {
+		t.Errorf("held after the requests: %d bytes, %d requests", h.lim.bytes.Load(), h.lim.requests.Load())
+	}
+}
