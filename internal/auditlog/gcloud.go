@@ -45,6 +45,11 @@ func gcloudArray(path string, fn func(line, item int, data []byte) error) (bool,
 	zbr := bufio.NewReaderSize(r, gcloudPeek)
 	head, _ := zbr.Peek(gcloudPeek)
 	head = bytes.TrimLeft(head, " \t\r\n")
+	if bytes.Equal(bytes.TrimRight(head, " \t\r\n"), []byte("[]")) {
+		// What gcloud prints when nothing matched: no events, and
+		// nothing for the caller to count as malformed.
+		return true, nil
+	}
 	if len(head) == 0 || head[0] != '[' || !gke.IsLogEntry(head) {
 		return false, nil
 	}

@@ -139,6 +139,12 @@ func TestEventsGcloudExportLimits(t *testing.T) {
 		t.Errorf("non-Kubernetes entry: %q", seen)
 	}
 
+	// gcloud prints [] when nothing matched: no events, no error.
+	os.WriteFile(path, []byte("[]\n"), 0o600)
+	if got, err := readEvents(t, path); err != nil || len(got) != 0 {
+		t.Errorf("empty export: %+v %v", got, err)
+	}
+
 	// An ordinary audit log is not mistaken for an export.
 	os.WriteFile(path, []byte(`{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a","stage":"ResponseComplete","requestURI":"/api","verb":"get","requestReceivedTimestamp":"2026-11-30T10:00:00Z","stageTimestamp":"2026-11-30T10:00:00Z"}`+"\n"), 0o600)
 	if got, err := readEvents(t, path); err != nil || len(got) != 1 || got[0].auditID != "a" {
