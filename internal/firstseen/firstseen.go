@@ -160,7 +160,7 @@ type Tracker struct {
 	cfg     Config
 	keys    map[uint64]*entry
 	lru     entry // sentinel: lru.next is the most recently seen
-	starts  map[string]int64
+	starts  map[ruleCluster]int64
 	journal []Update
 	stats   Stats
 }
@@ -171,7 +171,7 @@ func New(cfg Config) (*Tracker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Tracker{cfg: cfg, keys: map[uint64]*entry{}, starts: map[string]int64{}}
+	t := &Tracker{cfg: cfg, keys: map[uint64]*entry{}, starts: map[ruleCluster]int64{}}
 	t.lru.next, t.lru.prev = &t.lru, &t.lru
 	return t, nil
 }
@@ -189,7 +189,11 @@ func KeyID(rule, cluster, key string) uint64 {
 	return d.Sum64()
 }
 
-func baselineKey(rule, cluster string) string { return rule + "\x00" + cluster }
+// ruleCluster keys a rule's learning start in a cluster; a struct, so
+// that a lookup builds no string.
+type ruleCluster struct{ rule, cluster string }
+
+func baselineKey(rule, cluster string) ruleCluster { return ruleCluster{rule, cluster} }
 
 // Start records that rule began watching cluster at at, unless it did
 // earlier: the start of its Learning period. Callers call it for every

@@ -347,6 +347,19 @@ func (s *Set) Terms(ev *pipeline.Event, out []TermMatch) []TermMatch {
 
 // termValue evaluates fields and joins their normalised values with " | ".
 func (s *Set) termValue(st *state, i int, fields []termField) (string, bool) {
+	if len(fields) == 1 {
+		// The common case: no joining, so no copy of the value.
+		v, err := st.vm.Run(fields[0].prog, &st.env)
+		if err != nil {
+			s.evalError(i, err)
+			return "", false
+		}
+		x := termString(v)
+		if fields[0].norm != nil {
+			x = fields[0].norm(x)
+		}
+		return oneLine(x, maxTermBytes), true
+	}
 	var b strings.Builder
 	for j, f := range fields {
 		v, err := st.vm.Run(f.prog, &st.env)

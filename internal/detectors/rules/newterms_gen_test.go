@@ -168,3 +168,34 @@ func checkRate(t *testing.T, run genRun) {
 // formatCount is used by the benchmarks' logs.
 var _ = strconv.Itoa
 var _ = fmt.Sprint
+
+// BenchmarkTermsDetector is the cost first-seen rules add to detect per
+// judged event: the shipped rules matched, keyed and termed, and the
+// Tracker consulted, over generated traffic with the lifecycle.
+func BenchmarkTermsDetector(b *testing.B) {
+	s := firstSeenSet(b)
+	g := gen.New(gen.Config{Seed: 3, Rate: weekRate, Lifecycle: true})
+	gate := pipeline.NewStageGate(pipeline.StageGateConfig{})
+	var events []*pipeline.Event
+	for len(events) < 20000 {
+		e := g.Next()
+		ev := new(pipeline.Event)
+		if err := ev.Decode("prod", e.JSON); err != nil {
+			b.Fatal(err)
+		}
+		if gate.Admit(ev) == pipeline.StageJudged {
+			events = append(events, ev)
+		}
+	}
+	tr, err := firstseen.New(firstseen.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	det := NewTermsDetector(func() *Set { return s }, tr)
+	var out []pipeline.Finding
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		out = det.Detect(events[i%len(events)], out[:0])
+	}
+}
