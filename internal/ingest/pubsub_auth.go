@@ -338,6 +338,9 @@ func (a *Authenticator) authenticatePubSub(r *http.Request, st *authState) (id I
 		token := q.Get("token")
 		q.Del("token")
 		r.URL.RawQuery = q.Encode()
+		// The raw request line keeps it too; nothing here logs it, but a
+		// handler wrapped around ingest might.
+		r.RequestURI = r.URL.RequestURI()
 		if st == nil || token == "" {
 			return Identity{}, ReasonBadToken, true, errors.New("invalid token query parameter")
 		}

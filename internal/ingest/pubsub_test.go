@@ -311,6 +311,18 @@ func TestPubSubQueryToken(t *testing.T) {
 	if code, resp := e.push(t, "/pubsub/prod-eu1?token="+tokenEU1, pushBody(entry, "7"), ""); code != http.StatusOK {
 		t.Fatalf("query token: %d %+v", code, resp)
 	}
+	// What the handler behind the authentication sees carries no token.
+	var seen string
+	auth, err := NewAuthenticator(AuthConfig{TokenFile: writeFile(t, t.TempDir(), "t.yaml", []byte(pushTokens))}, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := auth.WithPubSub(nil).Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.RequestURI + " " + r.URL.String() }))
+	rec := httptest.NewRecorder()
+	probe.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/pubsub/prod-eu1?token="+tokenEU1+"&x=1", strings.NewReader("")))
+	if rec.Code != http.StatusOK || strings.Contains(seen, tokenEU1) || !strings.Contains(seen, "x=1") {
+		t.Errorf("behind the authentication: %d, saw %q", rec.Code, seen)
+	}
 	if code, _ := e.push(t, "/pubsub/prod-eu1?token="+tokenForged, pushBody(entry, "7"), ""); code != http.StatusUnauthorized {
 		t.Errorf("forged query token: %d", code)
 	}
