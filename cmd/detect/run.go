@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +22,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/firstseen"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/lifecycle"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/spool"
 )
@@ -129,29 +129,30 @@ func run(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	reg := cli.NewRegistry()
 
-	var closers []func() error
+	// Components in data-path order: each stops after what feeds it
+	// (reverse order), so a stop flushes into something still open.
+	g := lifecycle.New(log)
 	closeAll := func() error {
-		var errs []error
-		for i := len(closers) - 1; i >= 0; i-- {
-			errs = append(errs, closers[i]())
-		}
-		return errors.Join(errs...)
+		sctx, cancel := context.WithTimeout(context.Background(), o.shutdown)
+		defer cancel()
+		return g.Shutdown(sctx)
 	}
+	// ready backs /readyz: every check must pass (Kafka's brokers and
+	// topic, ClickHouse). Embedded mode has none: the spool is always there.
+	var ready []readyCheck
 
 	// Source and dead-letter queue: Kafka topics, or files in the spool
 	// directory in embedded mode.
 	var src pipeline.Source
 	var dlq pipeline.DeadLetterSink
-	// ping backs /readyz: detect is ready while its brokers answer and the
-	// topic exists. Nil in embedded mode, where the spool is always there.
-	var ping func(context.Context) error
 	if brokers := cli.SplitList(o.brokers); len(brokers) > 0 {
 		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Topic: o.topic, GroupID: o.group, SessionTimeout: o.session}, log, reg)
 		if err != nil {
 			return err
 		}
-		src, ping = c, c.Ping
-		closers = append(closers, c.Close)
+		src = c
+		ready = append(ready, readyCheck{"kafka", c.Ping})
+		g.AddCloser("kafka consumer", c.Close)
 		// The dead-letter topic is created if missing, one partition: it
 		// is small, and order there does not matter. A broker that forbids
 		// creation leaves it to the operator; writes retry until it exists.
@@ -163,7 +164,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return errors.Join(err, closeAll())
 		}
 		dlq = d
-		closers = append(closers, d.Close)
+		g.AddCloser("kafka dead letters", d.Close)
 		log.Info("consuming from kafka", "brokers", brokers, "topic", o.topic, "group", o.group, "dlq_topic", o.dlqTopic)
 	} else {
 		r, err := spool.NewReader(spool.ReaderConfig{Dir: o.spoolDir, Group: o.group, DeleteConsumed: true}, log)
@@ -171,13 +172,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		src = r
-		closers = append(closers, r.Close)
+		g.AddCloser("spool reader", r.Close)
 		d, err := pipeline.OpenFileDeadLetters(filepath.Join(o.spoolDir, pipeline.DeadLetterFileName))
 		if err != nil {
 			return errors.Join(err, closeAll())
 		}
 		dlq = d
-		closers = append(closers, d.Close)
+		g.AddCloser("spool dead letters", d.Close)
 		log.Info("embedded mode: tailing spool", "dir", o.spoolDir)
 	}
 
@@ -189,13 +190,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return errors.Join(err, closeAll())
 		}
 		sink = store
-		closers = append(closers, store.Close)
+		ready = append(ready, readyCheck{"clickhouse", store.Ping})
+		g.AddCloser("clickhouse", store.Close)
 		// Retention runs beside the processor and stops before the store
-		// closes (closers run in reverse order).
-		rctx, rstop := context.WithCancel(context.Background())
-		var rwg sync.WaitGroup
-		rwg.Go(func() { store.RunRetention(rctx, clickhouse.DefaultRetentionInterval) })
-		closers = append(closers, func() error { rstop(); rwg.Wait(); return nil })
+		// closes.
+		g.Go("clickhouse retention", func(ctx context.Context) error {
+			store.RunRetention(ctx, clickhouse.DefaultRetentionInterval)
+			return nil
+		})
 		log.Info("storing in clickhouse", "database", store.Database(), "cluster", o.chCluster, "retention_days", retention)
 	} else {
 		format, err := outputFormat(o.output)
@@ -209,25 +211,22 @@ func run(args []string, stdout, stderr io.Writer) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", cli.MetricsHandler(reg))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-			if ping != nil {
-				ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
-				defer cancel()
-				if err := ping(ctx); err != nil {
-					// The consumer retries on its own; not ready
-					// tells the orchestrator and dashboards why no
-					// rows arrive.
-					http.Error(w, "kafka unreachable: "+err.Error(), http.StatusServiceUnavailable)
-					return
-				}
-			}
-			_, _ = io.WriteString(w, "ok\n")
-		})
+		mux.Handle("/readyz", readyHandler(ready))
 		srv := &http.Server{Addr: o.metricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		mctx, mstop := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- cli.Serve(mctx, srv, log, 5*time.Second) }()
-		closers = append(closers, func() error { mstop(); return <-done })
+		// Not a Go component: the server keeps answering scrapes and
+		// probes while the processor flushes after SIGTERM, until the
+		// group's Shutdown.
+		served := make(chan error, 1)
+		g.Add("metrics server", func(context.Context) error {
+			go func() { served <- srv.ListenAndServe() }()
+			return nil
+		}, func(ctx context.Context) error {
+			err := srv.Shutdown(ctx)
+			if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+				err = errors.Join(err, fmt.Errorf("serving %s: %w", srv.Addr, serr))
+			}
+			return err
+		})
 	}
 
 	// User rules beside the built-in detectors; the watcher swaps in a
@@ -238,20 +237,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return errors.Join(err, closeAll())
 	}
-	wctx, wstop := context.WithCancel(ctx)
-	var wwg sync.WaitGroup
-	wwg.Go(func() { _ = watcher.Run(wctx) })
-	closers = append(closers, func() error { wstop(); wwg.Wait(); return nil })
+	g.Go("rules watcher", func(ctx context.Context) error {
+		_ = watcher.Run(ctx)
+		return nil
+	})
 	// The built-in detectors' background work: reloading the bad-network
 	// list when it changes. Stopped with the watcher, after the processor.
-	bctx, bstop := context.WithCancel(ctx)
-	var bwg sync.WaitGroup
-	bwg.Go(func() {
-		if err := builtins.Run(bctx, log, reg); err != nil {
+	g.Go("detectors", func(ctx context.Context) error {
+		if err := builtins.Run(ctx, log, reg); err != nil {
 			log.Error("running detectors' background work", "err", err)
 		}
+		return nil
 	})
-	closers = append(closers, func() error { bstop(); bwg.Wait(); return nil })
 	// First-seen rules judge after the others, in fetch order; their state
 	// is keyed by rule name, so it survives rule reloads, and with
 	// ClickHouse it is restored at start, saved after each stored batch and
@@ -275,10 +272,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		tracker.Restore(rows, now, policy)
 		log.Info("restored first-seen terms", "rows", len(rows), "keys", tracker.Stats().Keys)
 		sink = firstseen.NewSink(sink, tracker, store)
-		sctx, sstop := context.WithCancel(ctx)
-		var swg sync.WaitGroup
-		swg.Go(func() { firstseen.Sync(sctx, tracker, load, policy, history, o.firstSeenSync, log) })
-		closers = append(closers, func() error { sstop(); swg.Wait(); return nil })
+		g.Go("first-seen sync", func(ctx context.Context) error {
+			firstseen.Sync(ctx, tracker, load, policy, history, o.firstSeenSync, log)
+			return nil
+		})
 	}
 	set := detectorChain{builtins, watcher, rules.NewTermsDetector(watcher.Current, tracker)}
 
@@ -301,17 +298,45 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	proc.SetDeadLetters(dlq)
 	if notifier != nil {
-		notifier.Start()
+		// Last added, first stopped: the processor has stopped by then,
+		// so every finding it will ever hand over is queued; Stop flushes
+		// within the notifier's own bound.
+		g.Add("alerts", func(context.Context) error { notifier.Start(); return nil },
+			func(context.Context) error { return notifier.Stop(context.Background()) })
 		proc.SetAlerter(notifier)
 	}
-	log.Info("detect running", "detectors", builtins.IDs(), "rules", watcher.Current().Len())
-	err = proc.Run(ctx)
-	if notifier != nil {
-		// Upstream first: the processor has stopped, so every finding it
-		// will ever hand over is queued; flush within the notifier's bound.
-		err = errors.Join(err, notifier.Stop(context.Background()))
+	if err := g.Start(ctx, o.shutdown); err != nil {
+		return err
 	}
+	log.Info("detect running", "detectors", builtins.IDs(), "rules", watcher.Current().Len())
+	// The processor runs in the foreground and, on SIGTERM, flushes and
+	// commits its batch within --shutdown-timeout before returning; the
+	// group then stops the rest, downstream last.
+	err = proc.Run(ctx)
 	return errors.Join(err, closeAll())
+}
+
+// readyCheck is one dependency /readyz asks about.
+type readyCheck struct {
+	name string
+	ping func(context.Context) error
+}
+
+// readyHandler answers 200 while every check passes, else 503 naming the
+// first that failed. The consumer and the store retry on their own; not
+// ready tells the orchestrator and dashboards why no rows arrive.
+func readyHandler(checks []readyCheck) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		for _, c := range checks {
+			if err := c.ping(ctx); err != nil {
+				http.Error(w, c.name+" unreachable: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
 }
 
 // detectorChain runs the built-in detectors, then the user rules; each

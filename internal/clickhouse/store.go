@@ -282,5 +282,14 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
+// Ping checks that the server answers, for detect's /readyz. Inserts
+// retry on their own while it does not; readiness says why no rows land.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("pinging ClickHouse: %w", err)
+	}
+	return nil
+}
+
 // Database returns the database holding the tables.
 func (s *Store) Database() string { return s.cfg.Database }
