@@ -125,6 +125,12 @@
 // once per rule per EvalErrorLogInterval, and the rule does not fire
 // (unless the error is in an exception: an error never suppresses).
 //
+// A rule with a new_terms block is a first-seen rule (newterms.go): it
+// fires when the term its fields make is new for its key within its
+// history, which depends on what came before, so Detect skips it; Terms
+// matches it statelessly and a TermsDetector judges the matches in event
+// order against a firstseen.Tracker.
+//
 // Watcher polls the rule files and swaps in a new Set when their content
 // changes and loads; a set that does not load is logged and counted, and
 // the previous one keeps running. Cancelling the context given to Run
