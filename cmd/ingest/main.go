@@ -31,6 +31,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/cli"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
+	"github.com/auditpipe/auditpipe/internal/lifecycle"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/redact"
 	"github.com/auditpipe/auditpipe/internal/spool"
@@ -305,20 +306,74 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Warn("serving the webhook over plain HTTP: callers without credentials are accepted; use it only on a trusted network", "addr", o.insecureListen)
 	}
 
-	errc := make(chan error, len(all)+1)
-	var wg sync.WaitGroup
-	ectx, stopEnsure := context.WithCancel(ctx)
-	defer stopEnsure()
-	if ensureLater != nil {
-		wg.Go(func() {
-			if err := ensureLater(ectx); err != nil {
-				errc <- err
-			}
+	// Components in the order they start; they stop in reverse: the
+	// webhook listeners first (in-flight requests finish), then the
+	// producer flushes, then the metrics listener, which answers probes
+	// and scrapes until the end.
+	g := lifecycle.New(log)
+	errc := make(chan error, len(all))
+	if metricsSrv != nil {
+		g.Add(metricsSrv.name, serveFunc(metricsSrv, log, errc), func(context.Context) error {
+			// The metrics listener has no long requests; a second of
+			// its own keeps a spent budget from skipping a clean stop.
+			mctx, mcancel := context.WithTimeout(context.Background(), time.Second)
+			defer mcancel()
+			return stopListener(mctx, metricsSrv, log)
 		})
 	}
-	for _, l := range all {
+	g.Add("producer", nil, func(ctx context.Context) error { return closeWithin(ctx, close, o.shutdownWait, log) })
+	if ensureLater != nil {
+		g.Go("topic", ensureLater)
+	}
+	g.Add("webhooks", func(context.Context) error {
+		for _, l := range servers {
+			_ = serveFunc(l, log, errc)(ctx)
+		}
+		return nil
+	}, func(ctx context.Context) error {
+		// Concurrently: each listener's in-flight requests get the
+		// whole budget, not what the one before left.
+		var (
+			mu   sync.Mutex
+			errs []error
+			wg   sync.WaitGroup
+		)
+		for _, l := range servers {
+			wg.Go(func() {
+				err := stopListener(ctx, l, log)
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	})
+	if err := g.Start(ctx, o.shutdownWait); err != nil {
+		return err
+	}
+
+	select {
+	case err = <-errc:
+		log.Error("stopping on error, shutting down", "err", err)
+	case err = <-g.Failures():
+		log.Error("stopping on error, shutting down", "err", err)
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", o.shutdownWait)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownWait)
+	defer cancel()
+	return errors.Join(err, g.Shutdown(sctx))
+}
+
+// serveFunc starts serving l in its own goroutine; a serve error other
+// than a requested stop goes to errc.
+func serveFunc(l *listener, log *slog.Logger, errc chan<- error) lifecycle.StartFunc {
+	return func(context.Context) error {
 		log.Info("ingest listening", "listener", l.name, "addr", l.ln.Addr().String(), "tls", l.tls)
-		wg.Go(func() {
+		l.done = make(chan struct{})
+		go func() {
+			defer close(l.done)
 			var err error
 			if l.tls {
 				err = l.srv.ServeTLS(l.ln, "", "")
@@ -328,19 +383,42 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			if !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serving %s on %s: %w", l.name, l.addr, err)
 			}
-		})
+		}()
+		return nil
 	}
+}
 
-	select {
-	case err = <-errc:
-		log.Error("stopping on error, shutting down", "err", err)
-	case <-ctx.Done():
-		log.Info("shutting down", "timeout", o.shutdownWait)
+// stopListener lets l's in-flight requests finish within ctx, then cuts
+// the remaining connections; their senders retry the batch.
+func stopListener(ctx context.Context, l *listener, log *slog.Logger) error {
+	t := time.Now()
+	err := l.srv.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(fmt.Errorf("shutting down %s: %w", l.name, err), l.srv.Close())
 	}
-	stopEnsure()
-	err = errors.Join(err, shutdown(servers, metricsSrv, close, o.shutdownWait, log))
-	wg.Wait()
+	if l.done != nil {
+		<-l.done
+	}
+	log.Info("listener stopped", "listener", l.name, "took", time.Since(t), "err", err)
 	return err
+}
+
+// closeWithin closes the producer with what is left of the shutdown
+// budget. If it does not finish the process exits anyway and the closing
+// goroutine with it: every answered request was already acknowledged, so
+// only unanswered batches are lost, and their senders retry them.
+func closeWithin(ctx context.Context, closeProducer func() error, budget time.Duration, log *slog.Logger) error {
+	t := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- closeProducer() }()
+	select {
+	case err := <-done:
+		log.Info("producer closed", "took", time.Since(t), "err", err)
+		return err
+	case <-ctx.Done():
+		log.Error("closing producer: out of time", "took", time.Since(t))
+		return fmt.Errorf("closing producer: not done within the %s shutdown timeout", budget)
+	}
 }
 
 // ensureTopicTimeout bounds one attempt at creating the topic: a metadata
@@ -386,6 +464,8 @@ type listener struct {
 	srv  *http.Server
 	ln   net.Listener
 	tls  bool
+	// done closes when Serve has returned.
+	done chan struct{}
 }
 
 // newServer applies the handler config's timeouts (slowloris protection:
@@ -394,70 +474,4 @@ func newServer(cfg ingest.Config, h http.Handler, log *slog.Logger) *http.Server
 	srv := ingest.NewServer(cfg, h)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	return srv
-}
-
-// shutdown stops ingest upstream first, within budget in all: the webhook
-// listeners stop accepting and let in-flight requests finish (each waits
-// for its acks), then the producer flushes and closes, and the metrics
-// listener goes last so the drain stays observable. Each step is logged
-// with how long it took.
-func shutdown(webhooks []*listener, metrics *listener, closeProducer func() error, budget time.Duration, log *slog.Logger) error {
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), budget)
-	defer cancel()
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-	)
-	stop := func(l *listener) {
-		t := time.Now()
-		err := l.srv.Shutdown(ctx)
-		if err != nil {
-			// Out of time: cut the remaining connections; their senders
-			// retry the batch.
-			err = errors.Join(fmt.Errorf("shutting down %s: %w", l.name, err), l.srv.Close())
-		}
-		log.Info("listener stopped", "listener", l.name, "took", time.Since(t), "err", err)
-		mu.Lock()
-		errs = append(errs, err)
-		mu.Unlock()
-	}
-	for _, l := range webhooks {
-		wg.Go(func() { stop(l) })
-	}
-	wg.Wait()
-
-	t := time.Now()
-	done := make(chan error, 1)
-	// The producer gets what is left of the budget. If it does not finish
-	// the process exits anyway and this goroutine with it: every answered
-	// request was already acknowledged, so only unanswered batches are
-	// lost, and their senders retry them.
-	go func() { done <- closeProducer() }()
-	select {
-	case err := <-done:
-		log.Info("producer closed", "took", time.Since(t), "err", err)
-		errs = append(errs, err)
-	case <-ctx.Done():
-		log.Error("closing producer: out of time", "took", time.Since(t))
-		errs = append(errs, fmt.Errorf("closing producer: not done within the %s shutdown timeout", budget))
-	}
-
-	if metrics != nil {
-		// The metrics listener has no long requests; a second of its own
-		// keeps a spent budget from skipping a clean stop.
-		mctx, mcancel := context.WithTimeout(context.Background(), time.Second)
-		t := time.Now()
-		err := metrics.srv.Shutdown(mctx)
-		mcancel()
-		if err != nil {
-			err = errors.Join(err, metrics.srv.Close())
-		}
-		log.Info("listener stopped", "listener", metrics.name, "took", time.Since(t), "err", err)
-		errs = append(errs, err)
-	}
-	err := errors.Join(errs...)
-	log.Info("shutdown complete", "took", time.Since(start), "err", err)
-	return err
 }
