@@ -90,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.batchBytes, "batch-bytes", pd.BatchBytes, "flush a batch once its events reach this many bytes")
 	fs.DurationVar(&o.batchTimeout, "batch-timeout", pd.BatchTimeout, "flush a non-empty batch after this long")
 	fs.IntVar(&o.maxRecord, "max-record-bytes", pd.MaxRecordBytes, "dead-letter events larger than this many bytes without decoding them")
-	fs.StringVar(&o.dlqTopic, "dlq-topic", kafka.DefaultDeadLetterTopic, "Kafka topic for records that can never be stored (embedded mode: <spool-dir>/"+pipeline.DeadLetterFileName+")")
+	fs.StringVar(&o.dlqTopic, "dlq-topic", kafka.DefaultDeadLetterTopic, "Kafka topic for records that can never be stored (embedded mode: <spool-dir>/"+spool.DeadLetterFileName+")")
 	fs.StringVar(&o.retention, "retention-days", "", "days to keep per table, e.g. events=30,findings=365,rollups=90; old day partitions are dropped hourly (empty: keep everything)")
 	fs.DurationVar(&o.session, "kafka-session-timeout", 0, "how long the group waits for a silent member before reassigning its partitions (0: 30s)")
 	fs.DurationVar(&o.shutdown, "shutdown-timeout", pd.ShutdownTimeout, "on SIGTERM, how long to finish and commit the batch in hand")
@@ -173,7 +173,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		src = r
 		g.AddCloser("spool reader", r.Close)
-		d, err := pipeline.OpenFileDeadLetters(filepath.Join(o.spoolDir, pipeline.DeadLetterFileName))
+		d, err := spool.OpenFileDeadLetters(filepath.Join(o.spoolDir, spool.DeadLetterFileName))
 		if err != nil {
 			return errors.Join(err, closeAll())
 		}
