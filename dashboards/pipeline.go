@@ -7,7 +7,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
-	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/processor"
 )
 
 // pipelineUID is the pipeline health dashboard's uid.
@@ -81,15 +81,15 @@ ORDER BY value`},
 	bd.promTimeseries("Kafka consumer lag", "Records detect still has to read, per partition.", "short", 12, 8,
 		[2]string{"max by (partition) (" + kafka.MetricConsumeLag + ")", "partition {{partition}}"})
 	bd.promTimeseries("Detect throughput", "Records fetched, records that could not be decoded, and records sent to the dead-letter topic.", "ops", 12, 8,
-		[2]string{rate(pipeline.MetricDetectRecords, ""), "records"},
-		[2]string{rate(pipeline.MetricDetectDecodeErrors, ""), "decode errors"},
+		[2]string{rate(processor.MetricDetectRecords, ""), "records"},
+		[2]string{rate(processor.MetricDetectDecodeErrors, ""), "decode errors"},
 		[2]string{rate(kafka.MetricDeadLetters, ""), "dead-lettered (DLQ)"})
 	bd.promTimeseries("Findings by detector", "Findings produced per second, by detector and severity.", "ops", 12, 8,
-		[2]string{rate(pipeline.MetricDetectFindings+`{detector=~"${detector:regex}", severity=~"${severity:regex}"}`, "detector, severity"), "{{detector}} {{severity}}"})
+		[2]string{rate(processor.MetricDetectFindings+`{detector=~"${detector:regex}", severity=~"${severity:regex}"}`, "detector, severity"), "{{detector}} {{severity}}"})
 	bd.promTimeseries("Batch flush", "p99 time to decode, detect, store and commit a batch; sink retries and commits by result.", "s", 12, 8,
-		[2]string{p99(pipeline.MetricDetectFlushSeconds, ""), "flush p99"},
-		[2]string{rate(pipeline.MetricDetectSinkRetries, ""), "sink retries/s"},
-		[2]string{rate(pipeline.MetricDetectCommits, "result"), "commits {{result}}/s"})
+		[2]string{p99(processor.MetricDetectFlushSeconds, ""), "flush p99"},
+		[2]string{rate(processor.MetricDetectSinkRetries, ""), "sink retries/s"},
+		[2]string{rate(processor.MetricDetectCommits, "result"), "commits {{result}}/s"})
 
 	bd.row("ClickHouse")
 	bd.promTimeseries("Insert latency (p99)", "Time to insert one batch, by table.", "s", 12, 8,

@@ -24,6 +24,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/lifecycle"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/processor"
 	"github.com/auditpipe/auditpipe/internal/spool"
 )
 
@@ -76,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var o runOptions
 	// Defaults come from the components' configs, never copied here.
-	pd := pipeline.ProcessorConfig{}.WithDefaults()
+	pd := processor.Config{}.WithDefaults()
 	fs.StringVar(&o.brokers, "kafka-brokers", "", "comma-separated Kafka bootstrap brokers; empty means embedded mode (tail the spool directory)")
 	fs.StringVar(&o.topic, "topic", "audit-events", "Kafka topic to consume")
 	fs.StringVar(&o.group, "group", kafka.DefaultGroupID, "consumer group (also names the spool offset file)")
@@ -285,7 +286,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.Join(err, closeAll())
 	}
 
-	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
+	proc, err := processor.New(processor.Config{
 		BatchRecords:    o.batchRecords,
 		BatchBytes:      o.batchBytes,
 		BatchTimeout:    o.batchTimeout,
@@ -315,6 +316,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	err = proc.Run(ctx)
 	return errors.Join(err, closeAll())
 }
+
+// The processor hands stored findings to alerting.
+var _ processor.Alerter = (*alert.Notifier)(nil)
 
 // readyCheck is one dependency /readyz asks about.
 type readyCheck struct {

@@ -19,6 +19,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/console"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/processor"
 	"github.com/auditpipe/auditpipe/internal/redact"
 	"github.com/auditpipe/auditpipe/internal/spool"
 )
@@ -111,7 +112,7 @@ func TestScanMatchesPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pipeOut bytes.Buffer
-	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchTimeout: 50 * time.Millisecond, ExitWhenIdle: 500 * time.Millisecond},
+	proc, err := processor.New(processor.Config{BatchTimeout: 50 * time.Millisecond, ExitWhenIdle: 500 * time.Millisecond},
 		r, set, console.NewPrinter(&pipeOut, console.FormatJSON), nil, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Notifier routes findings to receivers. It implements pipeline.Alerter:
+// Notifier routes findings to receivers. It implements processor.Alerter:
 // Notify only hands the batch to a bounded queue, and one dispatcher
 // goroutine routes, groups and folds findings, then hands each message to
 // its receiver's bounded queue, drained by that receiver's one sender
@@ -51,8 +51,6 @@ type Notifier struct {
 	hardCtx  context.Context
 	hardStop context.CancelFunc
 }
-
-var _ pipeline.Alerter = (*Notifier)(nil)
 
 // group is one route's findings with equal group_by values.
 type group struct {

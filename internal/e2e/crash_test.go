@@ -13,7 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/auditpipe/auditpipe/internal/clickhouse"
-	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/processor"
 	"github.com/auditpipe/auditpipe/internal/testutil/chtest"
 	"github.com/auditpipe/auditpipe/internal/testutil/kafkatest"
 )
@@ -115,8 +115,8 @@ func TestCrashSIGKILL(t *testing.T) {
 		return got >= want
 	})
 	drained := time.Since(clean.started)
-	batches := clean.metric(pipeline.MetricDetectBatchRecords + "_count")
-	batchRecs := clean.metric(pipeline.MetricDetectBatchRecords + "_sum")
+	batches := clean.metric(processor.MetricDetectBatchRecords + "_count")
+	batchRecs := clean.metric(processor.MetricDetectBatchRecords + "_sum")
 	insSum := clean.metric(clickhouse.MetricInsertDuration + "_sum")
 	insCount := clean.metric(clickhouse.MetricInsertDuration + "_count")
 	rss = max(rss, clean.peakRSS())

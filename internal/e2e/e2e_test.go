@@ -22,6 +22,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/processor"
 	"github.com/auditpipe/auditpipe/internal/redact"
 	"github.com/auditpipe/auditpipe/internal/testutil/chtest"
 	"github.com/auditpipe/auditpipe/internal/testutil/kafkatest"
@@ -163,7 +164,7 @@ func (h *harness) detect(src pipeline.Source) (stop func() error) {
 		h.sinkCnt = &countingSink{}
 	}
 	h.sinkCnt.Sink = store
-	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchRecords: 500, BatchTimeout: 100 * time.Millisecond}, src, set, h.sinkCnt, nil, nil)
+	proc, err := processor.New(processor.Config{BatchRecords: 500, BatchTimeout: 100 * time.Millisecond}, src, set, h.sinkCnt, nil, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -301,7 +302,7 @@ func TestRedeliveryAfterCrashBetweenInsertAndCommit(t *testing.T) {
 	}
 	set, _ := detectors.New(detectors.DefaultConfig())
 	first := &countingSink{Sink: store}
-	proc, err := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchRecords: 5000, BatchTimeout: 2 * time.Second}, crashing, set, first, nil, nil)
+	proc, err := processor.New(processor.Config{BatchRecords: 5000, BatchTimeout: 2 * time.Second}, crashing, set, first, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/processor"
 	"github.com/auditpipe/auditpipe/internal/testutil/chtest"
 	"github.com/auditpipe/auditpipe/internal/testutil/kafkatest"
 )
@@ -52,10 +53,10 @@ func TestClickHouseOutage(t *testing.T) {
 	}
 	produce(t, kc, s.msgs[10000:])
 	waitLong(t, "detect to retry and hold a backlog", func() bool {
-		return p.metric(pipeline.MetricDetectSinkRetries) > 0 && p.metric(pipeline.MetricDetectPendingRecords) > 0
+		return p.metric(processor.MetricDetectSinkRetries) > 0 && p.metric(processor.MetricDetectPendingRecords) > 0
 	})
-	t.Logf("during the outage: %v sink retries, %v records and %v bytes pending", p.metric(pipeline.MetricDetectSinkRetries),
-		p.metric(pipeline.MetricDetectPendingRecords), p.metric(pipeline.MetricDetectPendingBytes))
+	t.Logf("during the outage: %v sink retries, %v records and %v bytes pending", p.metric(processor.MetricDetectSinkRetries),
+		p.metric(processor.MetricDetectPendingRecords), p.metric(processor.MetricDetectPendingBytes))
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -167,9 +168,9 @@ func TestScaleTwoConsumers(t *testing.T) {
 	const chunk = 1000
 	sent := 0
 	deadline := time.Now().Add(3 * time.Minute)
-	for !(a.metric(pipeline.MetricDetectRecords) > 0 && b.metric(pipeline.MetricDetectRecords) > 0 && sent >= len(s.msgs)/3) {
+	for !(a.metric(processor.MetricDetectRecords) > 0 && b.metric(processor.MetricDetectRecords) > 0 && sent >= len(s.msgs)/3) {
 		if time.Now().After(deadline) {
-			t.Fatalf("after %d of %d events, instance a processed %v and b %v records", sent, len(s.msgs), a.metric(pipeline.MetricDetectRecords), b.metric(pipeline.MetricDetectRecords))
+			t.Fatalf("after %d of %d events, instance a processed %v and b %v records", sent, len(s.msgs), a.metric(processor.MetricDetectRecords), b.metric(processor.MetricDetectRecords))
 		}
 		if sent < len(s.msgs)*2/3 {
 			produce(t, kc, s.msgs[sent:sent+chunk])
@@ -177,7 +178,7 @@ func TestScaleTwoConsumers(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("killing a after it processed %v records (b: %v), %d of %d events produced", a.metric(pipeline.MetricDetectRecords), b.metric(pipeline.MetricDetectRecords), sent, len(s.msgs))
+	t.Logf("killing a after it processed %v records (b: %v), %d of %d events produced", a.metric(processor.MetricDetectRecords), b.metric(processor.MetricDetectRecords), sent, len(s.msgs))
 	a.kill()
 	produce(t, kc, s.msgs[sent:])
 	if err := b.wait(5 * time.Minute); err != nil {

@@ -2,12 +2,12 @@ package pipeline
 
 import "context"
 
-// Dead-letter reasons, the label values of MetricDetectDLQ. Fixed and few
+// Dead-letter reasons, the label values of processor.MetricDetectDLQ. Fixed and few
 // so the series stay bounded.
 const (
 	// ReasonDecode: the record is not an audit event.
 	ReasonDecode = "decode"
-	// ReasonOversized: the record exceeds ProcessorConfig.MaxRecordBytes.
+	// ReasonOversized: the record exceeds processor.Config.MaxRecordBytes.
 	ReasonOversized = "oversized"
 	// ReasonRejected: the sink refused the record's rows permanently.
 	ReasonRejected = "rejected"

@@ -1,8 +1,10 @@
-package pipeline
+package processor
 
 import (
 	"sort"
 	"sync"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 // offsetTracker knows, per partition, which fetched offsets are still in
@@ -36,7 +38,7 @@ func newOffsetTracker() *offsetTracker {
 }
 
 // fetched records that r is in flight.
-func (t *offsetTracker) fetched(r *Record) {
+func (t *offsetTracker) fetched(r *pipeline.Record) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p, ok := t.parts[r.Partition]
@@ -49,7 +51,7 @@ func (t *offsetTracker) fetched(r *Record) {
 
 // finished marks recs stored (or dead-lettered) and advances each
 // partition's committable offset over the finished prefix.
-func (t *offsetTracker) finished(recs []Record) {
+func (t *offsetTracker) finished(recs []pipeline.Record) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i := range recs {
@@ -70,13 +72,13 @@ func (t *offsetTracker) finished(recs []Record) {
 
 // commits returns one record per partition whose committable offset moved
 // since the last call, for Source.Commit, in partition order.
-func (t *offsetTracker) commits() []Record {
+func (t *offsetTracker) commits() []pipeline.Record {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var out []Record
+	var out []pipeline.Record
 	for part, p := range t.parts {
 		if p.committable > p.committed {
-			out = append(out, Record{Partition: part, Offset: p.committable})
+			out = append(out, pipeline.Record{Partition: part, Offset: p.committable})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
@@ -84,7 +86,7 @@ func (t *offsetTracker) commits() []Record {
 }
 
 // committed notes that recs (from commits) were committed.
-func (t *offsetTracker) committed(recs []Record) {
+func (t *offsetTracker) committed(recs []pipeline.Record) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, r := range recs {

@@ -1,4 +1,4 @@
-package pipeline_test
+package processor_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/processor"
 )
 
 // memSource delivers a fixed list of records and remembers commits.
@@ -141,7 +142,7 @@ func TestProcessorPoison(t *testing.T) {
 	sink := &poisonSink{poison: map[string]bool{rejectedID: true}, stored: map[string]int{}, down: 2}
 	dlq := &memDLQ{down: 1}
 	reg := prometheus.NewPedanticRegistry()
-	p, err := pipeline.NewProcessor(pipeline.ProcessorConfig{
+	p, err := processor.New(processor.Config{
 		BatchRecords: 128, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
 		MaxRecordBytes: 64 << 10, ExitWhenIdle: 200 * time.Millisecond,
 	}, src, noDetect{}, sink, nil, reg)
@@ -178,11 +179,11 @@ func TestProcessorPoison(t *testing.T) {
 			t.Errorf("partition %d committed through %d, want %d", part, got[part], n-1)
 		}
 	}
-	if v := counterSum(t, reg, pipeline.MetricDetectDLQ); v != 4 {
-		t.Errorf("%s = %v, want 4", pipeline.MetricDetectDLQ, v)
+	if v := counterSum(t, reg, processor.MetricDetectDLQ); v != 4 {
+		t.Errorf("%s = %v, want 4", processor.MetricDetectDLQ, v)
 	}
-	if v := gaugeValue(t, reg, pipeline.MetricDetectPendingRecords); v != 0 {
-		t.Errorf("%s = %v after draining, want 0", pipeline.MetricDetectPendingRecords, v)
+	if v := gaugeValue(t, reg, processor.MetricDetectPendingRecords); v != 0 {
+		t.Errorf("%s = %v after draining, want 0", processor.MetricDetectPendingRecords, v)
 	}
 }
 
@@ -274,7 +275,7 @@ func TestProcessorStages(t *testing.T) {
 		}
 		sink := &findingSink{}
 		reg := prometheus.NewPedanticRegistry()
-		p, err := pipeline.NewProcessor(pipeline.ProcessorConfig{BatchRecords: 2, ExitWhenIdle: 100 * time.Millisecond}, &memSource{recs: recs}, execDetect{}, sink, nil, reg)
+		p, err := processor.New(processor.Config{BatchRecords: 2, ExitWhenIdle: 100 * time.Millisecond}, &memSource{recs: recs}, execDetect{}, sink, nil, reg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,7 +294,7 @@ func TestProcessorStages(t *testing.T) {
 		}
 		got := map[string]float64{}
 		for _, mf := range mfs {
-			if mf.GetName() != pipeline.MetricDetectStageEvents {
+			if mf.GetName() != processor.MetricDetectStageEvents {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
@@ -305,7 +306,7 @@ func TestProcessorStages(t *testing.T) {
 			}
 		}
 		if !maps.Equal(got, wantMetric) {
-			t.Errorf("%s: %s = %v, want %v", name, pipeline.MetricDetectStageEvents, got, wantMetric)
+			t.Errorf("%s: %s = %v, want %v", name, processor.MetricDetectStageEvents, got, wantMetric)
 		}
 	}
 	f("every stage", []string{"RequestReceived", "ResponseStarted", "ResponseComplete"}, "ResponseStarted",
@@ -335,7 +336,7 @@ func TestProcessorsShareRegistry(t *testing.T) {
 			recs = append(recs, pipeline.Record{Message: pipeline.Message{Key: []byte("prod-eu-1/x"), Value: g.Next().JSON}, Offset: int64(i)})
 		}
 		total += len(recs)
-		p, err := pipeline.NewProcessor(pipeline.ProcessorConfig{ExitWhenIdle: 100 * time.Millisecond},
+		p, err := processor.New(processor.Config{ExitWhenIdle: 100 * time.Millisecond},
 			&memSource{recs: recs}, noDetect{}, &poisonSink{stored: map[string]int{}}, nil, reg)
 		if err != nil {
 			t.Fatalf("processor %d: %v", n, err)
@@ -350,22 +351,22 @@ func TestProcessorsShareRegistry(t *testing.T) {
 	}
 	var got float64 = -1
 	for _, mf := range mfs {
-		if mf.GetName() == pipeline.MetricDetectRecords {
+		if mf.GetName() == processor.MetricDetectRecords {
 			got = mf.GetMetric()[0].GetCounter().GetValue()
 		}
 	}
 	if got != float64(total) {
-		t.Fatalf("%s = %v, want %d (both processors' records)", pipeline.MetricDetectRecords, got, total)
+		t.Fatalf("%s = %v, want %d (both processors' records)", processor.MetricDetectRecords, got, total)
 	}
 }
 
-// TestProcessorConfigValidate checks that every problem is reported at
+// TestConfigValidate checks that every problem is reported at
 // once, each under its key, and that the defaults are valid.
-func TestProcessorConfigValidate(t *testing.T) {
-	if err := (pipeline.ProcessorConfig{}).WithDefaults().Validate(); err != nil {
+func TestConfigValidate(t *testing.T) {
+	if err := (processor.Config{}).WithDefaults().Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	c := pipeline.ProcessorConfig{}.WithDefaults()
+	c := processor.Config{}.WithDefaults()
 	c.BatchRecords, c.ExitWhenIdle, c.Stages.DoneTTL = -1, -time.Second, -time.Second
 	err := c.Validate()
 	if err == nil {
@@ -376,7 +377,7 @@ func TestProcessorConfigValidate(t *testing.T) {
 			t.Errorf("error %q does not name %s", err, key)
 		}
 	}
-	if _, err := pipeline.NewProcessor(pipeline.ProcessorConfig{ExitWhenIdle: -time.Second}, &memSource{}, noDetect{}, &poisonSink{}, nil, nil); err == nil {
-		t.Fatal("NewProcessor accepted a negative exit_when_idle")
+	if _, err := processor.New(processor.Config{ExitWhenIdle: -time.Second}, &memSource{}, noDetect{}, &poisonSink{}, nil, nil); err == nil {
+		t.Fatal("New accepted a negative exit_when_idle")
 	}
 }

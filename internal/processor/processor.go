@@ -1,4 +1,4 @@
-package pipeline
+package processor
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/prom"
 )
 
@@ -40,13 +41,8 @@ const (
 	MetricDetectStageEvents = "auditpipe_detect_stage_events_total"
 )
 
-// EventDetector judges one event; detectors.Suite implements it.
-type EventDetector interface {
-	Detect(ev *Event, out []Finding) []Finding
-}
-
-// ProcessorConfig bounds detect's batches and retries.
-type ProcessorConfig struct {
+// Config bounds detect's batches and retries.
+type Config struct {
 	// BatchRecords flushes once this many records are pending. ClickHouse
 	// wants thousands of rows per insert. Default 10000.
 	BatchRecords int
@@ -72,12 +68,12 @@ type ProcessorConfig struct {
 	ExitWhenIdle time.Duration
 	// Stages bounds the memory of which requests were judged already; see
 	// StageGate.
-	Stages StageGateConfig
+	Stages pipeline.StageGateConfig
 }
 
 // WithDefaults returns c with every unset (zero or negative) field set to
 // its default.
-func (c ProcessorConfig) WithDefaults() ProcessorConfig {
+func (c Config) WithDefaults() Config {
 	if c.BatchRecords <= 0 {
 		c.BatchRecords = 10000
 	}
@@ -105,7 +101,7 @@ func (c ProcessorConfig) WithDefaults() ProcessorConfig {
 
 // Validate reports every problem in c, each naming its key (the flag
 // that sets it). Call it on c.WithDefaults(): zero means "default".
-func (c ProcessorConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	positive := func(key string, v int64) {
 		if v <= 0 {
@@ -194,17 +190,17 @@ func registerInto[C prometheus.Collector](reg prometheus.Registerer, c *C) error
 // batch to the sink, and only then commit. A crash anywhere before the commit
 // redelivers the batch, which the sink's deduplication absorbs.
 type Processor struct {
-	cfg  ProcessorConfig
-	src  Source
-	det  EventDetector
-	gate *StageGate
-	sink Sink
+	cfg  Config
+	src  pipeline.Source
+	det  pipeline.EventDetector
+	gate *pipeline.StageGate
+	sink pipeline.Sink
 	log  *slog.Logger
 	m    *processorMetrics
 
 	decodeLog *throttle
 	alerter   Alerter
-	dlq       DeadLetterSink
+	dlq       pipeline.DeadLetterSink
 	offsets   *offsetTracker
 }
 
@@ -212,7 +208,7 @@ type Processor struct {
 // (alert.Notifier is the one detect uses).
 // Notify must not block: alert delivery stays off the commit path.
 type Alerter interface {
-	Notify(fs []Finding)
+	Notify(fs []pipeline.Finding)
 }
 
 // SetAlerter makes p hand each stored batch's findings to a.
@@ -221,11 +217,11 @@ func (p *Processor) SetAlerter(a Alerter) { p.alerter = a }
 // SetDeadLetters makes p send records it cannot store to d (and commit
 // past them once d has them). Without one, such records are counted,
 // logged and skipped.
-func (p *Processor) SetDeadLetters(d DeadLetterSink) { p.dlq = d }
+func (p *Processor) SetDeadLetters(d pipeline.DeadLetterSink) { p.dlq = d }
 
-// NewProcessor wires a Processor; cfg's zero fields take their defaults.
+// New wires a Processor; cfg's zero fields take their defaults.
 // log and reg may be nil; two Processors on one registry share the series.
-func NewProcessor(cfg ProcessorConfig, src Source, det EventDetector, sink Sink, log *slog.Logger, reg prometheus.Registerer) (*Processor, error) {
+func New(cfg Config, src pipeline.Source, det pipeline.EventDetector, sink pipeline.Sink, log *slog.Logger, reg prometheus.Registerer) (*Processor, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("validating processor config: %w", err)
@@ -239,7 +235,7 @@ func NewProcessor(cfg ProcessorConfig, src Source, det EventDetector, sink Sink,
 	}
 	return &Processor{
 		cfg: cfg, src: src, det: det, sink: sink, log: log,
-		gate:      NewStageGate(cfg.Stages),
+		gate:      pipeline.NewStageGate(cfg.Stages),
 		m:         m,
 		decodeLog: newThrottle(10, time.Minute),
 		offsets:   newOffsetTracker(),
@@ -252,7 +248,7 @@ func NewProcessor(cfg ProcessorConfig, src Source, det EventDetector, sink Sink,
 // elapses.
 func (p *Processor) Run(ctx context.Context) error {
 	fetchCtx, stopFetch := context.WithCancel(ctx)
-	fetched := make(chan Record, p.cfg.BatchRecords)
+	fetched := make(chan pipeline.Record, p.cfg.BatchRecords)
 	var fetchErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -320,7 +316,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	}
 
 	var (
-		pending      []Record
+		pending      []pipeline.Record
 		pendingBytes int
 	)
 	flushTimer := time.NewTimer(p.cfg.BatchTimeout)
@@ -408,49 +404,49 @@ func (p *Processor) stopped(ctx context.Context, err error) error {
 
 // item is one decoded record and the findings detected while judging it.
 type item struct {
-	rec      *Record
-	ev       *Event
-	findings []Finding
+	rec      *pipeline.Record
+	ev       *pipeline.Event
+	findings []pipeline.Finding
 }
 
 // prepared is a batch decoded and judged, waiting to be stored.
 type prepared struct {
-	recs  []Record
+	recs  []pipeline.Record
 	items []item
-	dead  []DeadLetter
+	dead  []pipeline.DeadLetter
 	start time.Time
 }
 
 // prepare decodes and judges recs. Records that can never be stored
 // (oversized, undecodable) become dead letters.
-func (p *Processor) prepare(recs []Record) prepared {
+func (p *Processor) prepare(recs []pipeline.Record) prepared {
 	b := prepared{recs: recs, start: time.Now()}
 	p.m.records.Add(float64(len(recs)))
 	p.m.batchRecords.Observe(float64(len(recs)))
 
-	events := make([]Event, len(recs))
+	events := make([]pipeline.Event, len(recs))
 	b.items = make([]item, 0, len(recs))
-	var findings []Finding
+	var findings []pipeline.Finding
 	for i := range recs {
 		rec := &recs[i]
 		if len(rec.Value) > p.cfg.MaxRecordBytes {
-			b.dead = append(b.dead, DeadLetter{Record: *rec, Reason: ReasonOversized,
+			b.dead = append(b.dead, pipeline.DeadLetter{Record: *rec, Reason: pipeline.ReasonOversized,
 				Err: fmt.Errorf("record of %d bytes exceeds max_record_bytes %d", len(rec.Value), p.cfg.MaxRecordBytes)})
 			continue
 		}
 		ev := &events[i]
 		if err := ev.Decode(recordCluster(rec), rec.Value); err != nil {
 			p.m.decodeErrors.Inc()
-			b.dead = append(b.dead, DeadLetter{Record: *rec, Reason: ReasonDecode, Err: fmt.Errorf("decoding audit event: %w", err)})
+			b.dead = append(b.dead, pipeline.DeadLetter{Record: *rec, Reason: pipeline.ReasonDecode, Err: fmt.Errorf("decoding audit event: %w", err)})
 			continue
 		}
 		// Each request is judged once, from the first of its
 		// authoritative stages; every event is stored either way.
-		stage := StageLabel(ev)
+		stage := pipeline.StageLabel(ev)
 		verdict := p.gate.Admit(ev)
 		p.m.stages.WithLabelValues(stage, verdict.String()).Inc()
 		n := len(findings)
-		if verdict == StageJudged {
+		if verdict == pipeline.StageJudged {
 			findings = p.det.Detect(ev, findings)
 		}
 		b.items = append(b.items, item{rec: rec, ev: ev, findings: findings[n:len(findings):len(findings)]})
@@ -513,11 +509,11 @@ func (p *Processor) commit(ctx context.Context) {
 // bisects: each half is written on its own, down to single records, which
 // are returned as dead letters with the sink's error. The common case is one
 // insert per table; a poison record costs about 2·log2(n) more.
-func (p *Processor) store(ctx context.Context, items []item) (stored Batch, rejected []DeadLetter, err error) {
+func (p *Processor) store(ctx context.Context, items []item) (stored pipeline.Batch, rejected []pipeline.DeadLetter, err error) {
 	if len(items) == 0 {
-		return Batch{}, nil, nil
+		return pipeline.Batch{}, nil, nil
 	}
-	b := Batch{Events: make([]*Event, len(items))}
+	b := pipeline.Batch{Events: make([]*pipeline.Event, len(items))}
 	for i := range items {
 		b.Events[i] = items[i].ev
 		b.Findings = append(b.Findings, items[i].findings...)
@@ -526,21 +522,21 @@ func (p *Processor) store(ctx context.Context, items []item) (stored Batch, reje
 	if err == nil {
 		return b, nil, nil
 	}
-	if !IsPermanent(err) {
-		return Batch{}, nil, err
+	if !pipeline.IsPermanent(err) {
+		return pipeline.Batch{}, nil, err
 	}
 	if len(items) == 1 {
-		return Batch{}, []DeadLetter{{Record: *items[0].rec, Reason: ReasonRejected, Err: err}}, nil
+		return pipeline.Batch{}, []pipeline.DeadLetter{{Record: *items[0].rec, Reason: pipeline.ReasonRejected, Err: err}}, nil
 	}
 	p.log.Warn("sink refused batch, bisecting to isolate the bad records", "events", len(items), "err", err)
 	mid := len(items) / 2
 	left, rejL, err := p.store(ctx, items[:mid])
 	if err != nil {
-		return Batch{}, nil, err
+		return pipeline.Batch{}, nil, err
 	}
 	right, rejR, err := p.store(ctx, items[mid:])
 	if err != nil {
-		return Batch{}, nil, err
+		return pipeline.Batch{}, nil, err
 	}
 	left.Events = append(left.Events, right.Events...)
 	left.Findings = append(left.Findings, right.Findings...)
@@ -549,7 +545,7 @@ func (p *Processor) store(ctx context.Context, items []item) (stored Batch, reje
 
 // deadLetter hands dead to the dead-letter sink (retrying while it is
 // unavailable) and counts them.
-func (p *Processor) deadLetter(ctx context.Context, dead []DeadLetter) error {
+func (p *Processor) deadLetter(ctx context.Context, dead []pipeline.DeadLetter) error {
 	if len(dead) == 0 {
 		return nil
 	}
@@ -576,7 +572,7 @@ func (p *Processor) retry(ctx context.Context, what string, fn func() error) err
 	backoff := p.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || IsPermanent(err) {
+		if err == nil || pipeline.IsPermanent(err) {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -598,7 +594,7 @@ func (p *Processor) retry(ctx context.Context, what string, fn func() error) err
 
 // recordCluster names the record's cluster: the transport header, else the
 // key's prefix (ingest keys are "<cluster>/<subject>"), else "default".
-func recordCluster(r *Record) string {
+func recordCluster(r *pipeline.Record) string {
 	if r.Cluster != "" {
 		return r.Cluster
 	}
