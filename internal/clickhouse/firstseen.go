@@ -76,7 +76,8 @@ func clampTime(t time.Time) time.Time {
 
 // FirstSeenQuery is the bounded query LoadFirstSeen runs: the rows of
 // terms seen since since (and every rule's baseline start, however old)
-// saved at or after savedSince, latest first, at most limit. GROUP BY
+// saved at or after savedSince, at most limit: the baseline starts first
+// (a lost one would put its rule back into learning), then the latest. GROUP BY
 // collapses rows not merged yet, as FINAL would, on 18.16 too.
 func FirstSeenQuery(db string, since, savedSince time.Time, limit int) string {
 	return "SELECT cluster, rule, key, term, toString(toUnixTimestamp(min(key_first_seen))), toString(toUnixTimestamp(max(last_seen)))" +
@@ -84,7 +85,7 @@ func FirstSeenQuery(db string, since, savedSince time.Time, limit int) string {
 		" WHERE (last_seen >= toDateTime(" + strconv.FormatInt(since.Unix(), 10) + ") OR (key = '' AND term = ''))" +
 		" AND saved_at >= toDateTime(" + strconv.FormatInt(max(savedSince.Unix(), 0), 10) + ")" +
 		" GROUP BY cluster, rule, key, term" +
-		" ORDER BY max(last_seen) DESC" +
+		" ORDER BY (key = '' AND term = '') DESC, max(last_seen) DESC" +
 		" LIMIT " + strconv.Itoa(limit)
 }
 

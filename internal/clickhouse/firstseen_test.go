@@ -45,6 +45,10 @@ func TestFirstSeenRoundTrip(t *testing.T) {
 	}) {
 		t.Fatalf("loaded %+v\nwant %+v", got, want)
 	}
+	// The limit cuts the latest terms, never a rule's learning start.
+	if got, err := st.LoadFirstSeen(ctx, t0.Add(-14*24*time.Hour), time.Time{}, 1); err != nil || len(got) != 1 || got[0].Key != "" {
+		t.Fatalf("load of one row: %+v, %v; want the baseline start", got, err)
+	}
 	// Nothing was saved after now: a sync load finds nothing new.
 	if got, err := st.LoadFirstSeen(ctx, t0.Add(-14*24*time.Hour), time.Now().Add(time.Hour), 100); err != nil || len(got) != 0 {
 		t.Fatalf("sync load: %+v, %v", got, err)
