@@ -21,7 +21,6 @@ import (
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/firstseen"
-	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -41,7 +40,7 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() == 0 {
 		return errors.New("scan: name at least one audit log file or directory")
 	}
-	if err := ingest.ValidateCluster(*cluster); err != nil {
+	if err := pipeline.ValidateCluster(*cluster); err != nil {
 		return err
 	}
 	if *workers < 1 {

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"regexp"
 	"strconv"
 	"sync"
 	"time"
@@ -241,17 +240,10 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// clusterName keeps cluster names to what fits a Kafka header, a ClickHouse
-// filter and a Grafana variable without quoting surprises.
-var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
-// ValidateCluster reports whether name can be used as a cluster name.
-func ValidateCluster(name string) error {
-	if !clusterName.MatchString(name) {
-		return fmt.Errorf("invalid cluster name %q: use 1-63 letters, digits, '.', '_' or '-'", name)
-	}
-	return nil
-}
+// ValidateCluster reports whether name can be used as a cluster name. It is
+// pipeline.ValidateCluster, where the partition key is built too; new code
+// should call that.
+func ValidateCluster(name string) error { return pipeline.ValidateCluster(name) }
 
 // Validate checks c after defaults, naming each bad setting by its flag.
 func (c Config) Validate() error {

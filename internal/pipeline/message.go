@@ -1,6 +1,10 @@
 package pipeline
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"regexp"
+)
 
 // Message is one audit event on its way from ingest to detect: the unit
 // produced to Kafka or appended to the spool.
@@ -50,7 +54,22 @@ type Sink interface {
 	Write(ctx context.Context, b Batch) error
 }
 
-// MessageKey builds the partition key for an event of cluster.
+// clusterName keeps cluster names to what fits a Kafka header, a ClickHouse
+// filter and a Grafana variable without quoting surprises; no '/', so the
+// partition key's first '/' ends the cluster.
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ValidateCluster reports whether name can be used as a cluster name.
+func ValidateCluster(name string) error {
+	if !clusterName.MatchString(name) {
+		return fmt.Errorf("invalid cluster name %q: use 1-63 letters, digits, '.', '_' or '-'", name)
+	}
+	return nil
+}
+
+// MessageKey builds the partition key for an event of cluster:
+// "<cluster>/<subject>", so that one credential's events stay in order on
+// one partition. KeyCluster reads the cluster back.
 func MessageKey(cluster string, ev *Event) []byte {
 	sub := ev.Subject()
 	key := make([]byte, 0, len(cluster)+1+len(sub))
@@ -58,4 +77,18 @@ func MessageKey(cluster string, ev *Event) []byte {
 	key = append(key, '/')
 	key = append(key, sub...)
 	return key
+}
+
+// KeyCluster returns the cluster part of a key MessageKey built, for
+// records that carry no cluster header; ok is false for any other key.
+func KeyCluster(key []byte) (cluster string, ok bool) {
+	for i, c := range key {
+		if c == '/' {
+			if i > 0 {
+				return string(key[:i]), true
+			}
+			break
+		}
+	}
+	return "", false
 }

@@ -215,3 +215,30 @@ func TestDecodeReason(t *testing.T) {
 	f(`{"kind":"EventList","items":[]}`, DecodeReasonNotAuditEvent)
 	f(`{"apiVersion":"audit.k8s.io/v1alpha1"}`, DecodeReasonNotAuditEvent)
 }
+
+// TestKeyClusterRoundTrip: the cluster MessageKey puts in a key is the one
+// KeyCluster reads back, for every valid cluster name; keys ingest did not
+// build give nothing.
+func TestKeyClusterRoundTrip(t *testing.T) {
+	ev := &Event{}
+	ev.User.Username = "system:serviceaccount:kube-system:replicaset-controller"
+	for _, cluster := range []string{"prod-eu-1", "a", "gke.europe-west1.prod_2"} {
+		if err := ValidateCluster(cluster); err != nil {
+			t.Fatal(err)
+		}
+		got, ok := KeyCluster(MessageKey(cluster, ev))
+		if !ok || got != cluster {
+			t.Errorf("KeyCluster(MessageKey(%q)) = %q, %v", cluster, got, ok)
+		}
+	}
+	for _, key := range []string{"", "/x", "no-slash"} {
+		if c, ok := KeyCluster([]byte(key)); ok {
+			t.Errorf("KeyCluster(%q) = %q, want none", key, c)
+		}
+	}
+	for _, bad := range []string{"", "a/b", "-lead", "sp ace"} {
+		if ValidateCluster(bad) == nil {
+			t.Errorf("ValidateCluster(%q) accepted it", bad)
+		}
+	}
+}

@@ -598,13 +598,8 @@ func recordCluster(r *pipeline.Record) string {
 	if r.Cluster != "" {
 		return r.Cluster
 	}
-	for i, c := range r.Key {
-		if c == '/' {
-			if i > 0 {
-				return string(r.Key[:i])
-			}
-			break
-		}
+	if c, ok := pipeline.KeyCluster(r.Key); ok {
+		return c
 	}
 	return "default"
 }
