@@ -67,3 +67,18 @@ func TestConsumerConfigValidate(t *testing.T) {
 	f(kafka.ConsumerConfig{Brokers: brokers, Topic: "audit-events", MinBytes: 2 << 20, MaxBytes: 1 << 20}, "kafka.min_bytes (2097152) must not exceed kafka.max_bytes (1048576)")
 	f(kafka.ConsumerConfig{Brokers: brokers, Topic: "audit-events", MaxWait: -1, CommitInterval: -1}, "kafka.max_wait", "kafka.commit_interval")
 }
+
+func TestDeadLetterConfigValidate(t *testing.T) {
+	if err := (kafka.DeadLetterConfig{Brokers: []string{"kafka-0:9092"}}).Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if c := (kafka.DeadLetterConfig{}).WithDefaults(); c.Topic != kafka.DefaultDeadLetterTopic || c.MaxValueBytes <= 0 {
+		t.Errorf("defaults: %+v", c)
+	}
+	err := kafka.DeadLetterConfig{Topic: "dead letters"}.Validate()
+	for _, want := range []string{"kafka.brokers", "kafka.topic"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate = %v, want it to mention %q", err, want)
+		}
+	}
+}
