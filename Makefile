@@ -60,11 +60,7 @@ unit:
 	$(GO) test -count=1 -timeout 15m ./...
 
 fuzz-smoke:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
-	done
+	@GO=$(GO) bash scripts/fuzz-smoke.sh $(FUZZTIME) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BIN)
