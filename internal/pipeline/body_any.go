@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/auditpipe/auditpipe/internal/jsonscan"
 )
@@ -19,66 +21,136 @@ const maxBodyDepth = 10000
 // body decode was a third of detect's time per event on the realistic
 // stream. Linear in the body, depth bounded.
 func decodeBody(data []byte) (any, bool) {
-	d := jsonscan.Scanner{Data: data}
-	if _, err := d.Peek(); err != nil {
+	b := bodyDecoders.Get().(*bodyDecoder)
+	defer b.release()
+	b.d = jsonscan.Scanner{Data: data}
+	if _, err := b.d.Peek(); err != nil {
 		return nil, false
 	}
-	v, ok := bodyValue(&d, 0)
+	v, ok := b.value(0)
 	if !ok {
 		return nil, false
 	}
-	if d.WS(); d.Pos != len(d.Data) {
+	if b.d.WS(); b.d.Pos != len(b.d.Data) {
 		return nil, false
 	}
 	return v, true
 }
 
-// bodyValue decodes the value at d.Pos (not whitespace), depth being the
+// bodyDecoders keeps bodyDecoders' stacks from body to body: grown once,
+// they cost no allocation per body.
+var bodyDecoders = sync.Pool{New: func() any { return new(bodyDecoder) }}
+
+// release returns b to bodyDecoders, holding no reference to the body or
+// its values (a failed decode leaves members on the stacks). Stacks an
+// attacker-sized body grew past 64 KiB are dropped rather than kept.
+func (b *bodyDecoder) release() {
+	b.d = jsonscan.Scanner{}
+	clear(b.keys)
+	clear(b.vals)
+	b.keys, b.vals = b.keys[:0], b.vals[:0]
+	if cap(b.vals) > 4096 || cap(b.keys) > 4096 || cap(b.scratch) > 64<<10 {
+		return
+	}
+	bodyDecoders.Put(b)
+}
+
+// bodyDecoder holds one body decode's scratch space. Bodies were most of
+// detect's allocations per event: a map grown entry by entry, an array
+// grown element by element, and two allocations per string (its bytes and
+// the interface header). The members of objects and arrays are collected
+// on shared stacks and each container is allocated once at its final size;
+// Kubernetes' common keys and enum values come from immutable tables.
+type bodyDecoder struct {
+	d       jsonscan.Scanner
+	scratch []byte   // unquoted strings, until looked up or copied
+	keys    []string // keys of the objects being decoded, innermost last
+	vals    []any    // members of the containers being decoded
+}
+
+// value decodes the value at d.Pos (not whitespace), depth being the
 // containers it is inside.
-func bodyValue(d *jsonscan.Scanner, depth int) (any, bool) {
+func (b *bodyDecoder) value(depth int) (any, bool) {
+	d := &b.d
 	switch c := d.Data[d.Pos]; {
 	case c == '{':
 		if depth >= maxBodyDepth {
 			return nil, false
 		}
-		m := map[string]any{}
+		base := len(b.keys)
 		more, err := d.ObjectStart()
 		for err == nil && more {
 			var k []byte
-			if k, err = d.Key(); err != nil {
+			if k, err = d.StrScratch(&b.scratch); err != nil {
 				break
 			}
-			key := string(k)
-			v, ok := bodyValue(d, depth+1)
+			if err = b.colon(); err != nil {
+				break
+			}
+			key, ok := bodyKeys[string(k)]
+			if !ok {
+				key = string(k)
+			}
+			b.keys = append(b.keys, key)
+			v, ok := b.value(depth + 1)
 			if !ok {
 				return nil, false
 			}
-			m[key] = v
+			b.vals = append(b.vals, v)
 			more, err = d.ObjectNext()
 		}
-		return m, err == nil
+		if err != nil {
+			return nil, false
+		}
+		// Members keep their order, so a repeated key's last value wins,
+		// as with encoding/json.
+		keys, vals := b.keys[base:], b.vals[len(b.vals)-(len(b.keys)-base):]
+		m := make(map[string]any, len(keys))
+		for i, k := range keys {
+			m[k] = vals[i]
+		}
+		clear(vals) // the stack must not keep the body alive
+		b.vals = b.vals[:len(b.vals)-len(keys)]
+		b.keys = b.keys[:base]
+		return m, true
 	case c == '[':
 		if depth >= maxBodyDepth {
 			return nil, false
 		}
-		s := make([]any, 0)
+		base := len(b.vals)
 		more, err := d.ArrayStart()
 		for err == nil && more {
-			v, ok := bodyValue(d, depth+1)
+			v, ok := b.value(depth + 1)
 			if !ok {
 				return nil, false
 			}
-			s = append(s, v)
+			b.vals = append(b.vals, v)
 			more, err = d.ArrayNext()
 		}
-		return s, err == nil
+		if err != nil {
+			return nil, false
+		}
+		// Never nil: encoding/json makes an empty []any for [].
+		s := append(make([]any, 0, len(b.vals)-base), b.vals[base:]...)
+		clear(b.vals[base:])
+		b.vals = b.vals[:base]
+		return s, true
 	case c == '"':
-		s, err := d.StrString()
-		return s, err == nil
+		s, err := d.StrScratch(&b.scratch)
+		if err != nil {
+			return nil, false
+		}
+		if v, ok := bodyValues[string(s)]; ok {
+			return v, true
+		}
+		return string(s), true
 	case c == '-' || jsonscan.IsDigit(c):
 		num, err := d.Number()
 		if err != nil {
 			return nil, false
+		}
+		if n, ok := smallUint(num); ok {
+			return bodySmallNumbers[n], true
 		}
 		f, err := strconv.ParseFloat(string(num), 64)
 		return f, err == nil
@@ -96,3 +168,154 @@ func bodyValue(d *jsonscan.Scanner, depth int) (any, bool) {
 	}
 	return nil, false
 }
+
+// colon consumes the ':' after an object key and the whitespace after it,
+// as jsonscan.Scanner.Key does.
+func (b *bodyDecoder) colon() error {
+	d := &b.d
+	c, err := d.Peek()
+	if err != nil {
+		return err
+	}
+	if c != ':' {
+		return d.Syntax("after object key")
+	}
+	d.Pos++
+	_, err = d.Peek()
+	return err
+}
+
+// smallUint reads num, a valid JSON number, as an integer below
+// len(bodySmallNumbers), or reports false when it is not one (a sign, a
+// fraction, an exponent or more digits).
+func smallUint(num []byte) (int, bool) {
+	if len(num) == 0 || len(num) > 3 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range num {
+		if !jsonscan.IsDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, n < len(bodySmallNumbers)
+}
+
+// bodySmallNumbers holds float64(i) as an any for small integers (ports,
+// counts, modes, seconds): boxing a float64 allocates.
+var bodySmallNumbers = func() []any {
+	t := make([]any, 1000)
+	for i := range t {
+		t[i] = float64(i)
+	}
+	return t
+}()
+
+// bodyKeys holds the object keys Kubernetes objects repeat (metadata, pod
+// specs, status, managedFields' fieldsV1 paths), so that decoding one
+// allocates no string. Immutable after init: concurrent decoders share it.
+var bodyKeys = func() map[string]string {
+	words := strings.Fields(`
+		apiVersion kind metadata name generateName namespace uid resourceVersion
+		generation creationTimestamp deletionTimestamp labels annotations
+		ownerReferences controller blockOwnerDeletion finalizers managedFields
+		manager operation time fieldsType fieldsV1 subresource
+		spec status items type path key value values operator effect
+		tolerationSeconds tolerations containers initContainers
+		ephemeralContainers image imagePullPolicy imagePullSecrets command
+		args workingDir env envFrom valueFrom fieldRef fieldPath secretKeyRef
+		configMapKeyRef resources limits requests cpu memory
+		ephemeral-storage volumeMounts mountPath subPath readOnly
+		recursiveReadOnly volumes hostPath projected sources
+		serviceAccountToken expirationSeconds audience configMap secret
+		secretName downwardAPI defaultMode emptyDir persistentVolumeClaim
+		claimName securityContext privileged runAsUser runAsGroup
+		runAsNonRoot fsGroup allowPrivilegeEscalation capabilities add drop
+		readOnlyRootFilesystem seccompProfile appArmorProfile localhostProfile
+		procMount restartPolicy dnsPolicy serviceAccountName serviceAccount
+		automountServiceAccountToken nodeName nodeSelector hostNetwork
+		hostPID hostIPC hostUsers schedulerName priority priorityClassName
+		enableServiceLinks preemptionPolicy terminationGracePeriodSeconds
+		terminationMessagePath terminationMessagePolicy livenessProbe
+		readinessProbe startupProbe httpGet tcpSocket exec port scheme host
+		initialDelaySeconds timeoutSeconds periodSeconds successThreshold
+		failureThreshold ports containerPort hostPort protocol template
+		selector matchLabels matchExpressions replicas strategy
+		rollingUpdate maxSurge maxUnavailable revisionHistoryLimit
+		progressDeadlineSeconds phase conditions lastTransitionTime
+		lastProbeTime lastHeartbeatTime reason message qosClass hostIP
+		hostIPs podIP podIPs ip startTime containerStatuses
+		initContainerStatuses containerID imageID lastState ready
+		restartCount started state running waiting terminated startedAt
+		finishedAt exitCode names sizeBytes data stringData binaryData
+		immutable rules apiGroups verbs resourceNames nonResourceURLs
+		subjects roleRef apiGroup user username groups extra token
+		audiences authenticated boundObjectRef expirationTimestamp
+		propagationPolicy gracePeriodSeconds dryRun details code group
+		version resource verb target resourceAttributes
+		nonResourceAttributes allowed denied evaluationError
+		$setElementOrder/conditions $patch $retainKeys
+		. f:metadata f:labels f:annotations f:name f:namespace
+		f:generateName f:ownerReferences f:spec f:status f:containers
+		f:initContainers f:image f:imagePullPolicy f:imagePullSecrets
+		f:command f:args f:env f:value f:valueFrom f:ports f:containerPort
+		f:protocol f:resources f:limits f:requests f:cpu f:memory
+		f:livenessProbe f:readinessProbe f:startupProbe f:httpGet f:path
+		f:port f:scheme f:failureThreshold f:periodSeconds
+		f:successThreshold f:timeoutSeconds f:initialDelaySeconds
+		f:terminationMessagePath f:terminationMessagePolicy f:dnsPolicy
+		f:enableServiceLinks f:restartPolicy f:schedulerName
+		f:securityContext f:serviceAccount f:serviceAccountName
+		f:terminationGracePeriodSeconds f:volumeMounts f:volumes
+		f:mountPath f:readOnly f:conditions f:replicas f:selector
+		f:template f:strategy f:data f:type f:app f:pod-template-hash
+		app pod-template-hash kubernetes.io/metadata.name
+	`)
+	t := make(map[string]string, len(words))
+	for _, w := range words {
+		t[w] = w
+	}
+	return t
+}()
+
+// bodyValues holds, boxed as an any, the string values Kubernetes objects
+// repeat (enums, API versions, kinds, well-known names): decoding one
+// allocates neither the string nor its interface header. Immutable after
+// init: concurrent decoders share it.
+var bodyValues = func() map[string]any {
+	words := strings.Fields(`
+		v1 apps/v1 batch/v1 policy/v1 rbac.authorization.k8s.io/v1
+		authentication.k8s.io/v1 authorization.k8s.io/v1
+		admissionregistration.k8s.io/v1 admissionregistration.k8s.io
+		networking.k8s.io/v1 storage.k8s.io/v1 coordination.k8s.io/v1
+		certificates.k8s.io/v1 apiextensions.k8s.io/v1 meta.k8s.io/v1
+		Pod ReplicaSet Deployment StatefulSet DaemonSet Job CronJob
+		Service Secret ConfigMap ServiceAccount Namespace Node Role
+		RoleBinding ClusterRole ClusterRoleBinding TokenReview TokenRequest
+		SubjectAccessReview SelfSubjectAccessReview SelfSubjectRulesReview
+		Status DeleteOptions Lease Event Success Failure
+		Always IfNotPresent Never OnFailure ClusterFirst
+		ClusterFirstWithHostNet Default Exists Equal NoExecute NoSchedule
+		PreferNoSchedule File FallbackToLogsOnError /dev/termination-log
+		default-scheduler default kube-root-ca.crt ca.crt token namespace
+		metadata.namespace metadata.name node.kubernetes.io/not-ready
+		node.kubernetes.io/unreachable PreemptLowerPriority
+		PreemptNever Pending Running Succeeded Failed Unknown True False
+		Ready ContainersReady Initialized PodScheduled
+		PodReadyToStartContainers MemoryPressure DiskPressure PIDPressure
+		NetworkUnavailable BestEffort Burstable Guaranteed RuntimeDefault
+		Localhost Unconfined unconfined Disabled Background Foreground
+		Orphan TCP UDP SCTP HTTP HTTPS http https RollingUpdate Recreate
+		Update Apply FieldsV1 kubectl kubectl-client-side-apply
+		kube-controller-manager kube-scheduler kubelet ALL NET_ADMIN
+		SYS_ADMIN NET_RAW SYS_PTRACE Directory DirectoryOrCreate
+		FileOrCreate Socket CharDevice BlockDevice Controller
+	`)
+	t := make(map[string]any, len(words)+1)
+	for _, w := range words {
+		t[w] = w
+	}
+	t[""] = ""
+	return t
+}()

@@ -86,3 +86,32 @@ func rawOf(u *runtime.Unknown) *[]byte {
 	}
 	return &u.Raw
 }
+
+// BenchmarkDecodeBody decodes the request and response bodies of a
+// finding-heavy generated stream (pods, workloads, token reviews), the
+// bodies detectors and rules read.
+func BenchmarkDecodeBody(b *testing.B) {
+	g := gen.New(gen.Config{Seed: 7, AttackRatio: 1})
+	var bodies [][]byte
+	size := 0
+	for len(bodies) < 2000 {
+		var ev Event
+		if err := ev.Decode("prod", g.Next().JSON); err != nil {
+			b.Fatal(err)
+		}
+		for _, u := range []*[]byte{rawOf(ev.RequestObject), rawOf(ev.ResponseObject)} {
+			if u != nil {
+				bodies = append(bodies, *u)
+				size += len(*u)
+			}
+		}
+	}
+	b.SetBytes(int64(size / len(bodies)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, ok := decodeBody(bodies[i%len(bodies)]); !ok {
+			b.Fatal("body did not decode")
+		}
+	}
+}
