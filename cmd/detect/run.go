@@ -66,6 +66,8 @@ type runOptions struct {
 
 	firstSeenMaxKeys int
 	firstSeenSync    time.Duration
+
+	workers int
 }
 
 // firstSeenLoadLimit bounds the rows of first-seen terms read at start and
@@ -95,6 +97,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.retention, "retention-days", "", "days to keep per table, e.g. events=30,findings=365,rollups=90; old day partitions are dropped hourly (empty: keep everything)")
 	fs.DurationVar(&o.session, "kafka-session-timeout", 0, "how long the group waits for a silent member before reassigning its partitions (0: 30s)")
 	fs.DurationVar(&o.shutdown, "shutdown-timeout", pd.ShutdownTimeout, "on SIGTERM, how long to finish and commit the batch in hand")
+	fs.IntVar(&o.workers, "workers", pd.Workers, "goroutines decoding and judging each batch; one key's (subject's) events stay on one of them, in order")
 	fs.DurationVar(&o.exitWhenIdle, "exit-when-idle", 0, "exit once no event arrived for this long (0: run until stopped)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.ruleFiles, "rules", "", "comma-separated user rule files (YAML), loaded after the shipped default pack and reloaded when they change")
@@ -278,7 +281,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return nil
 		})
 	}
-	set := detectorChain{builtins, watcher, rules.NewTermsDetector(watcher.Current, tracker)}
+	// Each prepare worker gets its own chain: the built-in detectors'
+	// windows, the rule set and the first-seen tracker are locked and
+	// shared (a subject's state must not depend on which worker judged
+	// it), while a TermsDetector holds unlocked scratch state.
+	newSet := func() pipeline.EventDetector {
+		return detectorChain{builtins, watcher, rules.NewTermsDetector(watcher.Current, tracker)}
+	}
 
 	// Alerts go out after each batch is stored, off the commit path.
 	notifier, err := newNotifier(o, o.clickhouseDSN == "", log, reg)
@@ -293,10 +302,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		MaxRecordBytes:  o.maxRecord,
 		ShutdownTimeout: o.shutdown,
 		ExitWhenIdle:    o.exitWhenIdle,
-	}, src, set, sink, log, reg)
+		Workers:         o.workers,
+	}, src, newSet(), sink, log, reg)
 	if err != nil {
 		return errors.Join(err, closeAll())
 	}
+	proc.SetDetectorFactory(newSet)
 	proc.SetDeadLetters(dlq)
 	if notifier != nil {
 		// Last added, first stopped: the processor has stopped by then,

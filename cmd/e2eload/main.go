@@ -63,6 +63,7 @@ type options struct {
 	jsonOut                             string
 	keep                                bool
 	kafkaBrokers                        string
+	detectWorkers                       int
 }
 
 func main() {
@@ -81,6 +82,7 @@ func main() {
 	// Not defaulted from $KAFKA_BROKERS: make bench's kfake row must stay
 	// kfake when a shell has it set for the tests.
 	flag.StringVar(&o.kafkaBrokers, "kafka-brokers", "", "real Kafka brokers, comma-separated (scripts/kafka.sh start prints one); empty runs an in-process kfake broker")
+	flag.IntVar(&o.detectWorkers, "detect-workers", 0, "detect's --workers (0: detect's default, GOMAXPROCS)")
 	flag.Parse()
 	// The children run in the work directory; their binaries must not
 	// resolve against it.
@@ -124,6 +126,9 @@ func (o options) validate() error {
 	}
 	if o.senders <= 0 || o.partitions <= 0 {
 		errs = append(errs, errors.New("-senders and -partitions must be positive"))
+	}
+	if o.detectWorkers < 0 {
+		errs = append(errs, errors.New("-detect-workers must not be negative"))
 	}
 	for _, b := range []string{o.ingestBin, o.detectBin} {
 		if _, err := os.Stat(b); err != nil {
@@ -233,9 +238,13 @@ func run(ctx context.Context, o options, log *slog.Logger) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	detect, err := startChild(ctx, dir, "detect", o.detectBin, "run",
+	detectArgs := []string{"run",
 		"--kafka-brokers", brokers, "--topic", topic,
-		"--clickhouse", ch.DSN+database, "--metrics-listen", detectMetrics, "--log-level", "warn")
+		"--clickhouse", ch.DSN+database, "--metrics-listen", detectMetrics, "--log-level", "warn"}
+	if o.detectWorkers > 0 {
+		detectArgs = append(detectArgs, "--workers", strconv.Itoa(o.detectWorkers))
+	}
+	detect, err := startChild(ctx, dir, "detect", o.detectBin, detectArgs...)
 	if err != nil {
 		return nil, err
 	}

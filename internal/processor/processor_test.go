@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -367,15 +368,21 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	c := processor.Config{}.WithDefaults()
-	c.BatchRecords, c.ExitWhenIdle, c.Stages.DoneTTL = -1, -time.Second, -time.Second
+	c.BatchRecords, c.ExitWhenIdle, c.Stages.DoneTTL, c.Workers = -1, -time.Second, -time.Second, 0
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("an invalid config passed")
 	}
-	for _, key := range []string{"batch_records", "exit_when_idle", "stages: done_ttl"} {
+	for _, key := range []string{"batch_records", "exit_when_idle", "stages: done_ttl", "workers"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error %q does not name %s", err, key)
 		}
+	}
+	if c := (processor.Config{}).WithDefaults(); c.Workers != runtime.GOMAXPROCS(0) {
+		t.Errorf("default workers = %d, want GOMAXPROCS %d", c.Workers, runtime.GOMAXPROCS(0))
+	}
+	if _, err := processor.New(processor.Config{Workers: 1000}, &memSource{}, noDetect{}, &poisonSink{}, nil, nil); err == nil {
+		t.Error("New accepted 1000 workers")
 	}
 	if _, err := processor.New(processor.Config{ExitWhenIdle: -time.Second}, &memSource{}, noDetect{}, &poisonSink{}, nil, nil); err == nil {
 		t.Fatal("New accepted a negative exit_when_idle")
