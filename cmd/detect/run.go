@@ -67,7 +67,8 @@ type runOptions struct {
 	firstSeenMaxKeys int
 	firstSeenSync    time.Duration
 
-	workers int
+	workers    int
+	cpuProfile string
 }
 
 // firstSeenLoadLimit bounds the rows of first-seen terms read at start and
@@ -97,6 +98,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.retention, "retention-days", "", "days to keep per table, e.g. events=30,findings=365,rollups=90; old day partitions are dropped hourly (empty: keep everything)")
 	fs.DurationVar(&o.session, "kafka-session-timeout", 0, "how long the group waits for a silent member before reassigning its partitions (0: 30s)")
 	fs.DurationVar(&o.shutdown, "shutdown-timeout", pd.ShutdownTimeout, "on SIGTERM, how long to finish and commit the batch in hand")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof), e.g. under cmd/e2eload's load")
 	fs.IntVar(&o.workers, "workers", pd.Workers, "goroutines decoding and judging each batch; one key's (subject's) events stay on one of them, in order")
 	fs.DurationVar(&o.exitWhenIdle, "exit-when-idle", 0, "exit once no event arrived for this long (0: run until stopped)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -120,6 +122,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	log, err := cli.NewLogger(o.logLevel)
 	if err != nil {
 		return err
+	}
+	if o.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
 	builtins, err := loadDetectors(o.config)
 	if err != nil {

@@ -240,7 +240,7 @@ func run(ctx context.Context, o options, log *slog.Logger) (*Results, error) {
 	}
 	detectArgs := []string{"run",
 		"--kafka-brokers", brokers, "--topic", topic,
-		"--clickhouse", ch.DSN+database, "--metrics-listen", detectMetrics, "--log-level", "warn"}
+		"--clickhouse", ch.DSN + database, "--metrics-listen", detectMetrics, "--log-level", "warn"}
 	if o.detectWorkers > 0 {
 		detectArgs = append(detectArgs, "--workers", strconv.Itoa(o.detectWorkers))
 	}

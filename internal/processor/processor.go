@@ -204,8 +204,8 @@ func registerInto[C prometheus.Collector](reg prometheus.Registerer, c *C) error
 // batch to the sink, and only then commit. A crash anywhere before the commit
 // redelivers the batch, which the sink's deduplication absorbs.
 type Processor struct {
-	cfg  Config
-	src  pipeline.Source
+	cfg Config
+	src pipeline.Source
 	// dets holds each prepare worker's detector: det for all of them,
 	// unless SetDetectorFactory gave each its own.
 	dets []pipeline.EventDetector

@@ -71,7 +71,7 @@ type ledger struct {
 	t *testing.T
 	memSource
 	mu       sync.Mutex
-	done     map[[2]int64]bool // partition, offset → stored or dead-lettered
+	done     map[[2]int64]bool   // partition, offset → stored or dead-lettered
 	pos      map[string][2]int64 // auditID/stage → partition, offset
 	rows     []string
 	findings []string
