@@ -64,6 +64,7 @@ type options struct {
 	keep                                bool
 	kafkaBrokers                        string
 	detectWorkers                       int
+	detectCPUProfile                    string
 }
 
 func main() {
@@ -83,6 +84,7 @@ func main() {
 	// kfake when a shell has it set for the tests.
 	flag.StringVar(&o.kafkaBrokers, "kafka-brokers", "", "real Kafka brokers, comma-separated (scripts/kafka.sh start prints one); empty runs an in-process kfake broker")
 	flag.IntVar(&o.detectWorkers, "detect-workers", 0, "detect's --workers (0: detect's default, GOMAXPROCS)")
+	flag.StringVar(&o.detectCPUProfile, "detect-cpuprofile", "", "have detect write a CPU profile of its run to this file")
 	flag.Parse()
 	// The children run in the work directory; their binaries must not
 	// resolve against it.
@@ -243,6 +245,13 @@ func run(ctx context.Context, o options, log *slog.Logger) (*Results, error) {
 		"--clickhouse", ch.DSN + database, "--metrics-listen", detectMetrics, "--log-level", "warn"}
 	if o.detectWorkers > 0 {
 		detectArgs = append(detectArgs, "--workers", strconv.Itoa(o.detectWorkers))
+	}
+	if o.detectCPUProfile != "" {
+		prof, err := filepath.Abs(o.detectCPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		detectArgs = append(detectArgs, "--cpuprofile", prof)
 	}
 	detect, err := startChild(ctx, dir, "detect", o.detectBin, detectArgs...)
 	if err != nil {
