@@ -12,11 +12,11 @@ BIN      ?= bin
 FUZZTIME ?= 6s
 # Fuzz targets run briefly on every `make test`: package:Target pairs.
 FUZZ_TARGETS ?= \
-	./internal/pipeline:FuzzDecodeEvents \
-	./internal/pipeline:FuzzDecodeEquivalence \
-	./internal/pipeline:FuzzSplitEquivalence \
+	./internal/auditjson:FuzzDecodeEvents \
+	./internal/auditjson:FuzzDecodeEquivalence \
+	./internal/auditjson:FuzzSplitEquivalence \
 	./internal/pipeline:FuzzFindingJSON \
-	./internal/pipeline:FuzzDecodeBody \
+	./internal/auditjson:FuzzDecodeBody \
 	./internal/detectors:FuzzDetectorSet \
 	./internal/detectors:FuzzAnonymous \
 	./internal/detectors:FuzzTokens \

@@ -14,6 +14,7 @@ import (
 	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
@@ -59,7 +60,7 @@ func seed(t *testing.T, write func(pipeline.Batch) error) (from, to time.Time) {
 		for range seedEvents {
 			e := g.Next()
 			ev := new(pipeline.Event)
-			if err := ev.Decode(c.name, e.JSON); err != nil {
+			if err := auditjson.Decode(ev, c.name, e.JSON); err != nil {
 				t.Fatalf("decoding generated event: %v", err)
 			}
 			b.Events = append(b.Events, ev)

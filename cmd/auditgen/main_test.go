@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 )
 
 // sampleArgs is the command in testdata/README.md that writes the
@@ -49,7 +49,7 @@ func TestEventListFormat(t *testing.T) {
 	sc := bufio.NewScanner(&out)
 	sc.Buffer(nil, 16<<20)
 	for sc.Scan() {
-		evs, err := pipeline.DecodeEvents(sc.Bytes())
+		evs, err := auditjson.DecodeEvents(sc.Bytes())
 		if err != nil {
 			t.Fatalf("body %d: %v", len(sizes), err)
 		}

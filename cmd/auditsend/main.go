@@ -19,10 +19,10 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/auditlog"
 	"github.com/auditpipe/auditpipe/internal/auditsend"
 	"github.com/auditpipe/auditpipe/internal/cli"
-	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 func main() {
@@ -86,7 +86,7 @@ func sendFile(sender *auditsend.Sender, path string) (int, error) {
 		// bodies alias the input: copy the line out of the reader's buffer.
 		data = bytes.Clone(data)
 		var ev auditv1.Event
-		if err := pipeline.DecodeEvent(data, &ev); err != nil {
+		if err := auditjson.DecodeEvent(data, &ev); err != nil {
 			if item > 0 {
 				return fmt.Errorf("%s:%d item %d: %w", path, line, item, err)
 			}

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/auditlog"
 	"github.com/auditpipe/auditpipe/internal/cli"
 	"github.com/auditpipe/auditpipe/internal/console"
@@ -124,7 +125,7 @@ type scanner struct {
 	events   int
 	verdicts map[pipeline.StageVerdict]int
 	noStage  int
-	bad      map[string]int // undecodable events by pipeline.DecodeReason
+	bad      map[string]int // undecodable events by auditjson.DecodeReason
 	badTotal int
 	empty    []string // files that yielded no decodable event
 	// printed holds the id of every finding printed, so that each is
@@ -263,13 +264,13 @@ func (s *scanner) file(ctx context.Context, path string) error {
 			return context.Cause(ctx)
 		}
 		ev, data := s.target(data)
-		err := ev.Decode(s.cluster, data)
+		err := auditjson.Decode(ev, s.cluster, data)
 		reason := ""
 		switch {
 		case err != nil:
-			reason = pipeline.DecodeReason(err)
+			reason = auditjson.DecodeReason(err)
 		case ev.AuditID == "" && ev.Verb == "" && ev.RequestURI == "" && ev.Stage == "":
-			err, reason = errNoAuditFields, pipeline.DecodeReasonNotAuditEvent
+			err, reason = errNoAuditFields, auditjson.DecodeReasonNotAuditEvent
 		}
 		if err != nil {
 			s.drop()

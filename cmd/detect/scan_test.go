@@ -15,6 +15,7 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/auditsend"
 	"github.com/auditpipe/auditpipe/internal/console"
 	"github.com/auditpipe/auditpipe/internal/ingest"
@@ -89,7 +90,7 @@ func TestScanMatchesPipeline(t *testing.T) {
 	}
 	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte("\n")) {
 		var ev auditv1.Event
-		if err := pipeline.DecodeEvent(line, &ev); err != nil {
+		if err := auditjson.DecodeEvent(line, &ev); err != nil {
 			t.Fatal(err)
 		}
 		if err := sender.Send(&ev); err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/auditlog"
 	"github.com/auditpipe/auditpipe/internal/console"
 	"github.com/auditpipe/auditpipe/internal/detectors"
@@ -171,7 +172,7 @@ func TestScanShardKeepsRequests(t *testing.T) {
 		stages := 0
 		err := auditlog.Events(path, func(line, _ int, data []byte) error {
 			var ev pipeline.Event
-			if err := ev.Decode("demo", data); err != nil {
+			if err := auditjson.Decode(&ev, "demo", data); err != nil {
 				return nil
 			}
 			h := pipeline.RequestHash(&ev.Event)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -30,7 +31,7 @@ func TestOneFindingPerSignal(t *testing.T) {
 	f := func(name, js string, signal []string, want string) {
 		t.Helper()
 		var ev pipeline.Event
-		if err := ev.Decode("prod", []byte(js)); err != nil {
+		if err := auditjson.Decode(&ev, "prod", []byte(js)); err != nil {
 			t.Fatalf("%s: decoding: %v", name, err)
 		}
 		var got []string

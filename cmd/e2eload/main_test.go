@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -17,7 +18,7 @@ func TestPoolBodiesAreNewEvents(t *testing.T) {
 	var buf []byte
 	for i := range 6 { // three rounds over the two bodies
 		buf = p.body(i, buf)
-		items, err := pipeline.SplitEventList(buf)
+		items, err := auditjson.SplitEventList(buf)
 		if err != nil {
 			t.Fatalf("batch %d: %v", i, err)
 		}
@@ -26,7 +27,7 @@ func TestPoolBodiesAreNewEvents(t *testing.T) {
 		}
 		for _, item := range items {
 			var ev pipeline.Event
-			if err := ev.Decode("load", item); err != nil {
+			if err := auditjson.Decode(&ev, "load", item); err != nil {
 				t.Fatalf("batch %d: %v", i, err)
 			}
 			key := string(ev.AuditID) + "/" + string(ev.Stage)

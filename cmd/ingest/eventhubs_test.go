@@ -12,6 +12,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/cloud/aks"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -92,7 +93,7 @@ func TestEventHubsCommand(t *testing.T) {
 	}
 	for _, rec := range got {
 		var ev pipeline.Event
-		if err := ev.Decode(rec.Cluster, rec.Value); err != nil {
+		if err := auditjson.Decode(&ev, rec.Cluster, rec.Value); err != nil {
 			t.Fatal(err)
 		}
 		if rec.Cluster != "aks-prod-eu1" || !strings.HasPrefix(string(rec.Key), "aks-prod-eu1/") {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -75,7 +76,7 @@ func TestReplayRotatedDirectory(t *testing.T) {
 				continue // position files and the like
 			}
 			var ev pipeline.Event
-			if err := ev.Decode("prod-eu1", rec.Event); err != nil {
+			if err := auditjson.Decode(&ev, "prod-eu1", rec.Event); err != nil {
 				t.Fatal(err)
 			}
 			seen[string(ev.AuditID)+"/"+string(ev.Stage)]++

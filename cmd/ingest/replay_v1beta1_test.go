@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -55,7 +56,7 @@ func TestReplayV1beta1(t *testing.T) {
 				continue
 			}
 			var ev pipeline.Event
-			if err := ev.Decode("legacy", rec.Event); err != nil {
+			if err := auditjson.Decode(&ev, "legacy", rec.Event); err != nil {
 				t.Fatal(err)
 			}
 			if ev.V1beta1 || bytes.Contains(rec.Event, []byte("v1beta1")) {

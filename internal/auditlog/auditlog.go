@@ -17,7 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 )
 
 // MaxLine bounds one log line. RequestResponse events of large objects
@@ -170,12 +170,12 @@ func Events(path string, fn func(line, item int, data []byte) error) error {
 		if !bytes.Contains(data, []byte(`"EventList"`)) {
 			return fn(line, 0, data)
 		}
-		items, apiVersion, err := pipeline.SplitEventListVersion(data, nil, 0)
+		items, apiVersion, err := auditjson.SplitEventListVersion(data, nil, 0)
 		if err != nil {
 			return fn(line, 0, data)
 		}
 		for i, it := range items {
-			if apiVersion == pipeline.AuditAPIVersionV1beta1 {
+			if apiVersion == auditjson.AuditAPIVersionV1beta1 {
 				it = withAPIVersion(it, apiVersion)
 			}
 			if err := fn(line, i+1, it); err != nil {

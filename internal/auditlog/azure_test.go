@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/cloud/aks"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -57,7 +58,7 @@ func TestEventsAzure(t *testing.T) {
 			var got []string
 			err := Events(path, func(line, item int, data []byte) error {
 				var ev pipeline.Event
-				if err := ev.Decode("prod-eu1", data); err != nil {
+				if err := auditjson.Decode(&ev, "prod-eu1", data); err != nil {
 					return fmt.Errorf("line %d item %d: %w", line, item, err)
 				}
 				if id := ev.Annotations[aks.AnnotationResourceID]; !strings.HasSuffix(id, "/MANAGEDCLUSTERS/PROD-EU1") {

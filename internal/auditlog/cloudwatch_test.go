@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/cloud"
 	"github.com/auditpipe/auditpipe/internal/cloud/eks"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -151,7 +152,7 @@ func TestEventsCloudWatch(t *testing.T) {
 			var first pipeline.Event
 			err := Events(path, func(line, item int, data []byte) error {
 				var ev pipeline.Event
-				if err := ev.Decode("prod-eu1", data); err != nil {
+				if err := auditjson.Decode(&ev, "prod-eu1", data); err != nil {
 					return fmt.Errorf("line %d item %d: %w: %s", line, item, err, data)
 				}
 				if len(got) == 0 {
@@ -166,7 +167,7 @@ func TestEventsCloudWatch(t *testing.T) {
 			var want []string
 			for _, e := range events {
 				var ev pipeline.Event
-				ev.Decode("x", []byte(e))
+				auditjson.Decode(&ev, "x", []byte(e))
 				want = append(want, string(ev.AuditID)+"/"+string(ev.Stage))
 			}
 			if !slices.Equal(got, want) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -40,7 +41,7 @@ func readEvents(t *testing.T, path string) ([]gotEvent, error) {
 	var got []gotEvent
 	err := Events(path, func(line, item int, data []byte) error {
 		var ev pipeline.Event
-		if err := ev.Decode("prod-eu1", data); err != nil {
+		if err := auditjson.Decode(&ev, "prod-eu1", data); err != nil {
 			return fmt.Errorf("line %d item %d: %w", line, item, err)
 		}
 		got = append(got, gotEvent{line, item, string(ev.AuditID), ev.Verb})

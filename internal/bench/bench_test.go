@@ -6,6 +6,7 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -66,7 +67,7 @@ func benchEncodingJSON(b *testing.B, events [][]byte, bytes int64) {
 	}
 }
 
-// BenchmarkDecodeEvent is pipeline.DecodeEvent alone, into the same type as
+// BenchmarkDecodeEvent is auditjson.DecodeEvent alone, into the same type as
 // the baseline.
 func BenchmarkDecodeEvent(b *testing.B) {
 	events, bytes := realisticStream(b)
@@ -77,7 +78,7 @@ func benchDecodeEvent(b *testing.B, events [][]byte, bytes int64) {
 	report(b, events, bytes)
 	for i := 0; b.Loop(); i++ {
 		var ev auditv1.Event
-		if err := pipeline.DecodeEvent(events[i%len(events)], &ev); err != nil {
+		if err := auditjson.DecodeEvent(events[i%len(events)], &ev); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -90,7 +91,7 @@ func BenchmarkDecode(b *testing.B) {
 	report(b, events, bytes)
 	var ev pipeline.Event
 	for i := 0; b.Loop(); i++ {
-		if err := ev.Decode("prod", events[i%len(events)]); err != nil {
+		if err := auditjson.Decode(&ev, "prod", events[i%len(events)]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -108,7 +109,7 @@ func BenchmarkDecodeDetect(b *testing.B) {
 	var ev pipeline.Event
 	var out []pipeline.Finding
 	for i := 0; b.Loop(); i++ {
-		if err := ev.Decode("prod", events[i%len(events)]); err != nil {
+		if err := auditjson.Decode(&ev, "prod", events[i%len(events)]); err != nil {
 			b.Fatal(err)
 		}
 		out = set.Detect(&ev, out[:0])

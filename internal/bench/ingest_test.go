@@ -10,6 +10,7 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -77,19 +78,19 @@ func BenchmarkIngestSplitEncodingJSON(b *testing.B) {
 	}
 }
 
-// BenchmarkIngestSplitDecode is pipeline.SplitEventList then DecodeEvent
+// BenchmarkIngestSplitDecode is auditjson.SplitEventList then DecodeEvent
 // and the partition key for every item.
 func BenchmarkIngestSplitDecode(b *testing.B) {
 	bodies, size := eventLists(b, 10)
 	reportBatches(b, bodies, size)
 	var ev pipeline.Event
 	for i := 0; b.Loop(); i++ {
-		items, err := pipeline.SplitEventList(bodies[i%len(bodies)])
+		items, err := auditjson.SplitEventList(bodies[i%len(bodies)])
 		if err != nil {
 			b.Fatal(err)
 		}
 		for _, item := range items {
-			if err := ev.Decode("prod", item); err != nil {
+			if err := auditjson.Decode(&ev, "prod", item); err != nil {
 				b.Fatal(err)
 			}
 			_ = pipeline.MessageKey("prod", &ev)

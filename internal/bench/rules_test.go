@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -73,7 +74,7 @@ func benchDetectRules(b *testing.B, userRules int) {
 	var ev pipeline.Event
 	var out []pipeline.Finding
 	for i := 0; b.Loop(); i++ {
-		if err := ev.Decode("prod", events[i%len(events)]); err != nil {
+		if err := auditjson.Decode(&ev, "prod", events[i%len(events)]); err != nil {
 			b.Fatal(err)
 		}
 		out = builtins.Detect(&ev, out[:0])

@@ -14,7 +14,7 @@ import (
 )
 
 // BenchmarkScanner is the case for keeping a hand-written JSON scanner
-// (internal/jsonscan, under pipeline.DecodeEvent, the redactor and ingest's
+// (internal/jsonscan, under auditjson.DecodeEvent, the redactor and ingest's
 // split) rather than building on a well-kept library. Every row reads the
 // realistic event stream, one event per op, in the same run, so that the
 // ratios between rows are what to read:

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -79,7 +80,7 @@ func TestChDBFootprint(t *testing.T) {
 	for i := range n {
 		e := g.Next()
 		ev := new(pipeline.Event)
-		if err := ev.Decode("prod-eu", e.JSON); err != nil {
+		if err := auditjson.Decode(&ev, "prod-eu", e.JSON); err != nil {
 			t.Fatalf("decoding generated event %d: %v", i, err)
 		}
 		b.Events = append(b.Events, ev)

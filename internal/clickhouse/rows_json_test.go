@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/gen"
@@ -59,7 +60,7 @@ func TestRowsJSONMatchEncodingJSON(t *testing.T) {
 	lines := 0
 	for i := range 12000 {
 		var ev pipeline.Event
-		if err := ev.Decode("prod", g.Next().JSON); err != nil {
+		if err := auditjson.Decode(&ev, "prod", g.Next().JSON); err != nil {
 			t.Fatal(err)
 		}
 		erow.fill(&ev)

@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/testutil/chtest"
 )
@@ -40,7 +41,7 @@ func loadEvent(t testing.TB, name string) *pipeline.Event {
 func decodeEvent(t testing.TB, js string) *pipeline.Event {
 	t.Helper()
 	var ev pipeline.Event
-	if err := ev.Decode(testCluster, []byte(js)); err != nil {
+	if err := auditjson.Decode(&ev, testCluster, []byte(js)); err != nil {
 		t.Fatalf("decoding test event: %v", err)
 	}
 	return &ev

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -473,7 +474,7 @@ func FuzzAnonymous(f *testing.F) {
 	set := NewSuite(d)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var ev pipeline.Event
-		if err := ev.Decode(testCluster, data); err != nil {
+		if err := auditjson.Decode(&ev, testCluster, data); err != nil {
 			return
 		}
 		for _, fd := range set.Detect(&ev, nil) {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -15,7 +16,7 @@ const testCluster = "prod-eu1"
 func decodeTestEvent(t testing.TB, js string) *pipeline.Event {
 	t.Helper()
 	var ev pipeline.Event
-	if err := ev.Decode(testCluster, []byte(js)); err != nil {
+	if err := auditjson.Decode(&ev, testCluster, []byte(js)); err != nil {
 		t.Fatalf("decoding test event: %v\n%s", err, js)
 	}
 	return &ev

@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/fields"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -428,7 +429,7 @@ func FuzzSelector(f *testing.F) {
 	ds := []Detector{newSelectorDetector(defaultSelectorConfig()), newAdmissionDetector(defaultAdmissionConfig())}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var ev pipeline.Event
-		if err := ev.Decode(testCluster, data); err != nil {
+		if err := auditjson.Decode(&ev, testCluster, data); err != nil {
 			return
 		}
 		var out []pipeline.Finding

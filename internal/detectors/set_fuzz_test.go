@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -27,7 +28,7 @@ func FuzzDetectorSet(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var ev pipeline.Event
-		if err := ev.Decode(testCluster, data); err != nil {
+		if err := auditjson.Decode(&ev, testCluster, data); err != nil {
 			return
 		}
 		for _, fd := range set.Detect(&ev, nil) {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -677,7 +678,7 @@ func FuzzTokens(f *testing.F) {
 	set := NewSuite(stale, legacy, replay)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var ev pipeline.Event
-		if err := ev.Decode(testCluster, data); err != nil {
+		if err := auditjson.Decode(&ev, testCluster, data); err != nil {
 			return
 		}
 		for _, fd := range set.Detect(&ev, nil) {

@@ -15,6 +15,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/auditsend"
 	"github.com/auditpipe/auditpipe/internal/clickhouse"
 	"github.com/auditpipe/auditpipe/internal/detectors"
@@ -136,7 +137,7 @@ func (h *harness) send(events []gen.Event) {
 	}
 	for _, ge := range events {
 		var ev auditv1.Event
-		if err := pipeline.DecodeEvent(ge.JSON, &ev); err != nil {
+		if err := auditjson.DecodeEvent(ge.JSON, &ev); err != nil {
 			h.t.Fatal(err)
 		}
 		if err := sender.Send(&ev); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -86,7 +87,7 @@ func TestFirstSeenCrashAndRebalance(t *testing.T) {
 			next = next.Add(every)
 		}
 		ev.Reset()
-		if err := ev.Decode(cluster, e.JSON); err != nil {
+		if err := auditjson.Decode(&ev, cluster, e.JSON); err != nil {
 			t.Fatal(err)
 		}
 		msgs = append(msgs, pipeline.Message{Key: pipeline.MessageKey(cluster, &ev), Value: e.JSON, Cluster: cluster})

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/cloud/gke"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
@@ -89,7 +90,7 @@ func findingKeysOf(t *testing.T, set *detectors.Suite, pack *rules.Set, evs ...[
 	var keys []string
 	for _, data := range evs {
 		var ev pipeline.Event
-		if err := ev.Decode(cluster, data); err != nil {
+		if err := auditjson.Decode(&ev, cluster, data); err != nil {
 			t.Fatalf("decoding %s: %v", data, err)
 		}
 		var out []pipeline.Finding
@@ -124,7 +125,7 @@ func (c *capture) byAuditID(t *testing.T) map[string][]byte {
 	out := map[string][]byte{}
 	for _, m := range c.msgs {
 		var ev pipeline.Event
-		if err := ev.Decode(m.Cluster, m.Value); err != nil {
+		if err := auditjson.Decode(&ev, m.Cluster, m.Value); err != nil {
 			t.Fatal(err)
 		}
 		out[string(ev.AuditID)] = m.Value

@@ -15,6 +15,7 @@ import (
 	chgo "github.com/ClickHouse/clickhouse-go/v2"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/cloud/gke"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/ingest"
@@ -37,7 +38,7 @@ var httpToGRPC = map[int32]int{400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 422: 3, 
 func logEntryOf(t *testing.T, ge gen.Event, seq int) (entry []byte, ok bool) {
 	t.Helper()
 	var ev auditv1.Event
-	if err := pipeline.DecodeEvent(ge.JSON, &ev); err != nil {
+	if err := auditjson.DecodeEvent(ge.JSON, &ev); err != nil {
 		t.Fatal(err)
 	}
 	if ev.Stage != auditv1.StageResponseStarted && ev.Stage != auditv1.StageResponseComplete {
@@ -196,7 +197,7 @@ func TestPubSubEndToEnd(t *testing.T) {
 			t.Fatalf("event %d: %v\n%s", i, err, entry)
 		}
 		var ev pipeline.Event
-		if err := ev.Decode(cluster, conv); err != nil {
+		if err := auditjson.Decode(&ev, cluster, conv); err != nil {
 			t.Fatal(err)
 		}
 		keys[string(ev.AuditID)+"/"+string(ev.Stage)] = true

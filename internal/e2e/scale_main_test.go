@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -68,7 +69,7 @@ func genStream(t testing.TB, n int, seed int64) scaleStream {
 	for range n {
 		ge := g.Next()
 		ev.Reset()
-		if err := ev.Decode(cluster, ge.JSON); err != nil {
+		if err := auditjson.Decode(&ev, cluster, ge.JSON); err != nil {
 			t.Fatalf("decoding generated event: %v", err)
 		}
 		s.msgs = append(s.msgs, pipeline.Message{Key: pipeline.MessageKey(cluster, &ev), Value: ge.JSON, Cluster: cluster})

@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/goleak"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/eventhubs"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
@@ -288,7 +289,7 @@ func readTopic(t *testing.T, out *kafkatest.Cluster, want int) *produced {
 			t.Fatalf("reading auditpipe's topic (%d of %d events): %v", len(p.raw), want, err)
 		}
 		var ev pipeline.Event
-		if err := ev.Decode(rec.Cluster, bytes.Clone(rec.Value)); err != nil {
+		if err := auditjson.Decode(&ev, rec.Cluster, bytes.Clone(rec.Value)); err != nil {
 			t.Fatalf("decoding a produced event: %v", err)
 		}
 		if !strings.HasPrefix(string(rec.Key), rec.Cluster+"/") {

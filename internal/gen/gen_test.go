@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
@@ -34,7 +35,7 @@ func decodeAll(t *testing.T, evs []Event) []decoded {
 	out := make([]decoded, len(evs))
 	for i, e := range evs {
 		out[i].Event = e
-		if err := out[i].ev.Decode("demo", e.JSON); err != nil {
+		if err := auditjson.Decode(&out[i].ev, "demo", e.JSON); err != nil {
 			t.Fatalf("event %d does not decode: %v\n%s", i, err, e.JSON)
 		}
 	}
@@ -399,11 +400,11 @@ func TestEventList(t *testing.T) {
 	if !bytes.HasPrefix(body, []byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{},"items":[{"level":`)) {
 		t.Fatalf("body starts %.120s", body)
 	}
-	items, err := pipeline.SplitEventList(body)
+	items, err := auditjson.SplitEventList(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := pipeline.DecodeEvents(body)
+	got, err := auditjson.DecodeEvents(body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 )
@@ -102,7 +103,7 @@ func TestFixtureEvents(t *testing.T) {
 				t.Fatal(err)
 			}
 			var e pipeline.Event
-			if err := e.Decode("prod-eu1", data); err != nil {
+			if err := auditjson.Decode(&e, "prod-eu1", data); err != nil {
 				t.Fatalf("decoding: %v", err)
 			}
 			if e.Stage != w.stage || e.Level != w.level || e.IsAuthoritative() != w.authoritative {
@@ -135,7 +136,7 @@ func TestFixtureEventLists(t *testing.T) {
 		"bad-kind.json":                  {errLike: `unexpected kind "PolicyList"`, item: -1},
 		"bad-malformed-item.json":        {errLike: "parsing timestamp", item: 1},
 		"bad-item-wrong-apiversion.json": {errLike: `unsupported apiVersion "audit.k8s.io/v2"`, item: 1},
-		"bad-not-json.txt":               {errLike: pipeline.ErrNotJSON.Error(), item: -1},
+		"bad-not-json.txt":               {errLike: auditjson.ErrNotJSON.Error(), item: -1},
 		"bad-truncated.json":             {errLike: "unexpected end of JSON input", item: -1},
 	}
 	files, _ := filepath.Glob(filepath.Join(testdataDir, "eventlists", "*"))
@@ -148,7 +149,7 @@ func TestFixtureEventLists(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			evs, err := pipeline.DecodeEvents(data)
+			evs, err := auditjson.DecodeEvents(data)
 			if w.errLike == "" {
 				if err != nil {
 					t.Fatalf("decoding: %v", err)
@@ -156,7 +157,7 @@ func TestFixtureEventLists(t *testing.T) {
 				if len(evs) != w.items {
 					t.Fatalf("%d events, want %d", len(evs), w.items)
 				}
-				items, err := pipeline.SplitEventList(data)
+				items, err := auditjson.SplitEventList(data)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -173,7 +174,7 @@ func TestFixtureEventLists(t *testing.T) {
 			if !strings.Contains(err.Error(), w.errLike) || !pipeline.IsPermanent(err) {
 				t.Errorf("error %q (permanent %v); want a permanent error containing %q", err, pipeline.IsPermanent(err), w.errLike)
 			}
-			var ie *pipeline.ItemError
+			var ie *auditjson.ItemError
 			if got := errors.As(err, &ie); got != (w.item >= 0) || got && ie.Index != w.item {
 				t.Errorf("error %v: want an ItemError for item %d", err, w.item)
 			}

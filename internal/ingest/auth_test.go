@@ -22,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/auditsend"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -219,7 +220,7 @@ func (e *authEnv) send(t *testing.T, name, path string, o auditsend.KubeconfigOp
 	g := gen.New(gen.Config{Seed: int64(len(name)), Cluster: "sender"})
 	for range n {
 		var ev auditv1.Event
-		if err := pipeline.DecodeEvent(g.Next().JSON, &ev); err != nil {
+		if err := auditjson.DecodeEvent(g.Next().JSON, &ev); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Send(&ev); err != nil {

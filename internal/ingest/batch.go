@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -126,7 +127,7 @@ func (h *Handler) ingestBatch(ctx context.Context, cluster string, items [][]byt
 		}
 		// Decoded as detect will decode it: what is keyed and validated
 		// is what is forwarded.
-		if err := st.ev.Decode(cluster, item); err != nil {
+		if err := auditjson.Decode(&st.ev, cluster, item); err != nil {
 			reject(i, ReasonMalformed, err)
 			continue
 		}

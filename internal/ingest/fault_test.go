@@ -14,6 +14,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/auditsend"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/kafka"
@@ -38,7 +39,7 @@ func (l *answerLog) wrap(cluster string, next http.Handler) http.Handler {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		evs, err := pipeline.DecodeEvents(body)
+		evs, err := auditjson.DecodeEvents(body)
 		if err != nil {
 			return
 		}
@@ -147,7 +148,7 @@ func TestIngestBrokerOutageLosesAndDuplicatesNothing(t *testing.T) {
 	send := func(from, to int) {
 		for range to - from {
 			var ev auditv1.Event
-			if err := pipeline.DecodeEvent(g.Next().JSON, &ev); err != nil {
+			if err := auditjson.DecodeEvent(g.Next().JSON, &ev); err != nil {
 				t.Fatal(err)
 			}
 			if err := sender.Send(&ev); err != nil {
@@ -179,7 +180,7 @@ func TestIngestBrokerOutageLosesAndDuplicatesNothing(t *testing.T) {
 	inKafka := map[eventID]int{}
 	for _, m := range consumeAll(t, kc.Brokers, kc.Topic, partitions) {
 		var ev pipeline.Event
-		if err := ev.Decode("prod-eu1", m.Value); err != nil {
+		if err := auditjson.Decode(&ev, "prod-eu1", m.Value); err != nil {
 			t.Fatalf("record at %d/%d: %v", m.Partition, m.Offset, err)
 		}
 		inKafka[eventID{"prod-eu1", string(ev.AuditID), string(ev.Stage)}]++

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/cloud"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/redact"
@@ -49,7 +50,7 @@ func FuzzFirehoseBody(f *testing.F) {
 		}
 		for _, m := range prod.snapshot() {
 			var ev pipeline.Event
-			if err := ev.Decode("c1", m.Value); err != nil {
+			if err := auditjson.Decode(&ev, "c1", m.Value); err != nil {
 				t.Fatalf("produced an event detect cannot decode: %v\n%s", err, m.Value)
 			}
 			if err := validateEvent(&ev.Event); err != nil {

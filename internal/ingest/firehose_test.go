@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/cloud"
 	"github.com/auditpipe/auditpipe/internal/cloud/eks"
 	"github.com/auditpipe/auditpipe/internal/detectors"
@@ -193,7 +194,7 @@ func auditIDs(t *testing.T, msgs []pipeline.Message) []string {
 	var out []string
 	for _, m := range msgs {
 		var ev pipeline.Event
-		if err := ev.Decode(m.Cluster, m.Value); err != nil {
+		if err := auditjson.Decode(&ev, m.Cluster, m.Value); err != nil {
 			t.Fatalf("produced message does not decode: %v", err)
 		}
 		out = append(out, string(ev.AuditID)+"/"+string(ev.Stage))
@@ -206,7 +207,7 @@ func wantIDs(t *testing.T, events []string) []string {
 	var out []string
 	for _, e := range events {
 		var ev pipeline.Event
-		if err := ev.Decode("x", []byte(e)); err != nil {
+		if err := auditjson.Decode(&ev, "x", []byte(e)); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, string(ev.AuditID)+"/"+string(ev.Stage))
@@ -237,7 +238,7 @@ func TestFirehoseDeliversSubscriptionPayloads(t *testing.T) {
 				t.Fatalf("produced %v, want %v", got, want)
 			}
 			var ev pipeline.Event
-			if err := ev.Decode(msgs[0].Cluster, msgs[0].Value); err != nil {
+			if err := auditjson.Decode(&ev, msgs[0].Cluster, msgs[0].Value); err != nil {
 				t.Fatal(err)
 			}
 			if msgs[0].Cluster != "prod-eu1" || string(msgs[0].Key) != "prod-eu1/arn:aws:iam::111122223333:role/ci-deployer" {
@@ -293,7 +294,7 @@ func TestFirehoseExtractedMessages(t *testing.T) {
 		t.Fatalf("produced %v, want %v", got, want)
 	}
 	var ev pipeline.Event
-	_ = ev.Decode(msgs[0].Cluster, msgs[0].Value)
+	_ = auditjson.Decode(&ev, msgs[0].Cluster, msgs[0].Value)
 	// Firehose stripped the log group: only what the request says is kept.
 	if ev.Annotations[cloud.AnnotationSource] != "eks" || ev.Annotations[eks.AnnotationFirehoseARN] != testSourceARN || ev.Annotations[eks.AnnotationLog] != "" {
 		t.Errorf("annotations %v", ev.Annotations)
@@ -380,7 +381,7 @@ func findings(t *testing.T, msgs []pipeline.Message) []string {
 	var out []string
 	for _, m := range msgs {
 		var ev pipeline.Event
-		if err := ev.Decode(m.Cluster, m.Value); err != nil {
+		if err := auditjson.Decode(&ev, m.Cluster, m.Value); err != nil {
 			t.Fatal(err)
 		}
 		for _, f := range set.Detect(&ev, nil) {
@@ -587,7 +588,7 @@ func TestFirehoseKafkaDownThenRedelivered(t *testing.T) {
 	inKafka := map[string]int{}
 	for _, m := range consumeAll(t, kc.Brokers, kc.Topic, partitions) {
 		var ev pipeline.Event
-		if err := ev.Decode("prod-eu1", m.Value); err != nil {
+		if err := auditjson.Decode(&ev, "prod-eu1", m.Value); err != nil {
 			t.Fatal(err)
 		}
 		inKafka[string(ev.AuditID)+"/"+string(ev.Stage)]++

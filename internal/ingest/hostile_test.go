@@ -14,6 +14,7 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/redact"
@@ -168,13 +169,13 @@ func TestHostileInputs(t *testing.T) {
 				var ids []string
 				for _, r := range got.stored {
 					var ev auditv1.Event
-					if err := pipeline.DecodeEvent(r.Value, &ev); err != nil {
+					if err := auditjson.DecodeEvent(r.Value, &ev); err != nil {
 						t.Errorf("stored event is not audit.k8s.io/v1: %v\n%s", err, r.Value)
 						continue
 					}
 					var tm struct{ APIVersion string }
 					_ = json.Unmarshal(r.Value, &tm)
-					if tm.APIVersion != "" && tm.APIVersion != pipeline.AuditAPIVersion {
+					if tm.APIVersion != "" && tm.APIVersion != auditjson.AuditAPIVersion {
 						t.Errorf("stored event says apiVersion %q", tm.APIVersion)
 					}
 					ids = append(ids, string(ev.AuditID))

@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -700,14 +701,14 @@ func (h *Handler) bytesSaturated() error {
 // split returns an EventList's items, stopping at the first item beyond
 // max-events-per-request, and notes whether the list is v1beta1.
 func (h *Handler) split(body []byte, st *batchState) ([][]byte, error) {
-	items, apiVersion, err := pipeline.SplitEventListVersion(body, st.items[:0], h.cfg.MaxEventsPerRequest)
-	if errors.Is(err, pipeline.ErrTooManyItems) {
+	items, apiVersion, err := auditjson.SplitEventListVersion(body, st.items[:0], h.cfg.MaxEventsPerRequest)
+	if errors.Is(err, auditjson.ErrTooManyItems) {
 		return nil, h.checkItems(h.cfg.MaxEventsPerRequest + 1)
 	}
 	if err != nil {
 		return nil, err
 	}
 	st.items = items
-	st.v1beta1 = apiVersion == pipeline.AuditAPIVersionV1beta1
+	st.v1beta1 = apiVersion == auditjson.AuditAPIVersionV1beta1
 	return items, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/auditsend"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -102,7 +103,7 @@ func TestIngestSplitsBatchIntoKeyedMessages(t *testing.T) {
 			t.Errorf("message %d: key %q cluster %q, want key %q", i, m.Key, m.Cluster, wantKeys[i])
 		}
 		var ev pipeline.Event
-		if err := ev.Decode(m.Cluster, m.Value); err != nil {
+		if err := auditjson.Decode(&ev, m.Cluster, m.Value); err != nil {
 			t.Errorf("message %d does not decode: %v", i, err)
 		}
 	}
@@ -207,7 +208,7 @@ func TestIngestRealApiserverSender(t *testing.T) {
 	const n = 1000
 	for i := range n {
 		var ev auditv1.Event
-		if err := pipeline.DecodeEvent([]byte(item(i, fmt.Sprintf("user-%d", i%7), "")), &ev); err != nil {
+		if err := auditjson.DecodeEvent([]byte(item(i, fmt.Sprintf("user-%d", i%7), "")), &ev); err != nil {
 			t.Fatal(err)
 		}
 		if err := sender.Send(&ev); err != nil {
@@ -226,7 +227,7 @@ func TestIngestRealApiserverSender(t *testing.T) {
 	seen := map[string]bool{}
 	for _, m := range msgs {
 		var ev pipeline.Event
-		if err := ev.Decode(m.Cluster, m.Value); err != nil {
+		if err := auditjson.Decode(&ev, m.Cluster, m.Value); err != nil {
 			t.Fatal(err)
 		}
 		seen[string(ev.AuditID)] = true

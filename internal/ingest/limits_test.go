@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -169,7 +170,7 @@ func TestIngestTruncatesOversizedEvent(t *testing.T) {
 		t.Fatalf("produced %d messages, first of %d bytes", len(msgs), len(msgs[0].Value))
 	}
 	var got pipeline.Event
-	if err := got.Decode("c1", msgs[0].Value); err != nil {
+	if err := auditjson.Decode(&got, "c1", msgs[0].Value); err != nil {
 		t.Fatal(err)
 	}
 	if got.RequestObject != nil || got.ResponseObject != nil || got.Annotations[AnnotationTruncated] != "true" ||

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/testutil/kafkatest"
@@ -73,7 +74,7 @@ func TestPubSubBrokerOutageRedeliveryLosesAndDuplicatesNothing(t *testing.T) {
 	inKafka := map[string]int{}
 	for _, m := range consumeAll(t, kc.Brokers, kc.Topic, partitions) {
 		var ev pipeline.Event
-		if err := ev.Decode("prod-eu1", m.Value); err != nil {
+		if err := auditjson.Decode(&ev, "prod-eu1", m.Value); err != nil {
 			t.Fatal(err)
 		}
 		inKafka[string(ev.AuditID)+"/"+string(ev.Stage)]++

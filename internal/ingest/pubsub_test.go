@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -211,7 +212,7 @@ func TestPubSubOIDCDeliversGKEEvents(t *testing.T) {
 	}
 	for _, m := range msgs {
 		var ev pipeline.Event
-		if err := ev.Decode(m.Cluster, m.Value); err != nil {
+		if err := auditjson.Decode(&ev, m.Cluster, m.Value); err != nil {
 			t.Fatal(err)
 		}
 		if m.Cluster != "prod-eu1" || !strings.HasPrefix(string(m.Key), "prod-eu1/") || ev.Annotations["auditpipe.io/gke-cluster-name"] != "prod-eu1" {

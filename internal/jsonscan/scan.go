@@ -11,7 +11,7 @@
 // benchmark that decided it (internal/bench, BenchmarkScanner; medians of
 // six runs on the realistic stream, one core): it validates at 791 MB/s
 // against fastjson's parser at 648 and jsontext's ReadValue at 510, and the
-// event decoder built on it (pipeline.DecodeEvent, 323 MB/s) is 1.3x a
+// event decoder built on it (auditjson.DecodeEvent, 323 MB/s) is 1.3x a
 // jsontext token walk that only reads each string's value (about 240
 // MB/s) without building anything. Callers read Data and Pos directly:
 // the scanner is a cursor, not an iterator, so the structural code around

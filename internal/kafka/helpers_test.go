@@ -10,6 +10,7 @@ import (
 	kafkago "github.com/segmentio/kafka-go"
 	"go.uber.org/goleak"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/testutil/kafkatest"
@@ -84,7 +85,7 @@ func auditMessages(t testing.TB, first, n int) []pipeline.Message {
 	for i := range msgs {
 		raw := auditEventJSON(first + i)
 		var ev pipeline.Event
-		if err := ev.Decode(testCluster, raw); err != nil {
+		if err := auditjson.Decode(&ev, testCluster, raw); err != nil {
 			t.Fatalf("decoding test event %d: %v\n%s", first+i, err, raw)
 		}
 		msgs[i] = pipeline.Message{Key: pipeline.MessageKey(testCluster, &ev), Value: raw, Cluster: testCluster}

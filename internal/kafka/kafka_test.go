@@ -11,6 +11,7 @@ import (
 
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/testutil/kafkatest"
@@ -281,7 +282,7 @@ func TestProduceTooLarge(t *testing.T) {
 	if !pipeline.IsPermanent(err) {
 		t.Fatalf("Produce of a 100 KiB event with batch_bytes 64 KiB: %v, want a permanent error", err)
 	}
-	var item *pipeline.ItemError
+	var item *auditjson.ItemError
 	if !errors.As(err, &item) || item.Index != 2 {
 		t.Fatalf("error %v does not name message 2", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -90,7 +91,7 @@ func NewProducer(cfg ProducerConfig, log *slog.Logger, reg prometheus.Registerer
 // written anyway (kafka-go cannot say which when ctx ends first), so a retry
 // may duplicate them; consumers deduplicate on (auditID, stage). The error is
 // pipeline.Permanent only when a message can never be written (too large);
-// then it wraps a *pipeline.ItemError when the message is known.
+// then it wraps a *auditjson.ItemError when the message is known.
 func (p *Producer) Produce(ctx context.Context, msgs []pipeline.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -135,7 +136,7 @@ func (p *Producer) classify(err error, kms []kafkago.Message) error {
 		// this call was written.
 		cause := fmt.Errorf("message of %d bytes exceeds kafka batch_bytes: %w", len(tooLarge.Message.Key)+len(tooLarge.Message.Value), kafkago.MessageSizeTooLarge)
 		if i := indexOf(kms, tooLarge.Message); i >= 0 {
-			cause = &pipeline.ItemError{Index: i, Err: cause}
+			cause = &auditjson.ItemError{Index: i, Err: cause}
 		}
 		return pipeline.Permanent(fmt.Errorf("producing %d messages to %s: %w", len(kms), p.topic, cause))
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"strings"
 
 	"github.com/cespare/xxhash/v2"
@@ -58,6 +59,10 @@ type Event struct {
 // reads a stale body, without Decode having to know about the cache.
 type bodyCache struct {
 	req, resp decodedBody
+	// decode is the decoder's body decoder, set by Decoded; nil (an Event
+	// built by hand) falls back to encoding/json, which yields the same
+	// values, more slowly.
+	decode BodyDecoder
 	// decodes counts JSON decodes of bodies; BodyDecodes reports it.
 	decodes int
 }
@@ -69,10 +74,42 @@ type decodedBody struct {
 	v   any
 }
 
-// get returns u's decoded body, decoding it unless d already holds it.
-// decodeBody is linear in the input and stops at 10,000 levels of nesting,
-// as encoding/json does, so an attacker-sized body costs its size, once.
-func (d *decodedBody) get(u *runtime.Unknown, decodes *int) any {
+// BodyDecoder decodes a request or response body into what json.Unmarshal
+// into an any yields, or reports false where json.Unmarshal fails. The
+// audit-event decoder (internal/auditjson) hands its own to Decoded: the
+// model cannot import the decoder, which imports the model.
+type BodyDecoder func(data []byte) (any, bool)
+
+// unmarshalBody is the BodyDecoder of an Event no decoder filled.
+func unmarshalBody(data []byte) (any, bool) {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, false
+	}
+	return v, true
+}
+
+// Decoded finishes e after a decoder filled e.Event from data: it tags e
+// with its cluster, keeps data as Raw, computes Hash, records whether the
+// event named audit.k8s.io/v1beta1, and remembers bodies as the decoder of
+// e's request and response bodies (nil: encoding/json's).
+func (e *Event) Decoded(cluster string, data []byte, v1beta1 bool, bodies BodyDecoder) {
+	e.Cluster = cluster
+	e.Raw = data
+	e.Hash = ContentHash(&e.Event)
+	e.V1beta1 = v1beta1
+	// The previous event's decoded bodies would otherwise stay reachable,
+	// and with them the batch their raw bytes came from, until a detector
+	// asked for this event's.
+	e.bodies.req, e.bodies.resp = decodedBody{}, decodedBody{}
+	e.bodies.decode = bodies
+}
+
+// get returns u's decoded body, decoding it with decode (nil: encoding/json)
+// unless d already holds it. The decoders are linear in the input and stop
+// at 10,000 levels of nesting, as encoding/json does, so an attacker-sized
+// body costs its size, once.
+func (d *decodedBody) get(u *runtime.Unknown, decodes *int, decode BodyDecoder) any {
 	if u == nil || len(u.Raw) == 0 {
 		return nil
 	}
@@ -80,7 +117,10 @@ func (d *decodedBody) get(u *runtime.Unknown, decodes *int) any {
 		return d.v
 	}
 	*decodes++
-	v, ok := decodeBody(u.Raw)
+	if decode == nil {
+		decode = unmarshalBody
+	}
+	v, ok := decode(u.Raw)
 	if !ok {
 		v = nil
 	}
@@ -94,12 +134,12 @@ func (d *decodedBody) get(u *runtime.Unknown, decodes *int) any {
 // shared after: callers must treat the result as read-only. An Event is
 // not safe for concurrent use, and neither is this cache.
 func (e *Event) RequestBody() any {
-	return e.bodies.req.get(e.RequestObject, &e.bodies.decodes)
+	return e.bodies.req.get(e.RequestObject, &e.bodies.decodes, e.bodies.decode)
 }
 
 // ResponseBody is RequestBody for the response body.
 func (e *Event) ResponseBody() any {
-	return e.bodies.resp.get(e.ResponseObject, &e.bodies.decodes)
+	return e.bodies.resp.get(e.ResponseObject, &e.bodies.decodes, e.bodies.decode)
 }
 
 // BodyDecodes reports how many times a body of e was JSON-decoded since e

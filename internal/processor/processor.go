@@ -14,6 +14,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/prom"
 )
@@ -558,7 +559,7 @@ func (p *Processor) judge(det pipeline.EventDetector, recs []pipeline.Record, ev
 			return
 		}
 		ev := &events[i]
-		if err := ev.Decode(recordCluster(rec), rec.Value); err != nil {
+		if err := auditjson.Decode(ev, recordCluster(rec), rec.Value); err != nil {
 			p.m.decodeErrors.Inc()
 			results[i].dead = &pipeline.DeadLetter{Record: *rec, Reason: pipeline.ReasonDecode, Err: fmt.Errorf("decoding audit event: %w", err)}
 			return

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/firstseen"
@@ -38,7 +39,7 @@ func partitionedStream(t *testing.T, n, partitions int) []pipeline.Record {
 	for i := range n {
 		e := g.Next()
 		var ev pipeline.Event
-		if err := ev.Decode("prod-eu-1", e.JSON); err != nil {
+		if err := auditjson.Decode(&ev, "prod-eu-1", e.JSON); err != nil {
 			t.Fatalf("decoding generated event: %v", err)
 		}
 		add(pipeline.MessageKey("prod-eu-1", &ev), e.JSON)
@@ -83,7 +84,7 @@ func newLedger(t *testing.T, recs []pipeline.Record) *ledger {
 	l := &ledger{t: t, memSource: memSource{recs: recs}, done: map[[2]int64]bool{}, pos: map[string][2]int64{}}
 	for _, r := range recs {
 		var d pipeline.Event
-		if d.Decode("prod-eu-1", r.Value) == nil {
+		if auditjson.Decode(&d, "prod-eu-1", r.Value) == nil {
 			l.pos[string(d.AuditID)+"/"+string(d.Stage)] = [2]int64{int64(r.Partition), r.Offset}
 		}
 	}

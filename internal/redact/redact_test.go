@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/redact"
 	"github.com/auditpipe/auditpipe/internal/redact/redacttest"
@@ -55,7 +56,7 @@ func mustRedact(t *testing.T, r *redact.Redactor, raw []byte, secrets ...string)
 		t.Fatalf("event not changed:\n%s", raw)
 	}
 	var ev pipeline.Event
-	if err := ev.Decode("prod-eu1", out); err != nil {
+	if err := auditjson.Decode(&ev, "prod-eu1", out); err != nil {
 		t.Fatalf("redacted event does not decode: %v\n%s", err, out)
 	}
 	for _, s := range secrets {
@@ -120,7 +121,7 @@ func TestRedactTokenReview(t *testing.T) {
 				t.Errorf("bytes outside the token changed:\n%s", out)
 			}
 			var ev pipeline.Event
-			if err := ev.Decode("prod-eu1", out); err != nil {
+			if err := auditjson.Decode(&ev, "prod-eu1", out); err != nil {
 				t.Fatal(err)
 			}
 			rec := bodyRecord(t, ev.RequestObject.Raw, false)
@@ -160,7 +161,7 @@ func TestRedactTokenReviewResponse(t *testing.T) {
 	})
 	out := mustRedact(t, r, raw, tok)
 	var ev pipeline.Event
-	if err := ev.Decode("prod-eu1", out); err != nil {
+	if err := auditjson.Decode(&ev, "prod-eu1", out); err != nil {
 		t.Fatal(err)
 	}
 	for _, body := range []json.RawMessage{ev.RequestObject.Raw, ev.ResponseObject.Raw} {
@@ -182,7 +183,7 @@ func TestRedactTokenRequest(t *testing.T) {
 	tok := rsaKey.Token(t, redacttest.PodClaims(issued))
 	out := mustRedact(t, r, fill(t, "tokenrequest.json", map[string]string{"TOKEN": tok}), tok)
 	var ev pipeline.Event
-	if err := ev.Decode("prod-eu1", out); err != nil {
+	if err := auditjson.Decode(&ev, "prod-eu1", out); err != nil {
 		t.Fatal(err)
 	}
 	rec := bodyRecord(t, ev.ResponseObject.Raw, true)
@@ -231,7 +232,7 @@ func TestRedactSecrets(t *testing.T) {
 		})
 		out := mustRedact(t, r, raw, legacy, caB64, "BEGIN CERTIFICATE")
 		var ev pipeline.Event
-		if err := ev.Decode("prod-eu1", out); err != nil {
+		if err := auditjson.Decode(&ev, "prod-eu1", out); err != nil {
 			t.Fatal(err)
 		}
 		for _, raw := range []json.RawMessage{ev.RequestObject.Raw, ev.ResponseObject.Raw} {
@@ -262,7 +263,7 @@ func TestRedactSecrets(t *testing.T) {
 		raw := fill(t, "secret_opaque.json", nil)
 		out := mustRedact(t, r, raw, "S3cr3t-Pa55w0rd", "UzNjcjN0LVBhNTV3MHJk", "Y2hlY2tvdXQ=", "postgres://")
 		var ev pipeline.Event
-		if err := ev.Decode("prod-eu1", out); err != nil {
+		if err := auditjson.Decode(&ev, "prod-eu1", out); err != nil {
 			t.Fatal(err)
 		}
 		req, resp := decode(t, ev.RequestObject.Raw), decode(t, ev.ResponseObject.Raw)
@@ -282,7 +283,7 @@ func TestRedactSecrets(t *testing.T) {
 		r := newRedactor(t, redact.Config{})
 		out := mustRedact(t, r, fill(t, "secret_list.json", map[string]string{"TOKEN_B64": tokB64}), legacy, "UzNjcjN0LVBhNTV3MHJk")
 		var ev pipeline.Event
-		if err := ev.Decode("prod-eu1", out); err != nil {
+		if err := auditjson.Decode(&ev, "prod-eu1", out); err != nil {
 			t.Fatal(err)
 		}
 		if b := decode(t, ev.ResponseObject.Raw); len(b.Items) != 2 {
@@ -308,7 +309,7 @@ func TestRedactURI(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			out := mustRedact(t, r, fill(t, "proxy_access_token.json", map[string]string{"TOKEN": tok}), tok, "Zt9rQ2wX8vB4nM7kP1sD6fH3jL5cV0aE", "glsa_second_0123456789abcdef")
 			var ev pipeline.Event
-			if err := ev.Decode("prod-eu1", out); err != nil {
+			if err := auditjson.Decode(&ev, "prod-eu1", out); err != nil {
 				t.Fatal(err)
 			}
 			if !strings.HasPrefix(ev.RequestURI, "/api/v1/namespaces/monitoring/services/grafana:3000/proxy/api/dashboards?orgId=1&access_token=redacted:sha256:") {
@@ -333,7 +334,7 @@ func TestRedactKeySpellings(t *testing.T) {
 			raw := []byte(edit(string(fill(t, "tokenreview_request.json", map[string]string{"TOKEN": tok}))))
 			out := mustRedact(t, r, raw, tok)
 			var ev pipeline.Event
-			if err := ev.Decode("prod-eu1", out); err != nil || ev.RequestObject == nil {
+			if err := auditjson.Decode(&ev, "prod-eu1", out); err != nil || ev.RequestObject == nil {
 				t.Fatalf("decoding: %v", err)
 			}
 		})

@@ -15,7 +15,7 @@ var scannerRows = []struct{ name, what string }{
 	{"Scanner/Valid/JSONScan", "validate: `jsonscan.Valid` (hand-written)"},
 	{"Scanner/Decode/EncodingJSON", "decode into auditv1.Event: encoding/json (baseline)"},
 	{"Scanner/Decode/JSONv2", "decode into auditv1.Event: go-json-experiment/json `Unmarshal`"},
-	{"Scanner/Decode/DecodeEvent", "decode into auditv1.Event: `pipeline.DecodeEvent` (on jsonscan)"},
+	{"Scanner/Decode/DecodeEvent", "decode into auditv1.Event: `auditjson.DecodeEvent` (on jsonscan)"},
 	{"Scanner/TokenWalk/JSONText", "jsontext `ReadToken` over every token, no struct filled"},
 	{"Scanner/TokenWalk/JSONTextStrings", "the same walk taking every string's value (`Token.String`)"},
 }
@@ -32,7 +32,7 @@ func scanner(w io.Writer, res results) {
 		return
 	}
 	fmt.Fprintf(w, "\n## JSON scanner: hand-written against libraries\n\n")
-	fmt.Fprintf(w, "Why auditpipe keeps its own JSON scanner (internal/jsonscan, under pipeline.DecodeEvent, the redactor and ingest's split) rather than a well-kept library (BenchmarkScanner). ")
+	fmt.Fprintf(w, "Why auditpipe keeps its own JSON scanner (internal/jsonscan, under auditjson.DecodeEvent, the redactor and ingest's split) rather than a well-kept library (BenchmarkScanner). ")
 	fmt.Fprintf(w, "Every row reads the realistic stream of the first table (generated, redacted by ingest), one event per op, in the same run. ")
 	fmt.Fprintf(w, "Validating is the floor of any decoder built on a scanner; decoding into auditv1.Event is what detect does; the jsontext token walk is the least a decoder built on jsontext would cost before it fills a single field, bare (ReadToken validates strings but unquotes them only when asked) and taking every string's value, as a decoder must. ")
 	fmt.Fprintf(w, "Libraries run with their defaults (jsontext, like encoding/json and jsonscan, also checks UTF-8 and duplicate names; fastjson checks neither); jsontext reads through one reused Decoder over a bytes.Buffer, the copy into the buffer counted; fastjson's Parser is reused. ")

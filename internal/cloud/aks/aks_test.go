@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -49,7 +50,7 @@ func TestDecodeEventHubsMessage(t *testing.T) {
 			t.Errorf("record %d: log keeps its trailing newline", i)
 		}
 		var ev pipeline.Event
-		if err := ev.Decode("prod-eu1", r.Log); err != nil {
+		if err := auditjson.Decode(&ev, "prod-eu1", r.Log); err != nil {
 			t.Errorf("record %d: decoding the event: %v", i, err)
 		}
 	}
@@ -179,10 +180,10 @@ func TestAnnotateDecodes(t *testing.T) {
 			t.Fatalf("record %d: %v", i, err)
 		}
 		var before, after pipeline.Event
-		if err := before.Decode("c", r.Log); err != nil {
+		if err := auditjson.Decode(&before, "c", r.Log); err != nil {
 			t.Fatal(err)
 		}
-		if err := after.Decode("c", out); err != nil {
+		if err := auditjson.Decode(&after, "c", out); err != nil {
 			t.Fatalf("record %d: annotated event does not decode: %v", i, err)
 		}
 		if got := after.Annotations[AnnotationResourceID]; got != fixtureResourceID {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -15,7 +16,7 @@ func BenchmarkRules(b *testing.B) {
 	g := gen.New(gen.Config{Seed: 7, AttackRatio: 0.02})
 	events := make([]pipeline.Event, 20000)
 	for i := range events {
-		if err := events[i].Decode("prod", g.Next().JSON); err != nil {
+		if err := auditjson.Decode(&events[i], "prod", g.Next().JSON); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/gen"
@@ -60,7 +61,7 @@ func TestBodiesDecodedOnce(t *testing.T) {
 	var out []pipeline.Finding
 	decoded, withBodies := 0, 0
 	for i, raw := range events {
-		if err := ev.Decode("prod", raw); err != nil {
+		if err := auditjson.Decode(&ev, "prod", raw); err != nil {
 			continue // a fixture that is not a single event
 		}
 		bodies := 0
@@ -102,7 +103,7 @@ func TestBodiesFollowTheEvent(t *testing.T) {
 	}
 	var ev pipeline.Event
 	for _, name := range []string{"one", "two"} {
-		if err := ev.Decode("prod", mk(name)); err != nil {
+		if err := auditjson.Decode(&ev, "prod", mk(name)); err != nil {
 			t.Fatal(err)
 		}
 		body, _ := ev.RequestBody().(map[string]any)

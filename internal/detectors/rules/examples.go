@@ -9,6 +9,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -49,7 +50,7 @@ func exampleEvent(n *yaml.Node) ([]byte, error) {
 		return nil, fmt.Errorf("converting to JSON: %w", err)
 	}
 	var ev pipeline.Event
-	if err := ev.Decode(exampleCluster, data); err != nil {
+	if err := auditjson.Decode(&ev, exampleCluster, data); err != nil {
 		return nil, err
 	}
 	return data, nil
@@ -114,7 +115,7 @@ func (s *Set) runExample(r *rule, ex example) (bool, string) {
 		return s.runTermExample(r, ex)
 	}
 	var ev pipeline.Event
-	if err := ev.Decode(exampleCluster, ex.json); err != nil {
+	if err := auditjson.Decode(&ev, exampleCluster, ex.json); err != nil {
 		return false, "decoding example: " + err.Error()
 	}
 	var fired *pipeline.Finding

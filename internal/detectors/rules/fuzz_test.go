@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/firstseen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -35,7 +36,7 @@ func FuzzRuleCompile(f *testing.F) {
 	var events []*pipeline.Event
 	for _, js := range []string{privilegedPod, metadataPod} {
 		var ev pipeline.Event
-		if err := ev.Decode("prod", []byte(js)); err != nil {
+		if err := auditjson.Decode(&ev, "prod", []byte(js)); err != nil {
 			f.Fatal(err)
 		}
 		events = append(events, &ev)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -45,7 +46,7 @@ func stream(t testing.TB, seed int64, n int) []pipeline.Event {
 	g := gen.New(gen.Config{Seed: seed, AttackRatio: 0.05})
 	events := make([]pipeline.Event, n)
 	for i := range events {
-		if err := events[i].Decode("prod", g.Next().JSON); err != nil {
+		if err := auditjson.Decode(&events[i], "prod", g.Next().JSON); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/firstseen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -27,7 +28,7 @@ func (s *Set) runTermExample(r *rule, ex example) (bool, string) {
 	p.Learning = 0
 	judge := func(data []byte, at time.Time) (*pipeline.Event, []TermMatch, firstseen.Verdict, error) {
 		var ev pipeline.Event
-		if err := ev.Decode(exampleCluster, data); err != nil {
+		if err := auditjson.Decode(&ev, exampleCluster, data); err != nil {
 			return nil, nil, firstseen.Verdict{}, err
 		}
 		if ev.StageTimestamp.IsZero() {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/firstseen"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -78,7 +79,7 @@ func runGenerated(t testing.TB, n int, inject bool) genRun {
 			run.injected[e.AuditID] = e.Expect
 		}
 		var ev pipeline.Event
-		if err := ev.Decode("prod", e.JSON); err != nil {
+		if err := auditjson.Decode(&ev, "prod", e.JSON); err != nil {
 			t.Fatalf("decoding generated event: %v", err)
 		}
 		run.events++
@@ -180,7 +181,7 @@ func BenchmarkTermsDetector(b *testing.B) {
 	for len(events) < 20000 {
 		e := g.Next()
 		ev := new(pipeline.Event)
-		if err := ev.Decode("prod", e.JSON); err != nil {
+		if err := auditjson.Decode(ev, "prod", e.JSON); err != nil {
 			b.Fatal(err)
 		}
 		if gate.Admit(ev) == pipeline.StageJudged {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/firstseen"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -72,7 +73,7 @@ func (c *consumer) batch(raw [][]byte, crash int) bool {
 	var out []pipeline.Finding
 	for i := range raw {
 		ev := &events[i]
-		if err := ev.Decode("prod", raw[i]); err != nil {
+		if err := auditjson.Decode(ev, "prod", raw[i]); err != nil {
 			c.t.Fatal(err)
 		}
 		if c.gate.Admit(ev) == pipeline.StageJudged {
@@ -207,7 +208,7 @@ func TestFirstSeenRebalance(t *testing.T) {
 	parts := [2][][]byte{}
 	for _, r := range raw {
 		var ev pipeline.Event
-		if err := ev.Decode("prod", r); err != nil {
+		if err := auditjson.Decode(&ev, "prod", r); err != nil {
 			t.Fatal(err)
 		}
 		p := xxhash.Sum64(pipeline.MessageKey("prod", &ev)) % 2

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/firstseen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -156,7 +157,7 @@ func saEvent(t *testing.T, id, ip string, at time.Time) *pipeline.Event {
 		`"sourceIPs":["` + ip + `"],"userAgent":"api/1.4.2","objectRef":{"resource":"configmaps","namespace":"payments","name":"api-config","apiVersion":"v1"},` +
 		`"responseStatus":{"metadata":{},"code":200},"requestReceivedTimestamp":"` + at.Format(time.RFC3339Nano) + `","stageTimestamp":"` + at.Format(time.RFC3339Nano) + `"}`
 	var ev pipeline.Event
-	if err := ev.Decode("prod", []byte(js)); err != nil {
+	if err := auditjson.Decode(&ev, "prod", []byte(js)); err != nil {
 		t.Fatal(err)
 	}
 	return &ev

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -29,7 +30,7 @@ func load(t testing.TB, files ...string) *Set {
 func decode(t testing.TB, js string) *pipeline.Event {
 	t.Helper()
 	var ev pipeline.Event
-	if err := ev.Decode("prod", []byte(js)); err != nil {
+	if err := auditjson.Decode(&ev, "prod", []byte(js)); err != nil {
 		t.Fatalf("decoding %s: %v", js, err)
 	}
 	return &ev
@@ -492,7 +493,7 @@ func TestIndexedMatchesBruteForce(t *testing.T) {
 	var fast, slow []pipeline.Finding
 	var total, skipped int
 	for i := 0; i < n; i++ {
-		if err := ev.Decode("prod", g.Next().JSON); err != nil {
+		if err := auditjson.Decode(&ev, "prod", g.Next().JSON); err != nil {
 			t.Fatal(err)
 		}
 		fast = s.detect(&ev, fast[:0], false)

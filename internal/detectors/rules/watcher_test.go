@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
@@ -110,7 +111,7 @@ func TestWatcherConcurrentSwap(t *testing.T) {
 	var events []pipeline.Event
 	for len(events) < 400 {
 		var ev pipeline.Event
-		if err := ev.Decode("prod", g.Next().JSON); err != nil {
+		if err := auditjson.Decode(&ev, "prod", g.Next().JSON); err != nil {
 			t.Fatal(err)
 		}
 		if ev.IsAuthoritative() && ev.Verb == "create" {

@@ -1,4 +1,4 @@
-package pipeline
+package auditjson
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/auditpipe/auditpipe/internal/gen"
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 // sentinelEvent is what ev holds before each decode, so that a decoder that
@@ -41,7 +42,7 @@ func equivalent(data []byte) string {
 	case gerr != nil && werr == nil:
 		return fmt.Sprintf("refused (%v), reference accepted", gerr)
 	case gerr != nil:
-		if !IsPermanent(gerr) {
+		if !pipeline.IsPermanent(gerr) {
 			return fmt.Sprintf("error not permanent: %v", gerr)
 		}
 		if !strings.HasPrefix(gerr.Error(), "decoding event: ") {
@@ -314,7 +315,7 @@ func listEquivalent(data []byte) string {
 	if (gerr == nil) != (werr == nil) {
 		return fmt.Sprintf("SplitEventList: err %v, reference err %v", gerr, werr)
 	}
-	if gerr != nil && !IsPermanent(gerr) {
+	if gerr != nil && !pipeline.IsPermanent(gerr) {
 		return fmt.Sprintf("SplitEventList: error not permanent: %v", gerr)
 	}
 	if len(got) != len(want) || (got == nil) != (want == nil) {

@@ -1,4 +1,4 @@
-package pipeline
+package auditjson
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 // The audit API versions read. v1 is what apiservers have written since
@@ -60,30 +62,25 @@ func decodeEvent(data []byte, ev *auditv1.Event) (string, error) {
 	var out auditv1.Event
 	kind, apiVersion, err := decodeEventFast(data, &out)
 	if err != nil {
-		return "", Permanent(fmt.Errorf("decoding event: %w", err))
+		return "", pipeline.Permanent(fmt.Errorf("decoding event: %w", err))
 	}
 	if err := checkTypeMeta(kind, apiVersion, KindEvent); err != nil {
-		return "", Permanent(fmt.Errorf("decoding event: %w", err))
+		return "", pipeline.Permanent(fmt.Errorf("decoding event: %w", err))
 	}
 	*ev = out
 	ev.Kind, ev.APIVersion = KindEvent, AuditAPIVersion
 	return apiVersion, nil
 }
 
-// Decode fills e from one event's JSON and tags it with its cluster.
-func (e *Event) Decode(cluster string, data []byte) error {
+// Decode fills e from one event's JSON and tags it with its cluster; the
+// event's bodies are decoded on first use by decodeBody (see
+// pipeline.Event.RequestBody).
+func Decode(e *pipeline.Event, cluster string, data []byte) error {
 	apiVersion, err := decodeEvent(data, &e.Event)
 	if err != nil {
 		return err
 	}
-	e.Cluster = cluster
-	e.Raw = data
-	e.Hash = ContentHash(&e.Event)
-	e.V1beta1 = apiVersion == AuditAPIVersionV1beta1
-	// The previous event's decoded bodies would otherwise stay reachable,
-	// and with them the batch their raw bytes came from, until a detector
-	// asked for this event's.
-	e.bodies.req, e.bodies.resp = decodedBody{}, decodedBody{}
+	e.Decoded(cluster, data, apiVersion == AuditAPIVersionV1beta1, decodeBody)
 	return nil
 }
 
@@ -112,17 +109,17 @@ var ErrTooManyItems = errors.New("too many items")
 func SplitEventListVersion(data []byte, buf [][]byte, maxItems int) (items [][]byte, apiVersion string, err error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
-		return nil, "", Permanent(fmt.Errorf("decoding event list: %w", ErrNotJSON))
+		return nil, "", pipeline.Permanent(fmt.Errorf("decoding event list: %w", ErrNotJSON))
 	}
 	kind, apiVersion, raw, err := splitEventListFast(data, buf, maxItems)
 	if err != nil {
-		return nil, "", Permanent(fmt.Errorf("decoding event list: %w", err))
+		return nil, "", pipeline.Permanent(fmt.Errorf("decoding event list: %w", err))
 	}
 	if kind == "" && apiVersion == "" && raw == nil {
-		return nil, "", Permanent(errors.New("decoding event list: no kind, apiVersion or items: not an audit EventList"))
+		return nil, "", pipeline.Permanent(errors.New("decoding event list: no kind, apiVersion or items: not an audit EventList"))
 	}
 	if err := checkTypeMeta(kind, apiVersion, KindEventList); err != nil {
-		return nil, "", Permanent(fmt.Errorf("decoding event list: %w", err))
+		return nil, "", pipeline.Permanent(fmt.Errorf("decoding event list: %w", err))
 	}
 	for i, item := range raw {
 		raw[i] = compact(item)
@@ -152,11 +149,11 @@ func compact(raw []byte) []byte {
 func DecodeEvents(data []byte) ([]auditv1.Event, error) {
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return nil, Permanent(fmt.Errorf("decoding events: %w", ErrNotJSON))
+		return nil, pipeline.Permanent(fmt.Errorf("decoding events: %w", ErrNotJSON))
 	}
 	kind, err := probeKind(trimmed)
 	if err != nil {
-		return nil, Permanent(fmt.Errorf("decoding events: %w", err))
+		return nil, pipeline.Permanent(fmt.Errorf("decoding events: %w", err))
 	}
 	if kind == KindEvent {
 		var ev auditv1.Event
@@ -172,7 +169,7 @@ func DecodeEvents(data []byte) ([]auditv1.Event, error) {
 	events := make([]auditv1.Event, len(items))
 	for i, item := range items {
 		if err := DecodeEvent(item, &events[i]); err != nil {
-			return nil, Permanent(&ItemError{Index: i, Err: err})
+			return nil, pipeline.Permanent(&ItemError{Index: i, Err: err})
 		}
 	}
 	return events, nil

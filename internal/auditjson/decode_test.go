@@ -1,4 +1,4 @@
-package pipeline
+package auditjson
 
 import (
 	"encoding/json"
@@ -9,13 +9,15 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 const testEventJSON = `{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"3f1e9a77-2c4b-4d1e-9a0b-5c6d7e8f9012","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/payments/pods","verb":"create","user":{"username":"system:serviceaccount:kube-system:replicaset-controller","uid":"5d2c1b0a-9f8e-4d7c-b6a5-948372615041","groups":["system:serviceaccounts","system:serviceaccounts:kube-system","system:authenticated"],"extra":{"authentication.kubernetes.io/credential-id":["JTI=1a2b3c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d"]}},"sourceIPs":["172.18.0.2"],"userAgent":"kube-controller-manager/v1.31.2 (linux/amd64) kubernetes/5864a46/system:serviceaccount:kube-system:replicaset-controller","objectRef":{"resource":"pods","namespace":"payments","apiVersion":"v1"},"responseStatus":{"metadata":{},"code":201},"requestObject":{"kind":"Pod","apiVersion":"v1","metadata":{"generateName":"payments-api-7d9f8b6c5-"},"spec":{"containers":[{"name":"api","image":"registry.internal.example.com/payments/api:1.4.2"}]}},"responseObject":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"payments-api-7d9f8b6c5-x2x9q","namespace":"payments"}},"requestReceivedTimestamp":"2026-11-27T09:15:01.123456Z","stageTimestamp":"2026-11-27T09:15:01.131987Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed by ClusterRoleBinding \"system:controller:replicaset-controller\" of ClusterRole \"system:controller:replicaset-controller\" to ServiceAccount \"replicaset-controller/kube-system\""}}`
 
 func TestDecodeEventFields(t *testing.T) {
-	var ev Event
-	if err := ev.Decode("prod-eu1", []byte(testEventJSON)); err != nil {
+	var ev pipeline.Event
+	if err := Decode(&ev, "prod-eu1", []byte(testEventJSON)); err != nil {
 		t.Fatal(err)
 	}
 	if ev.Verb != "create" || ev.ObjectRef.Resource != "pods" || ev.Code() != 201 || ev.Decision() != "allow" {
@@ -100,7 +102,7 @@ func TestDecodeEventsListAndSingle(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), wantErr) {
 				t.Fatalf("%s: err %v, want %q", name, err, wantErr)
 			}
-			if !IsPermanent(err) {
+			if !pipeline.IsPermanent(err) {
 				t.Fatalf("%s: decode errors must be permanent", name)
 			}
 			return
@@ -133,7 +135,7 @@ func TestDecodeEventsListAndSingle(t *testing.T) {
 func TestAuthoritativeStage(t *testing.T) {
 	f := func(stage, verb, sub string, code int32, user string, want bool) {
 		t.Helper()
-		ev := Event{}
+		ev := pipeline.Event{}
 		ev.Stage = auditv1.Stage(stage)
 		ev.Verb = verb
 		ev.User.Username = user
@@ -164,4 +166,27 @@ func TestAuthoritativeStage(t *testing.T) {
 	f("", "get", "", 200, "alice", true)
 	f("", "create", "exec", 101, "alice", true)
 	f("Bogus", "get", "", 200, "alice", false)
+}
+
+func TestDecodeReason(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		var ev pipeline.Event
+		err := Decode(&ev, "c", []byte(in))
+		if err == nil {
+			t.Fatalf("%s: decoded", in)
+		}
+		if got := DecodeReason(err); got != want {
+			t.Fatalf("%s: reason %s (%v), want %s", in, got, err, want)
+		}
+	}
+	f(`not json`, DecodeReasonNotJSON)
+	f(`[1]`, DecodeReasonWrongType)
+	f(`{"verb":"get"`, DecodeReasonTruncated)
+	f(`{"verb":"get"}}`, DecodeReasonNotJSON)
+	f(`{"verb":7}`, DecodeReasonWrongType)
+	f(`{"stageTimestamp":7}`, DecodeReasonWrongType)
+	f(`{"stageTimestamp":"27/11/2026 09:15"}`, DecodeReasonBadTimestamp)
+	f(`{"kind":"EventList","items":[]}`, DecodeReasonNotAuditEvent)
+	f(`{"apiVersion":"audit.k8s.io/v1alpha1"}`, DecodeReasonNotAuditEvent)
 }

@@ -1,4 +1,4 @@
-package pipeline
+package auditjson
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 // The reference decoder: encoding/json over a wire struct, the
@@ -86,10 +88,10 @@ func rawObject(raw json.RawMessage) *runtime.Unknown {
 func decodeEventStd(data []byte, ev *auditv1.Event) error {
 	var w wireEvent
 	if err := json.Unmarshal(data, &w); err != nil {
-		return Permanent(fmt.Errorf("decoding event: %w", err))
+		return pipeline.Permanent(fmt.Errorf("decoding event: %w", err))
 	}
 	if err := checkTypeMeta(w.Kind, w.APIVersion, KindEvent); err != nil {
-		return Permanent(fmt.Errorf("decoding event: %w", err))
+		return pipeline.Permanent(fmt.Errorf("decoding event: %w", err))
 	}
 	*ev = auditv1.Event{
 		Level:                    w.Level,
@@ -126,17 +128,17 @@ type wireList struct {
 func splitEventListStd(data []byte) ([][]byte, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {
-		return nil, Permanent(fmt.Errorf("decoding event list: %w", ErrNotJSON))
+		return nil, pipeline.Permanent(fmt.Errorf("decoding event list: %w", ErrNotJSON))
 	}
 	var l wireList
 	if err := json.Unmarshal(data, &l); err != nil {
-		return nil, Permanent(fmt.Errorf("decoding event list: %w", err))
+		return nil, pipeline.Permanent(fmt.Errorf("decoding event list: %w", err))
 	}
 	if l.Kind == "" && l.APIVersion == "" && l.Items == nil {
-		return nil, Permanent(errors.New("decoding event list: no kind, apiVersion or items: not an audit EventList"))
+		return nil, pipeline.Permanent(errors.New("decoding event list: no kind, apiVersion or items: not an audit EventList"))
 	}
 	if err := checkTypeMeta(l.Kind, l.APIVersion, KindEventList); err != nil {
-		return nil, Permanent(fmt.Errorf("decoding event list: %w", err))
+		return nil, pipeline.Permanent(fmt.Errorf("decoding event list: %w", err))
 	}
 	items := make([][]byte, len(l.Items))
 	for i, raw := range l.Items {
@@ -153,10 +155,10 @@ func decodeEventsStd(data []byte) ([]auditv1.Event, error) {
 	}
 	trimmed := bytes.TrimSpace(data)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return nil, Permanent(fmt.Errorf("decoding events: %w", ErrNotJSON))
+		return nil, pipeline.Permanent(fmt.Errorf("decoding events: %w", ErrNotJSON))
 	}
 	if err := json.Unmarshal(trimmed, &probe); err != nil {
-		return nil, Permanent(fmt.Errorf("decoding events: %w", err))
+		return nil, pipeline.Permanent(fmt.Errorf("decoding events: %w", err))
 	}
 	if probe.Kind == KindEvent {
 		var ev auditv1.Event
@@ -172,7 +174,7 @@ func decodeEventsStd(data []byte) ([]auditv1.Event, error) {
 	events := make([]auditv1.Event, len(items))
 	for i, item := range items {
 		if err := decodeEventStd(item, &events[i]); err != nil {
-			return nil, Permanent(&ItemError{Index: i, Err: err})
+			return nil, pipeline.Permanent(&ItemError{Index: i, Err: err})
 		}
 	}
 	return events, nil

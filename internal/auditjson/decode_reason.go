@@ -1,4 +1,4 @@
-package pipeline
+package auditjson
 
 import (
 	"errors"
@@ -22,7 +22,7 @@ type typeMetaError struct{ msg string }
 
 func (e *typeMetaError) Error() string { return e.msg }
 
-// DecodeReason classifies an error from Event.Decode, DecodeEvent or
+// DecodeReason classifies an error from Decode, DecodeEvent or
 // SplitEventList.
 func DecodeReason(err error) string {
 	var (

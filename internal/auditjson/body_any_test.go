@@ -1,4 +1,4 @@
-package pipeline
+package auditjson
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/auditpipe/auditpipe/internal/gen"
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 // stdBody is what decodedBody.get returned before decodeBody: json.Unmarshal
@@ -51,8 +52,8 @@ func TestDecodeBodyMatchesEncodingJSON(t *testing.T) {
 	g := gen.New(gen.Config{Seed: 4, AttackRatio: 0.3})
 	bodies := 0
 	for range 12000 {
-		var ev Event
-		if err := ev.Decode("prod", g.Next().JSON); err != nil {
+		var ev pipeline.Event
+		if err := Decode(&ev, "prod", g.Next().JSON); err != nil {
 			t.Fatal(err)
 		}
 		for _, u := range []*[]byte{rawOf(ev.RequestObject), rawOf(ev.ResponseObject)} {
@@ -95,8 +96,8 @@ func BenchmarkDecodeBody(b *testing.B) {
 	var bodies [][]byte
 	size := 0
 	for len(bodies) < 2000 {
-		var ev Event
-		if err := ev.Decode("prod", g.Next().JSON); err != nil {
+		var ev pipeline.Event
+		if err := Decode(&ev, "prod", g.Next().JSON); err != nil {
 			b.Fatal(err)
 		}
 		for _, u := range []*[]byte{rawOf(ev.RequestObject), rawOf(ev.ResponseObject)} {

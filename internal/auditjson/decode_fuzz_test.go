@@ -1,7 +1,9 @@
-package pipeline
+package auditjson
 
 import (
 	"testing"
+
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 // FuzzDecodeEvents feeds arbitrary bytes to the decoders ingest and detect
@@ -19,18 +21,18 @@ func FuzzDecodeEvents(f *testing.F) {
 			return
 		}
 		for i := range evs {
-			ev := Event{Event: evs[i], Cluster: "c"}
-			h1, h2 := ContentHash(&ev.Event), ContentHash(&ev.Event)
+			ev := pipeline.Event{Event: evs[i], Cluster: "c"}
+			h1, h2 := pipeline.ContentHash(&ev.Event), pipeline.ContentHash(&ev.Event)
 			if h1 != h2 {
 				t.Fatal("content hash not stable")
 			}
-			_ = MessageKey("c", &ev)
+			_ = pipeline.MessageKey("c", &ev)
 			_ = ev.IsAuthoritative()
 		}
 		if items, err := SplitEventList(data); err == nil {
 			for _, item := range items {
-				var ev Event
-				_ = ev.Decode("c", item)
+				var ev pipeline.Event
+				_ = Decode(&ev, "c", item)
 			}
 		}
 	})
