@@ -465,8 +465,10 @@ const maxWorkers = 256
 // Why the split keeps every stateful detector correct: each record goes to
 // the worker shardOf picks from its Kafka key, and each worker takes its
 // records in fetch order. Ingest keys every record by pipeline.MessageKey
-// ("<cluster>/<subject>"), and Kafka maps a key to one partition, so the
-// fetch order of one key's records is its produce order; the key hash
+// ("<cluster>/<subject>"), and Kafka maps a key to one partition, whose
+// messages kafka-go's consumer-group Reader hands out in offset order (one
+// reader goroutine per assigned partition feeding the Reader's single
+// queue), so the fetch order of one key's records is its produce order; the key hash
 // keeps them on one worker, and the next batch is not started before this
 // one is done (prepare returns after every worker), so no record of a key
 // overtakes an earlier one. The built-in detectors' windows
