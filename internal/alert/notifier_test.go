@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/alert/slacktest"
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
-	"github.com/auditpipe/auditpipe/internal/redact"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -482,7 +482,7 @@ receivers:
 				t.Errorf("%s contain secret %q:\n%s", what, secret, s)
 			}
 		}
-		if redact.ContainsJWT([]byte(s)) {
+		if credential.ContainsJWT([]byte(s)) {
 			t.Errorf("%s contain a JWT", what)
 		}
 	}

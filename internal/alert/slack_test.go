@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/alert/slacktest"
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
-	"github.com/auditpipe/auditpipe/internal/redact"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -71,7 +71,7 @@ func checkSlackPayload(t *testing.T, payload []byte) {
 	if err := slacktest.Validate(p); err != nil {
 		t.Fatalf("Slack would refuse the payload: %v\n%s", err, payload)
 	}
-	if redact.ContainsJWT(payload) {
+	if credential.ContainsJWT(payload) {
 		t.Errorf("payload holds a JWT:\n%s", payload)
 	}
 	if bytes.Contains(payload, []byte("xoxb-")) {

@@ -11,8 +11,8 @@ import (
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
-	"github.com/auditpipe/auditpipe/internal/redact"
 )
 
 // The readers in body.go replace typed json.Unmarshal calls. These
@@ -218,14 +218,14 @@ func FuzzPodSpecView(f *testing.F) {
 }
 
 // FuzzJWTRecordView checks jwtRecordFromBody against
-// redact.ParseJWTRecord on the same JSON.
+// credential.ParseJWTRecord on the same JSON.
 func FuzzJWTRecordView(f *testing.F) {
 	bodySeeds(f)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		if !canonicalJSON(raw, fieldNames) {
 			return
 		}
-		want, wantOK := redact.ParseJWTRecord(raw)
+		want, wantOK := credential.ParseJWTRecord(raw)
 		var body any
 		_ = json.Unmarshal(raw, &body)
 		m, isObj := body.(map[string]any)

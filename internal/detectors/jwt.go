@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
-	"github.com/auditpipe/auditpipe/internal/redact"
 )
 
 // JWTConfig configures the unsigned-jwt detector (KEP-740). It judges the
@@ -72,7 +72,7 @@ func buildJWT(cfg Config) ([]Detector, error) {
 		external:    c.ExternalIssuers,
 	}
 	if c.JWKSFile != "" {
-		ks, err := redact.LoadJWKS(c.JWKSFile)
+		ks, err := credential.LoadJWKS(c.JWKSFile)
 		if err != nil {
 			return nil, fmt.Errorf("unsigned_jwt.jwks_file: %w", err)
 		}
@@ -104,7 +104,7 @@ const jwtPodYear = 365*24*3600 + 3600
 type jwtDetector struct {
 	allowed     []string
 	maxLifetime int64 // seconds
-	keys        *redact.KeySet
+	keys        *credential.KeySet
 	external    []string
 }
 
@@ -116,7 +116,7 @@ type jwtSite struct {
 	field  string // e.g. "requestObject.spec.token"
 	source string // pipeline.FromRequest or FromResponse
 	// tok is the token field's decoded value: a string (a raw token) or an
-	// object (ingest's redact.JWTRecord); present is false when the field
+	// object (ingest's credential.JWTRecord); present is false when the field
 	// is absent.
 	tok     any
 	present bool
@@ -190,16 +190,16 @@ func (d *jwtDetector) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipel
 // a raw token (an event that bypassed ingest's redaction, or replayed from
 // before it existed) is parsed here the same way, so it is judged alike and
 // still never copied into a finding.
-func (d *jwtDetector) record(site jwtSite) (redact.JWTRecord, bool) {
+func (d *jwtDetector) record(site jwtSite) (credential.JWTRecord, bool) {
 	if !site.present {
-		return redact.JWTRecord{}, false
+		return credential.JWTRecord{}, false
 	}
 	if m, isObj := site.tok.(map[string]any); isObj {
 		return jwtRecordFromBody(m)
 	}
 	s, _ := site.tok.(string)
 	if s == "" {
-		return redact.JWTRecord{}, false
+		return credential.JWTRecord{}, false
 	}
 	tok := []byte(s)
 	if site.base64 {
@@ -207,10 +207,10 @@ func (d *jwtDetector) record(site jwtSite) (redact.JWTRecord, bool) {
 			tok = dec
 		}
 	}
-	if !redact.IsJWT(tok) {
-		return redact.JWTRecord{}, false
+	if !credential.IsJWT(tok) {
+		return credential.JWTRecord{}, false
 	}
-	return redact.NewJWTRecord(tok, d.keys), true
+	return credential.NewJWTRecord(tok, d.keys), true
 }
 
 // jwtProblem is one reason a token is suspect.
@@ -221,7 +221,7 @@ type jwtProblem struct {
 }
 
 // judge lists what is wrong with a token, most severe first.
-func (d *jwtDetector) judge(rec redact.JWTRecord) []jwtProblem {
+func (d *jwtDetector) judge(rec credential.JWTRecord) []jwtProblem {
 	var probs []jwtProblem
 	add := func(sev pipeline.Severity, mitre, format string, args ...any) {
 		probs = append(probs, jwtProblem{sev: sev, text: fmt.Sprintf(format, args...), mitre: mitre})
@@ -236,7 +236,7 @@ func (d *jwtDetector) judge(rec redact.JWTRecord) []jwtProblem {
 	case strings.EqualFold(h.Alg, "none"):
 		add(pipeline.SeverityCritical, jwtMITREForge, "unsigned JWT (alg %q)", h.Alg)
 		explained = true
-	case rec.Signature == redact.SignatureAbsent:
+	case rec.Signature == credential.SignatureAbsent:
 		add(pipeline.SeverityCritical, jwtMITREForge, "JWT with an empty signature (alg %q)", h.Alg)
 		explained = true
 	case !slices.Contains(d.allowed, h.Alg):
@@ -251,7 +251,7 @@ func (d *jwtDetector) judge(rec redact.JWTRecord) []jwtProblem {
 			add(pipeline.SeverityHigh, jwtMITREForge, "JWT kid %s not in the cluster's JWKS", jwtQuote(h.Kid))
 			explained = true
 		}
-		if rec.Verified == redact.VerifiedNo && !explained {
+		if rec.Verified == credential.VerifiedNo && !explained {
 			add(pipeline.SeverityHigh, jwtMITREForge, "JWT signature does not verify against the cluster's JWKS (%s)", rec.VerifyError)
 		}
 	}
@@ -264,7 +264,7 @@ func (d *jwtDetector) judge(rec redact.JWTRecord) []jwtProblem {
 // tokens never expire by design; they are noted at low severity because the
 // legacy-token detector already reports their creation and use, with more
 // context (the auto-generated/manual/invalidated annotations).
-func (d *jwtDetector) judgeLifetime(c redact.JWTClaims) []jwtProblem {
+func (d *jwtDetector) judgeLifetime(c credential.JWTClaims) []jwtProblem {
 	if c.Iss == "kubernetes/serviceaccount" && c.Exp == nil {
 		return []jwtProblem{{sev: pipeline.SeverityLow, mitre: jwtMITREToken, text: "legacy secret-based service-account token (no exp, no aud)"}}
 	}
@@ -308,7 +308,7 @@ func jwtReviewProblem(msg string) jwtProblem {
 	return jwtProblem{sev: sev, mitre: jwtMITREForge, text: "TokenReview rejected the token: " + jwtScrub(msg)}
 }
 
-func (d *jwtDetector) finding(ev *pipeline.Event, site jwtSite, rec redact.JWTRecord, isJWT bool, probs []jwtProblem) pipeline.Finding {
+func (d *jwtDetector) finding(ev *pipeline.Event, site jwtSite, rec credential.JWTRecord, isJWT bool, probs []jwtProblem) pipeline.Finding {
 	slices.SortStableFunc(probs, func(a, b jwtProblem) int { return int(b.sev) - int(a.sev) })
 	top := probs[0]
 	f := pipeline.NewFinding(jwtDetectorID, ev, site.source+":"+site.field+":"+rec.SHA256)
@@ -392,7 +392,7 @@ func jwtEvidenceRank(e pipeline.Evidence) int {
 // finding: the apiserver's messages do not quote tokens, but a webhook
 // authenticator's might.
 func jwtScrub(s string) string {
-	if redact.ContainsJWT([]byte(s)) {
+	if credential.ContainsJWT([]byte(s)) {
 		return "[message withheld: it contains a token]"
 	}
 	return s

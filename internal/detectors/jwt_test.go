@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/redact"
 	"github.com/auditpipe/auditpipe/internal/redact/redacttest"
@@ -33,7 +34,7 @@ func jwtEvent(t *testing.T, r *redact.Redactor, name string, vars map[string]str
 	if err != nil {
 		t.Fatalf("redacting %s: %v", name, err)
 	}
-	if redact.ContainsJWT(out) {
+	if credential.ContainsJWT(out) {
 		t.Fatalf("redacted event still holds a token:\n%s", out)
 	}
 	return decodeTestEvent(t, string(out))
@@ -67,7 +68,7 @@ func jwtAssertClean(t *testing.T, fs []pipeline.Finding, tokens ...string) {
 			t.Errorf("finding carries the raw token: %s", js)
 		}
 	}
-	if redact.ContainsJWT(js) {
+	if credential.ContainsJWT(js) {
 		t.Errorf("finding carries a JWT: %s", js)
 	}
 }

@@ -1,14 +1,14 @@
 package detectors
 
-import "github.com/auditpipe/auditpipe/internal/redact"
+import "github.com/auditpipe/auditpipe/internal/credential"
 
-// jwtRecordFromBody reads a redact.JWTRecord, as ingest writes it in place
-// of a token, out of a decoded body. It accepts what redact.ParseJWTRecord
+// jwtRecordFromBody reads a credential.JWTRecord, as ingest writes it in place
+// of a token, out of a decoded body. It accepts what credential.ParseJWTRecord
 // accepts from the same JSON: every field of the right type and redacted
-// set to redact.KindJWT.
-func jwtRecordFromBody(m map[string]any) (redact.JWTRecord, bool) {
+// set to credential.KindJWT.
+func jwtRecordFromBody(m map[string]any) (credential.JWTRecord, bool) {
 	var r bodyReader
-	rec := redact.JWTRecord{
+	rec := credential.JWTRecord{
 		Redacted:    r.str(m["redacted"]),
 		Signature:   r.str(m["signature"]),
 		Verified:    r.str(m["verified"]),
@@ -20,7 +20,7 @@ func jwtRecordFromBody(m map[string]any) (redact.JWTRecord, bool) {
 		rec.Length = int(*n)
 	}
 	if h := r.obj(m["header"]); h != nil {
-		rec.Header = redact.JWTHeader{
+		rec.Header = credential.JWTHeader{
 			Alg:   r.str(h["alg"]),
 			Kid:   r.str(h["kid"]),
 			Typ:   r.str(h["typ"]),
@@ -28,7 +28,7 @@ func jwtRecordFromBody(m map[string]any) (redact.JWTRecord, bool) {
 		}
 	}
 	if c := r.obj(m["claims"]); c != nil {
-		rec.Claims = redact.JWTClaims{
+		rec.Claims = credential.JWTClaims{
 			Iss: r.str(c["iss"]),
 			Sub: r.str(c["sub"]),
 			Aud: r.strList(c["aud"]),
@@ -38,7 +38,7 @@ func jwtRecordFromBody(m map[string]any) (redact.JWTRecord, bool) {
 			Jti: r.str(c["jti"]),
 		}
 		if k := r.obj(c["kubernetes.io"]); k != nil {
-			rec.Claims.Kubernetes = &redact.JWTKubernetes{
+			rec.Claims.Kubernetes = &credential.JWTKubernetes{
 				Namespace:      r.str(k["namespace"]),
 				ServiceAccount: jwtObjectRefFromBody(&r, k["serviceaccount"]),
 				Pod:            jwtObjectRefFromBody(&r, k["pod"]),
@@ -48,17 +48,17 @@ func jwtRecordFromBody(m map[string]any) (redact.JWTRecord, bool) {
 			}
 		}
 	}
-	if r.bad || rec.Redacted != redact.KindJWT {
-		return redact.JWTRecord{}, false
+	if r.bad || rec.Redacted != credential.KindJWT {
+		return credential.JWTRecord{}, false
 	}
 	return rec, true
 }
 
-// jwtObjectRefFromBody reads a redact.JWTObjectRef; nil for null or absent.
-func jwtObjectRefFromBody(r *bodyReader, v any) *redact.JWTObjectRef {
+// jwtObjectRefFromBody reads a credential.JWTObjectRef; nil for null or absent.
+func jwtObjectRefFromBody(r *bodyReader, v any) *credential.JWTObjectRef {
 	m := r.obj(v)
 	if m == nil {
 		return nil
 	}
-	return &redact.JWTObjectRef{Name: r.str(m["name"]), UID: r.str(m["uid"])}
+	return &credential.JWTObjectRef{Name: r.str(m["name"]), UID: r.str(m["uid"])}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/auditsend"
 	"github.com/auditpipe/auditpipe/internal/clickhouse"
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/ingest"
@@ -348,7 +349,7 @@ func (h *harness) assertNoTokens(s stream) {
 	h.t.Helper()
 	withTokens := 0
 	for _, ev := range s.events {
-		if redact.ContainsJWT(ev.JSON) {
+		if credential.ContainsJWT(ev.JSON) {
 			withTokens++
 		}
 	}
@@ -368,7 +369,7 @@ func (h *harness) assertNoTokens(s stream) {
 			if err := rows.Scan(&v); err != nil {
 				h.t.Fatal(err)
 			}
-			if redact.ContainsJWT([]byte(v)) {
+			if credential.ContainsJWT([]byte(v)) {
 				h.t.Fatalf("a JWT reached ClickHouse (%s): %.200s", q, v)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/cloud"
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/redact"
 )
@@ -62,7 +63,7 @@ func FuzzFirehoseBody(f *testing.F) {
 			if ev.Annotations[cloud.AnnotationSource] != "eks" {
 				t.Fatalf("produced an event not marked as from EKS: %s", m.Value)
 			}
-			if redact.ContainsJWT(m.Value) {
+			if credential.ContainsJWT(m.Value) {
 				t.Fatalf("produced something JWT-shaped: %s", m.Value)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/auditpipe/auditpipe/internal/auditjson"
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/redact"
 )
@@ -62,7 +63,7 @@ func FuzzIngestBody(f *testing.F) {
 			if !bytes.Equal(m.Key, pipeline.MessageKey("c1", &ev)) {
 				t.Fatalf("key %q, want %q", m.Key, pipeline.MessageKey("c1", &ev))
 			}
-			if redact.ContainsJWT(m.Value) {
+			if credential.ContainsJWT(m.Value) {
 				t.Fatalf("produced something JWT-shaped: %s", m.Value)
 			}
 		}

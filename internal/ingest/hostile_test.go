@@ -15,9 +15,9 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/auditpipe/auditpipe/internal/auditjson"
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
-	"github.com/auditpipe/auditpipe/internal/redact"
 	"github.com/auditpipe/auditpipe/internal/redact/redacttest"
 	"github.com/auditpipe/auditpipe/internal/testutil/kafkatest"
 )
@@ -586,7 +586,7 @@ func TestHostileSecretsNeverLeaveIngest(t *testing.T) {
 		return resp.Accepted, logs
 	}
 	check := func(t *testing.T, where string, recs []hostileRecord, logs []byte) {
-		if redact.ContainsJWT(logs) {
+		if credential.ContainsJWT(logs) {
 			t.Errorf("something JWT-shaped reached the logs")
 		}
 		for _, c := range cases {
@@ -614,7 +614,7 @@ func TestHostileSecretsNeverLeaveIngest(t *testing.T) {
 						t.Errorf("secret %.12q… (%d bytes) reached the logs", s, len(s))
 					}
 				}
-				if c.jwt && mine != nil && redact.ContainsJWT(mine) {
+				if c.jwt && mine != nil && credential.ContainsJWT(mine) {
 					t.Errorf("stored event still holds something JWT-shaped")
 				}
 				for _, k := range c.dataKeys {

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
 
-	"github.com/auditpipe/auditpipe/internal/redact"
+	"github.com/auditpipe/auditpipe/internal/credential"
 )
 
 // Authentication methods of Pub/Sub push requests, in Identity.Method.
@@ -107,7 +107,7 @@ type pubSubBindings struct {
 
 // pubSubState is one consistent reading of the JWKS and bindings files.
 type pubSubState struct {
-	keys     *redact.KeySet
+	keys     *credential.KeySet
 	bindings map[[2]string]PubSubBinding // (audience, email) → binding
 }
 
@@ -153,7 +153,7 @@ func NewPubSubAuth(cfg PubSubAuthConfig, log *slog.Logger, reg prometheus.Regist
 }
 
 func buildPubSubState(jwksPath string, jwks []byte, bindingsPath string, bindings []byte) (*pubSubState, error) {
-	keys, err := redact.ParseJWKS(jwks)
+	keys, err := credential.ParseJWKS(jwks)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", jwksPath, err)
 	}

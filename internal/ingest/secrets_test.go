@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/redact"
@@ -57,7 +58,7 @@ func assertNoSecret(t *testing.T, where string, data []byte, secrets []string) {
 			t.Errorf("a secret value (%d bytes, starting %.6q) reached %s", len(s), s, where)
 		}
 	}
-	if redact.ContainsJWT(data) {
+	if credential.ContainsJWT(data) {
 		t.Errorf("something JWT-shaped reached %s", where)
 	}
 }

@@ -8,7 +8,7 @@
 // pipeline that stores those turns its Kafka topics and ClickHouse tables
 // into a credential store. Ingest therefore passes every event through
 // Redactor.Event, which replaces each such value with a record describing
-// it (JWTRecord, SecretRecord) and leaves every other byte of the event as
+// it (credential.JWTRecord, credential.SecretRecord) and leaves every other byte of the event as
 // it was.
 package redact
 
@@ -22,13 +22,14 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/jsonscan"
 )
 
 // Config configures a Redactor.
 type Config struct {
 	// JWKSFile is a copy of the cluster's /openid/v1/jwks. With it, each
-	// token's signature is checked and JWTRecord.Verified is "yes" or
+	// token's signature is checked and credential.JWTRecord.Verified is "yes" or
 	// "no"; without it, "unknown". Optional.
 	JWKSFile string `json:"jwks_file"`
 	// FingerprintKey keys the HMAC written into SecretRecords so that equal
@@ -48,7 +49,7 @@ const verifyCacheSize = 4096
 // Redactor replaces credentials in audit events. It is safe for concurrent
 // use.
 type Redactor struct {
-	keys  *KeySet
+	keys  *credential.KeySet
 	fpKey []byte
 
 	mu    sync.Mutex
@@ -64,7 +65,7 @@ type verifyResult struct{ verified, why string }
 func New(cfg Config) (*Redactor, error) {
 	r := &Redactor{cache: make(map[[sha256.Size]byte]verifyResult)}
 	if cfg.JWKSFile != "" {
-		ks, err := LoadJWKS(cfg.JWKSFile)
+		ks, err := credential.LoadJWKS(cfg.JWKSFile)
 		if err != nil {
 			return nil, fmt.Errorf("building redactor: %w", err)
 		}
@@ -161,21 +162,21 @@ func mustJSON(v any) []byte {
 	return out
 }
 
-// record builds the record for a token field: a JWTRecord when the value
+// record builds the record for a token field: a credential.JWTRecord when the value
 // has a JWT's shape, malformed or not; else (a bootstrap or static token)
-// a SecretRecord.
+// a credential.SecretRecord.
 func (r *Redactor) record(tok []byte) any {
-	if !IsJWT(tok) {
+	if !credential.IsJWT(tok) {
 		return r.secretRecord(tok)
 	}
 	sum := sha256.Sum256(tok)
-	rec := parseJWT(tok)
+	rec := credential.ParseJWT(tok)
 	rec.SHA256 = hex.EncodeToString(sum[:])
 	r.mu.Lock()
 	res, ok := r.cache[sum]
 	r.mu.Unlock()
 	if !ok {
-		res.verified, res.why = verifyJWT(tok, &rec, r.keys)
+		res.verified, res.why = credential.VerifyJWT(tok, &rec, r.keys)
 		r.mu.Lock()
 		if len(r.cache) >= verifyCacheSize {
 			clear(r.cache)
@@ -187,8 +188,8 @@ func (r *Redactor) record(tok []byte) any {
 	return rec
 }
 
-func (r *Redactor) secretRecord(val []byte) SecretRecord {
-	rec := SecretRecord{Redacted: KindSecret, Length: len(val)}
+func (r *Redactor) secretRecord(val []byte) credential.SecretRecord {
+	rec := credential.SecretRecord{Redacted: credential.KindSecret, Length: len(val)}
 	if r.fpKey != nil {
 		m := hmac.New(sha256.New, r.fpKey)
 		m.Write(val)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/auditjson"
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 	"github.com/auditpipe/auditpipe/internal/redact"
 	"github.com/auditpipe/auditpipe/internal/redact/redacttest"
@@ -66,7 +67,7 @@ func mustRedact(t *testing.T, r *redact.Redactor, raw []byte, secrets ...string)
 			}
 		}
 	}
-	if redact.ContainsJWT(out) {
+	if credential.ContainsJWT(out) {
 		t.Errorf("output still contains a JWT:\n%s", out)
 	}
 	return out
@@ -78,7 +79,7 @@ type tokenBody struct {
 	Status struct{ Token json.RawMessage } `json:"status"`
 }
 
-func bodyRecord(t *testing.T, raw json.RawMessage, status bool) redact.JWTRecord {
+func bodyRecord(t *testing.T, raw json.RawMessage, status bool) credential.JWTRecord {
 	t.Helper()
 	var b tokenBody
 	if err := json.Unmarshal(raw, &b); err != nil {
@@ -88,7 +89,7 @@ func bodyRecord(t *testing.T, raw json.RawMessage, status bool) redact.JWTRecord
 	if status {
 		tok = b.Status.Token
 	}
-	rec, ok := redact.ParseJWTRecord(tok)
+	rec, ok := credential.ParseJWTRecord(tok)
 	if !ok {
 		t.Fatalf("token field is not a JWT record: %s", tok)
 	}
@@ -136,19 +137,19 @@ func TestRedactTokenReview(t *testing.T) {
 			}
 		})
 	}
-	f("RS256 in-tree", withKeys, good, redact.VerifiedYes, "", false)
-	f("ES256", withKeys, es256.Token(t, pod), redact.VerifiedYes, "", false)
-	f("ES384", withKeys, es384.Token(t, pod), redact.VerifiedYes, "", false)
-	f("ES512", withKeys, es512.Token(t, pod), redact.VerifiedYes, "", false)
-	f("no jwks", noKeys, good, redact.VerifiedUnknown, "", false)
-	f("alg none", withKeys, redacttest.Unsigned(t, pod), redact.VerifiedNo, "alg none", false)
-	f("alg none without jwks", noKeys, redacttest.Unsigned(t, pod), redact.VerifiedNo, "alg none", false)
-	f("HS256 keyed with the public key", withKeys, redacttest.HS256(t, rsaKey.KID, pubDER, pod), redact.VerifiedNo, redact.VerifyErrAlg, false)
-	f("tampered claims", withKeys, tampered, redact.VerifiedNo, redact.VerifyErrBadSignature, false)
-	f("unknown kid", withKeys, stranger.Token(t, pod), redact.VerifiedNo, redact.VerifyErrUnknownKID, false)
-	f("ES256 signed, RS256 claimed", withKeys, es256.Sign(t, map[string]any{"alg": "RS256", "kid": es256.KID}, pod), redact.VerifiedNo, redact.VerifyErrBadSignature, false)
-	f("no kid", withKeys, rsaKey.Sign(t, map[string]any{"alg": "RS256"}, pod), redact.VerifiedYes, "", false)
-	f("malformed", withKeys, "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.bm90IGpzb24.c2lnbmF0dXJl", redact.VerifiedNo, redact.VerifyErrUnknownKID, true)
+	f("RS256 in-tree", withKeys, good, credential.VerifiedYes, "", false)
+	f("ES256", withKeys, es256.Token(t, pod), credential.VerifiedYes, "", false)
+	f("ES384", withKeys, es384.Token(t, pod), credential.VerifiedYes, "", false)
+	f("ES512", withKeys, es512.Token(t, pod), credential.VerifiedYes, "", false)
+	f("no jwks", noKeys, good, credential.VerifiedUnknown, "", false)
+	f("alg none", withKeys, redacttest.Unsigned(t, pod), credential.VerifiedNo, "alg none", false)
+	f("alg none without jwks", noKeys, redacttest.Unsigned(t, pod), credential.VerifiedNo, "alg none", false)
+	f("HS256 keyed with the public key", withKeys, redacttest.HS256(t, rsaKey.KID, pubDER, pod), credential.VerifiedNo, credential.VerifyErrAlg, false)
+	f("tampered claims", withKeys, tampered, credential.VerifiedNo, credential.VerifyErrBadSignature, false)
+	f("unknown kid", withKeys, stranger.Token(t, pod), credential.VerifiedNo, credential.VerifyErrUnknownKID, false)
+	f("ES256 signed, RS256 claimed", withKeys, es256.Sign(t, map[string]any{"alg": "RS256", "kid": es256.KID}, pod), credential.VerifiedNo, credential.VerifyErrBadSignature, false)
+	f("no kid", withKeys, rsaKey.Sign(t, map[string]any{"alg": "RS256"}, pod), credential.VerifiedYes, "", false)
+	f("malformed", withKeys, "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.bm90IGpzb24.c2lnbmF0dXJl", credential.VerifiedNo, credential.VerifyErrUnknownKID, true)
 }
 
 func TestRedactTokenReviewResponse(t *testing.T) {
@@ -165,7 +166,7 @@ func TestRedactTokenReviewResponse(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, body := range []json.RawMessage{ev.RequestObject.Raw, ev.ResponseObject.Raw} {
-		if rec := bodyRecord(t, body, false); rec.Verified != redact.VerifiedYes || rec.Claims.Sub != "system:serviceaccount:shop:checkout" {
+		if rec := bodyRecord(t, body, false); rec.Verified != credential.VerifiedYes || rec.Claims.Sub != "system:serviceaccount:shop:checkout" {
 			t.Errorf("record = %+v", rec)
 		}
 	}
@@ -188,7 +189,7 @@ func TestRedactTokenRequest(t *testing.T) {
 	}
 	rec := bodyRecord(t, ev.ResponseObject.Raw, true)
 	k := rec.Claims.Kubernetes
-	if rec.Verified != redact.VerifiedYes || rec.Header.Kid != rsaKey.KID || k == nil || k.WarnAfter == nil ||
+	if rec.Verified != credential.VerifiedYes || rec.Header.Kid != rsaKey.KID || k == nil || k.WarnAfter == nil ||
 		*k.WarnAfter != issued.Unix()+3607 || k.Pod == nil || k.Pod.Name != "checkout-7d9f8b6c5-x2x9q" ||
 		*rec.Claims.Exp != issued.Unix()+365*24*3600 {
 		t.Errorf("record = %+v, kubernetes.io = %+v", rec, k)
@@ -237,20 +238,20 @@ func TestRedactSecrets(t *testing.T) {
 		}
 		for _, raw := range []json.RawMessage{ev.RequestObject.Raw, ev.ResponseObject.Raw} {
 			b := decode(t, raw)
-			rec, ok := redact.ParseJWTRecord(b.Data["token"])
-			if !ok || rec.Verified != redact.VerifiedYes || rec.Claims.Iss != "kubernetes/serviceaccount" ||
+			rec, ok := credential.ParseJWTRecord(b.Data["token"])
+			if !ok || rec.Verified != credential.VerifiedYes || rec.Claims.Iss != "kubernetes/serviceaccount" ||
 				rec.Claims.Kubernetes == nil || rec.Claims.Kubernetes.Secret.Name != "deployer-token-7xk2p" {
 				t.Errorf("data.token = %s", b.Data["token"])
 			}
 			for _, k := range []string{"ca.crt", "namespace"} {
-				var sr redact.SecretRecord
-				if err := json.Unmarshal(b.Data[k], &sr); err != nil || sr.Redacted != redact.KindSecret || sr.Length == 0 {
+				var sr credential.SecretRecord
+				if err := json.Unmarshal(b.Data[k], &sr); err != nil || sr.Redacted != credential.KindSecret || sr.Length == 0 {
 					t.Errorf("data[%s] = %s", k, b.Data[k])
 				}
 			}
 			la := b.Metadata.Annotations["kubectl.kubernetes.io/last-applied-configuration"]
 			inner := decode(t, json.RawMessage(la))
-			if _, ok := redact.ParseJWTRecord(inner.Data["token"]); !ok {
+			if _, ok := credential.ParseJWTRecord(inner.Data["token"]); !ok {
 				t.Errorf("last-applied data.token = %s", inner.Data["token"])
 			}
 			if b.Metadata.Annotations["kubernetes.io/service-account.name"] != "deployer" {
@@ -269,7 +270,7 @@ func TestRedactSecrets(t *testing.T) {
 		req, resp := decode(t, ev.RequestObject.Raw), decode(t, ev.ResponseObject.Raw)
 		// The same password gets the same keyed fingerprint in the request
 		// (base64 data) and the response.
-		var a, b redact.SecretRecord
+		var a, b credential.SecretRecord
 		_ = json.Unmarshal(req.Data["password"], &a)
 		_ = json.Unmarshal(resp.Data["password"], &b)
 		if a.HMACSHA256 == "" || a != b || a.Length != len("S3cr3t-Pa55w0rd") {
@@ -288,7 +289,7 @@ func TestRedactSecrets(t *testing.T) {
 		}
 		if b := decode(t, ev.ResponseObject.Raw); len(b.Items) != 2 {
 			t.Errorf("items = %d", len(b.Items))
-		} else if rec, ok := redact.ParseJWTRecord(b.Items[1].Data["token"]); !ok || rec.Verified != redact.VerifiedUnknown {
+		} else if rec, ok := credential.ParseJWTRecord(b.Items[1].Data["token"]); !ok || rec.Verified != credential.VerifiedUnknown {
 			t.Errorf("items[1].data.token = %s", b.Items[1].Data["token"])
 		}
 	})
@@ -387,8 +388,8 @@ func TestRedactInvalid(t *testing.T) {
 func TestContainsJWT(t *testing.T) {
 	f := func(in string, want bool) {
 		t.Helper()
-		if got := redact.ContainsJWT([]byte(in)); got != want {
-			t.Errorf("ContainsJWT(%q) = %v, want %v", in, got, want)
+		if got := credential.ContainsJWT([]byte(in)); got != want {
+			t.Errorf("credential.ContainsJWT(%q) = %v, want %v", in, got, want)
 		}
 	}
 	f(`"token":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"`, true)
@@ -401,9 +402,9 @@ func TestContainsJWT(t *testing.T) {
 func TestParseJWKS(t *testing.T) {
 	f := func(doc, wantErr string) {
 		t.Helper()
-		_, err := redact.ParseJWKS([]byte(doc))
+		_, err := credential.ParseJWKS([]byte(doc))
 		if err == nil || !strings.Contains(err.Error(), wantErr) {
-			t.Errorf("ParseJWKS(%s) = %v, want error containing %q", doc, err, wantErr)
+			t.Errorf("credential.ParseJWKS(%s) = %v, want error containing %q", doc, err, wantErr)
 		}
 	}
 	f(`{"keys":[]}`, "no RSA or EC signing key")

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/auditpipe/auditpipe/internal/credential"
 	"github.com/auditpipe/auditpipe/internal/jsonscan"
 )
 
@@ -19,8 +20,8 @@ import (
 //     A string that holds a JSON document (kubectl's last-applied copy,
 //     a JSON kubeconfig) is redacted as a document of its own.
 //   - A "token" member of any "spec" or "status" object (TokenReview,
-//     TokenRequest, any version, at any depth) becomes a JWTRecord or a
-//     SecretRecord.
+//     TokenRequest, any version, at any depth) becomes a credential.JWTRecord or a
+//     credential.SecretRecord.
 //   - Any object whose kind is Secret or SecretList (in any case, any
 //     apiVersion or none) loses the values of its data and stringData maps
 //     (the keys stay) and its last-applied copy; so do the objects held
@@ -496,8 +497,8 @@ func (d *doc) settle() {
 	}
 }
 
-// secretValue replaces one secret value with a JWTRecord when it is a JWT
-// (the token of a service-account-token Secret), else with a SecretRecord.
+// secretValue replaces one secret value with a credential.JWTRecord when it is a JWT
+// (the token of a service-account-token Secret), else with a credential.SecretRecord.
 func (d *doc) secretValue(start, end int, base64Value bool) {
 	b := d.sc.Data
 	var val []byte
@@ -516,7 +517,7 @@ func (d *doc) secretValue(start, end int, base64Value bool) {
 	} else {
 		val = b[start:end]
 	}
-	if IsJWT(val) {
+	if credential.IsJWT(val) {
 		d.replace(start, end, d.r.record(val))
 		return
 	}

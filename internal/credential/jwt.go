@@ -1,4 +1,4 @@
-package redact
+package credential
 
 import (
 	"bytes"
@@ -163,23 +163,23 @@ func IsJWT(tok []byte) bool {
 // the same linear search the redactor uses on text. Tests of other
 // packages use it to prove no token got through.
 func ContainsJWT(b []byte) bool {
-	var t textState
-	t.findJWTs(b)
-	return len(t.found) > 0
+	found := false
+	FindJWTs(b, func(int, int) { found = true })
+	return found
 }
 
 // NewJWTRecord builds the record for tok, verifying its signature against
 // keys when keys is non-nil. tok is only read.
 func NewJWTRecord(tok []byte, keys *KeySet) JWTRecord {
 	sum := sha256.Sum256(tok)
-	rec := parseJWT(tok)
+	rec := ParseJWT(tok)
 	rec.SHA256 = hex.EncodeToString(sum[:])
-	rec.Verified, rec.VerifyError = verifyJWT(tok, &rec, keys)
+	rec.Verified, rec.VerifyError = VerifyJWT(tok, &rec, keys)
 	return rec
 }
 
-// parseJWT fills everything but SHA256 and the verification result.
-func parseJWT(tok []byte) JWTRecord {
+// ParseJWT fills everything but SHA256 and the verification result.
+func ParseJWT(tok []byte) JWTRecord {
 	rec := JWTRecord{Redacted: KindJWT, Length: len(tok), Signature: SignatureAbsent}
 	var problems []string
 	parts := bytes.Split(bytes.TrimSpace(tok), []byte{'.'})
@@ -340,10 +340,10 @@ func numericDate(v json.RawMessage) (int64, bool) {
 	return int64(f), true
 }
 
-// verifyJWT decides rec.Verified. Tokens that cannot verify whatever the
+// VerifyJWT decides rec.Verified. Tokens that cannot verify whatever the
 // keys (alg none, no signature, a header that does not parse) are "no"
 // even without a JWKS, so that a detector need not re-derive that.
-func verifyJWT(tok []byte, rec *JWTRecord, keys *KeySet) (verified, why string) {
+func VerifyJWT(tok []byte, rec *JWTRecord, keys *KeySet) (verified, why string) {
 	switch {
 	case strings.EqualFold(rec.Header.Alg, "none"):
 		return VerifiedNo, "alg none"
