@@ -1,6 +1,13 @@
 package alert
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/auditpipe/auditpipe/internal/prom"
+)
 
 // Metric names, labelled by receiver. Dashboards refer to these constants.
 const (
@@ -20,7 +27,7 @@ type metrics struct {
 	latency                        *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	l := []string{"receiver"}
 	m := &metrics{
 		sent:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricSent, Help: "Alert messages delivered."}, l),
@@ -29,8 +36,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricDropped, Help: "Findings or messages dropped because a queue was full (receiver _intake: before routing)."}, l),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: MetricLatency, Help: "Duration of one delivery attempt.", Buckets: prometheus.DefBuckets}, l),
 	}
-	if reg != nil {
-		reg.MustRegister(m.sent, m.failed, m.retried, m.dropped, m.latency)
+	// prom.Register hands back the collector already registered under the
+	// same name, so a second Notifier on one registry adds to the same
+	// series instead of panicking.
+	err := errors.Join(
+		registerInto(reg, &m.sent), registerInto(reg, &m.failed),
+		registerInto(reg, &m.retried), registerInto(reg, &m.dropped),
+		registerInto(reg, &m.latency),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("registering alert metrics: %w", err)
 	}
-	return m
+	return m, nil
+}
+
+// registerInto registers *c with reg, replacing it with the collector
+// already registered under the same name if there is one.
+func registerInto[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
+	got, err := prom.Register(reg, *c)
+	*c = got
+	return err
 }

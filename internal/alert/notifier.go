@@ -82,8 +82,12 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Notifier, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	n := &Notifier{
-		cfg: cfg, log: log, m: newMetrics(reg),
+		cfg: cfg, log: log, m: m,
 		root:     compileRoute(cfg.Route, nil, "0"),
 		senders:  map[string]*sender{},
 		in:       make(chan []pipeline.Finding, cfg.IntakeSize),

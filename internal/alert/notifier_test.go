@@ -560,3 +560,40 @@ func TestDefaultPrintsToStdout(t *testing.T) {
 }
 
 var _ io.Writer = (*syncBuffer)(nil)
+
+// TestTwoNotifiersShareARegistry: a second Notifier on the registry of a
+// first adds to the same series instead of panicking on a duplicate
+// registration.
+func TestTwoNotifiersShareARegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	for range 2 {
+		var out syncBuffer
+		cfg := DefaultConfig()
+		cfg.Stdout = &out
+		*cfg.Route.GroupWait = 0
+		n, err := New(cfg, nil, reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Start()
+		n.Notify([]pipeline.Finding{fixture("apparmor-unconfined")})
+		if err := n.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent float64
+	for _, mf := range mfs {
+		if mf.GetName() == MetricSent {
+			for _, m := range mf.GetMetric() {
+				sent += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if sent != 2 {
+		t.Errorf("%s = %v over both notifiers, want 2", MetricSent, sent)
+	}
+}
