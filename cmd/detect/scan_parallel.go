@@ -53,20 +53,24 @@ type scanChunk struct {
 	// terms holds the first-seen rules each event matched; the merge
 	// judges them in input order, against one Tracker, so that what is
 	// new does not depend on the number of workers.
-	terms   [][]rules.TermMatch
-	slab    []byte   // copies of the raw lines events alias
-	slabs   [][]byte // every slab the chunk filled, reused in order
-	slabIdx int      // slabs[slabIdx] is slab
-	pending atomic.Int32
-	done    chan struct{}
+	terms [][]rules.TermMatch
+	// termsFound holds, per worker, the matches terms[i] slices, as found
+	// does for findings.
+	termsFound [][]rules.TermMatch
+	slab       []byte   // copies of the raw lines events alias
+	slabs      [][]byte // every slab the chunk filled, reused in order
+	slabIdx    int      // slabs[slabIdx] is slab
+	pending    atomic.Int32
+	done       chan struct{}
 }
 
 func newScanChunk(workers int) *scanChunk {
 	return &scanChunk{
-		events: make([]pipeline.Event, 0, scanChunkEvents),
-		shards: make([][]int32, workers),
-		found:  make([][]pipeline.Finding, workers),
-		done:   make(chan struct{}),
+		events:     make([]pipeline.Event, 0, scanChunkEvents),
+		shards:     make([][]int32, workers),
+		found:      make([][]pipeline.Finding, workers),
+		termsFound: make([][]rules.TermMatch, workers),
+		done:       make(chan struct{}),
 	}
 }
 
@@ -82,6 +86,8 @@ func (c *scanChunk) reset() {
 		c.shards[w] = c.shards[w][:0]
 		clear(c.found[w])
 		c.found[w] = c.found[w][:0]
+		clear(c.termsFound[w])
+		c.termsFound[w] = c.termsFound[w][:0]
 	}
 	clear(c.findings)
 	clear(c.terms)
@@ -179,7 +185,11 @@ func (w *scanWorker) run(ctx context.Context, idx int) error {
 				c.findings[i] = c.found[idx][start:n:n]
 			}
 			if w.termSet != nil {
-				c.terms[i] = w.termSet.Terms(ev, nil)
+				start := len(c.termsFound[idx])
+				c.termsFound[idx] = w.termSet.Terms(ev, c.termsFound[idx])
+				if n := len(c.termsFound[idx]); n > start {
+					c.terms[i] = c.termsFound[idx][start:n:n]
+				}
 			}
 		}
 		if c.pending.Add(-1) == 0 {
