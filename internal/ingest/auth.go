@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
+
+	"github.com/auditpipe/auditpipe/internal/prom"
 )
 
 // Metric names for authentication.
@@ -153,12 +155,20 @@ func NewAuthenticator(cfg AuthConfig, cas CAPool, log *slog.Logger, reg promethe
 	for _, r := range []string{ReasonNoCredentials, ReasonBadToken, ReasonUntrustedCertificate, ReasonCertificateWithoutCluster, ReasonBadAccessKey} {
 		a.m.failures.WithLabelValues(r)
 	}
-	reloads := registerReloads(reg)
-	if reg != nil {
-		reg.MustRegister(a.m.failures, a.m.authenticated)
+	reloads, err := registerReloads(reg)
+	if err != nil {
+		return nil, err
+	}
+	// prom.Register hands back the collector already registered under the
+	// same name, so a second Authenticator on one registry adds to the
+	// same series instead of panicking.
+	if a.m.failures, err = prom.Register(reg, a.m.failures); err != nil {
+		return nil, fmt.Errorf("registering authentication metrics: %w", err)
+	}
+	if a.m.authenticated, err = prom.Register(reg, a.m.authenticated); err != nil {
+		return nil, fmt.Errorf("registering authentication metrics: %w", err)
 	}
 
-	var err error
 	if a.firehose, err = newFirehoseKeys(cfg.FirehoseAccessKeyFile, cfg.ReloadInterval, cfg.now, log, reloads); err != nil {
 		return nil, err
 	}

@@ -673,3 +673,58 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	})
 }
+
+// TestTwoTLSShareARegistry: a second TLS on the registry of a first shares
+// its series instead of panicking on a duplicate registration.
+func TestTwoTLSShareARegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	dir := t.TempDir()
+	ca := newTestCA(t, "ingest-serving-ca")
+	cert, key, _ := ca.issue(t, "auditpipe-ingest", true)
+	cfg := TLSConfig{CertFile: writeFile(t, dir, "tls.crt", cert), KeyFile: writeFile(t, dir, "tls.key", key)}
+	for i := range 2 {
+		if _, err := NewTLS(cfg, nil, reg); err != nil {
+			t.Fatalf("TLS %d: %v", i, err)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		found = found || mf.GetName() == MetricCertificateExpiry
+	}
+	if !found {
+		t.Errorf("%s not registered", MetricCertificateExpiry)
+	}
+}
+
+// TestTwoAuthenticatorsShareARegistry: a second Authenticator on the
+// registry of a first adds to the same series instead of panicking.
+func TestTwoAuthenticatorsShareARegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	for range 2 {
+		auth, err := NewAuthenticator(AuthConfig{}, nil, nil, reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := http.NewRequest(http.MethodPost, "/audit", nil)
+		auth.Require(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("reached the handler") })).ServeHTTP(&recorder{header: http.Header{}}, r)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failures float64
+	for _, mf := range mfs {
+		if mf.GetName() == MetricAuthFailures {
+			for _, m := range mf.GetMetric() {
+				failures += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if failures != 2 {
+		t.Errorf("%s = %v over both authenticators, want 2", MetricAuthFailures, failures)
+	}
+}

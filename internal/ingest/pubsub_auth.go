@@ -141,8 +141,11 @@ func NewPubSubAuth(cfg PubSubAuthConfig, log *slog.Logger, reg prometheus.Regist
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &PubSubAuth{skew: cfg.ClockSkew, now: cfg.now}
-	var err error
-	p.state, err = newReloader("pubsub", []string{cfg.JWKSFile, cfg.BindingsFile}, cfg.ReloadInterval, cfg.now, log, registerReloads(reg),
+	reloads, err := registerReloads(reg)
+	if err != nil {
+		return nil, err
+	}
+	p.state, err = newReloader("pubsub", []string{cfg.JWKSFile, cfg.BindingsFile}, cfg.ReloadInterval, cfg.now, log, reloads,
 		func(b [][]byte) (*pubSubState, error) {
 			return buildPubSubState(cfg.JWKSFile, b[0], cfg.BindingsFile, b[1])
 		})

@@ -92,14 +92,18 @@ func NewTLS(cfg TLSConfig, log *slog.Logger, reg prometheus.Registerer) (*TLS, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	reloads := registerReloads(reg)
-	expiry := prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricCertificateExpiry, Help: "NotAfter of the serving certificate, as a Unix timestamp."})
-	if reg != nil {
-		reg.MustRegister(expiry)
+	reloads, err := registerReloads(reg)
+	if err != nil {
+		return nil, err
+	}
+	// A second TLS on one registry (a test, two listeners) shares the
+	// gauge rather than panicking; the last certificate loaded sets it.
+	expiry, err := prom.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricCertificateExpiry, Help: "NotAfter of the serving certificate, as a Unix timestamp."}))
+	if err != nil {
+		return nil, fmt.Errorf("registering TLS metrics: %w", err)
 	}
 
 	t := &TLS{}
-	var err error
 	t.cert, err = newReloader("certificate", []string{cfg.CertFile, cfg.KeyFile}, cfg.ReloadInterval, cfg.now, log, reloads,
 		func(b [][]byte) (*tls.Certificate, error) {
 			c, err := tls.X509KeyPair(b[0], b[1])
@@ -166,15 +170,15 @@ func (t *TLS) ClientCAs() *x509.CertPool {
 	return t.ca.get()
 }
 
-func registerReloads(reg prometheus.Registerer) *prometheus.CounterVec {
+func registerReloads(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricCredentialReloads, Help: "Credential file reloads by source and result; an error keeps the previous credentials."}, []string{"source", "result"})
 	// TLS and the Authenticator share the counter; whichever comes second
 	// uses the one already registered.
 	c, err := prom.Register(reg, c)
 	if err != nil {
-		panic(err)
+		return nil, fmt.Errorf("registering credential reload metrics: %w", err)
 	}
-	return c
+	return c, nil
 }
 
 // reloader holds a value built from a set of small files and rebuilds it
