@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -726,5 +727,38 @@ func TestTwoAuthenticatorsShareARegistry(t *testing.T) {
 	}
 	if failures != 2 {
 		t.Errorf("%s = %v over both authenticators, want 2", MetricAuthFailures, failures)
+	}
+}
+
+// TestTwoHandlersShareARegistry: a second Handler on the registry of a
+// first adds to the same series instead of panicking.
+func TestTwoHandlersShareARegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	for range 2 {
+		h, err := New(Config{DefaultCluster: "prod-eu1"}, &authProducer{}, nil, nil, nil, reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodPost, "/audit", strings.NewReader(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}`))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			t.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var requests float64
+	for _, mf := range mfs {
+		if mf.GetName() == MetricRequests {
+			for _, m := range mf.GetMetric() {
+				requests += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if requests != 2 {
+		t.Errorf("%s = %v over both handlers, want 2", MetricRequests, requests)
 	}
 }

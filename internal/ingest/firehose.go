@@ -87,7 +87,7 @@ type firehoseMetrics struct {
 	records *prometheus.CounterVec
 }
 
-func newFirehoseMetrics(reg prometheus.Registerer) *firehoseMetrics {
+func newFirehoseMetrics(reg prometheus.Registerer) (*firehoseMetrics, error) {
 	m := &firehoseMetrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricFirehoseRecords,
 			Help: "Kinesis Data Firehose records received, by what they held (data, control, other_stream, rejected)."}, []string{"result"}),
@@ -95,10 +95,10 @@ func newFirehoseMetrics(reg prometheus.Registerer) *firehoseMetrics {
 	for _, r := range []string{FirehoseRecordData, FirehoseRecordControl, FirehoseRecordOtherStream, FirehoseRecordRejected} {
 		m.records.WithLabelValues(r)
 	}
-	if reg != nil {
-		reg.MustRegister(m.records)
+	if err := registerInto(reg, &m.records); err != nil {
+		return nil, fmt.Errorf("registering firehose metrics: %w", err)
 	}
-	return m
+	return m, nil
 }
 
 // FirehoseResponse is the body of every answer on the Firehose path, as

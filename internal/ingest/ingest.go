@@ -22,6 +22,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/prom"
 )
 
 // Metric names exported by ingest, for dashboards.
@@ -314,7 +315,7 @@ type metrics struct {
 	produceDuration prometheus.Histogram
 }
 
-func newMetrics(reg prometheus.Registerer, lim *limiter) *metrics {
+func newMetrics(reg prometheus.Registerer, lim *limiter) (*metrics, error) {
 	m := &metrics{
 		requests:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRequests, Help: "Webhook requests by response code."}, []string{"code"}),
 		events:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricEvents, Help: "Audit events by result (accepted, rejected)."}, []string{"result"}),
@@ -334,18 +335,42 @@ func newMetrics(reg prometheus.Registerer, lim *limiter) *metrics {
 	for _, r := range []string{ReasonTooManyRequests, ReasonBodyTooLarge, ReasonBodyTooSlow, ReasonTooManyEvents, ReasonMalformed} {
 		m.rejected.WithLabelValues(r)
 	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.events, m.eventsRejected, m.rejected, m.truncated, m.deduplicated,
-			m.requestBytes, m.batchEvents, m.produceDuration,
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricInFlightRequests, Help: "Webhook requests being processed (body read, not yet answered)."},
-				func() float64 { return float64(lim.requests.Load()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricReadingRequests, Help: "Webhook requests still receiving their body."},
-				func() float64 { return float64(lim.readers.Load()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricInFlightBytes, Help: "Bytes held by requests being served: body bytes and per-event charges."},
-				func() float64 { return float64(lim.bytes.Load()) }),
-		)
+	// prom.Register hands back the collector already registered under the
+	// same name, so a second Handler on one registry adds to the same
+	// counters instead of panicking. The in-flight gauges read the limiter
+	// of the first Handler registered: they are the process's only when
+	// one Handler serves, as in cmd/ingest.
+	err := errors.Join(
+		registerInto(reg, &m.requests), registerInto(reg, &m.events),
+		registerInto(reg, &m.eventsRejected), registerInto(reg, &m.rejected),
+		registerInto(reg, &m.truncated), registerInto(reg, &m.deduplicated),
+		registerInto(reg, &m.requestBytes), registerInto(reg, &m.batchEvents),
+		registerInto(reg, &m.produceDuration),
+		registerGauge(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricInFlightRequests, Help: "Webhook requests being processed (body read, not yet answered)."},
+			func() float64 { return float64(lim.requests.Load()) })),
+		registerGauge(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricReadingRequests, Help: "Webhook requests still receiving their body."},
+			func() float64 { return float64(lim.readers.Load()) })),
+		registerGauge(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricInFlightBytes, Help: "Bytes held by requests being served: body bytes and per-event charges."},
+			func() float64 { return float64(lim.bytes.Load()) })),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("registering ingest metrics: %w", err)
 	}
-	return m
+	return m, nil
+}
+
+// registerInto registers *c with reg, replacing it with the collector
+// already registered under the same name if there is one.
+func registerInto[C prometheus.Collector](reg prometheus.Registerer, c *C) error {
+	got, err := prom.Register(reg, *c)
+	*c = got
+	return err
+}
+
+// registerGauge registers g with reg unless an equal gauge is registered.
+func registerGauge(reg prometheus.Registerer, g prometheus.GaugeFunc) error {
+	_, err := prom.Register(reg, g)
+	return err
 }
 
 // Handler serves the webhook.
@@ -375,16 +400,24 @@ func New(cfg Config, prod pipeline.Producer, redact Redactor, ping Pinger, log *
 		log = slog.New(slog.DiscardHandler)
 	}
 	lim := &limiter{maxReaders: int64(cfg.MaxReadingRequests), maxRequests: int64(cfg.MaxInFlightRequests), maxBytes: cfg.MaxInFlightBytes}
-	h := &Handler{cfg: cfg, prod: prod, redact: redact, ping: ping, log: log, m: newMetrics(reg, lim), lim: lim, mux: http.NewServeMux()}
+	m, err := newMetrics(reg, lim)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, prod: prod, redact: redact, ping: ping, log: log, m: m, lim: lim, mux: http.NewServeMux()}
 	if !cfg.DisableDedup {
 		h.window = newWindow(cfg.DedupWindow, cfg.DedupEntries, nil)
 	}
 	h.mux.HandleFunc("POST /audit", h.serveAudit)
 	h.mux.HandleFunc("POST /audit/{cluster}", h.serveAudit)
-	h.fh = newFirehoseMetrics(reg)
+	if h.fh, err = newFirehoseMetrics(reg); err != nil {
+		return nil, err
+	}
 	h.mux.HandleFunc("POST /firehose", h.serveFirehose)
 	h.mux.HandleFunc("POST /firehose/{cluster}", h.serveFirehose)
-	h.registerPubSub(reg)
+	if err := h.registerPubSub(reg); err != nil {
+		return nil, err
+	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	h.mux.HandleFunc("GET /readyz", h.serveReady)
 	return h, nil

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +35,7 @@ const ReasonNotKubernetesAudit = "not_kubernetes_audit"
 // registerPubSub serves GKE's audit logs as a Pub/Sub push subscription
 // delivers them: POST /pubsub/{cluster}, one LogEntry per request. The
 // cluster is the credential's, as for /audit.
-func (h *Handler) registerPubSub(reg prometheus.Registerer) {
+func (h *Handler) registerPubSub(reg prometheus.Registerer) error {
 	h.pubsubMessages = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricPubSubMessages,
 		Help: "Pub/Sub push messages by result (accepted, skipped, malformed, retry, failed).",
@@ -42,11 +43,12 @@ func (h *Handler) registerPubSub(reg prometheus.Registerer) {
 	for _, r := range []string{PubSubAccepted, PubSubSkipped, PubSubMalformed, PubSubRetry, PubSubFailed} {
 		h.pubsubMessages.WithLabelValues(r)
 	}
-	if reg != nil {
-		reg.MustRegister(h.pubsubMessages)
+	if err := registerInto(reg, &h.pubsubMessages); err != nil {
+		return fmt.Errorf("registering pubsub metrics: %w", err)
 	}
 	h.mux.HandleFunc("POST "+PubSubPathPrefix, h.servePubSub)
 	h.mux.HandleFunc("POST "+PubSubPathPrefix+"/{cluster}", h.servePubSub)
+	return nil
 }
 
 // servePubSub answers one push request. Pub/Sub acknowledges the message
