@@ -270,7 +270,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("--first-seen-max-keys: %w", err), closeAll())
 	}
-	firstseen.Register(reg, tracker)
+	if err := firstseen.Register(reg, tracker); err != nil {
+		return errors.Join(err, closeAll())
+	}
 	if store != nil {
 		policy := func(rule string) (firstseen.Policy, bool) { return watcher.Current().TermPolicy(rule) }
 		history := func() time.Duration { return watcher.Current().MaxTermHistory() }

@@ -432,16 +432,23 @@ const (
 	MetricJournalDropped = "auditpipe_firstseen_journal_dropped_total"
 )
 
-// Register exports t's Stats to reg (nothing when reg is nil).
-func Register(reg prometheus.Registerer, t *Tracker) {
+// Register exports t's Stats to reg (nothing when reg is nil). The gauges
+// read t itself, so they cannot be shared with another Tracker: a second
+// Tracker on one registry gets an error naming the metric, not a panic.
+func Register(reg prometheus.Registerer, t *Tracker) error {
 	if reg == nil {
-		return
+		return nil
 	}
 	stat := func(f func(Stats) int) func() float64 { return func() float64 { return float64(f(t.Stats())) } }
-	reg.MustRegister(
+	for _, c := range []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricKeys, Help: "Keys first-seen rules hold terms for (bounded by max_keys)."}, stat(func(s Stats) int { return s.Keys })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricEvictedKeys, Help: "Keys forgotten because max_keys was reached (least recently seen first)."}, stat(func(s Stats) int { return s.EvictedKeys })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricEvictedTerms, Help: "Terms forgotten because a key reached max_terms_per_key."}, stat(func(s Stats) int { return s.EvictedTerms })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricJournalDropped, Help: "First-seen changes dropped unsaved because the journal was full (ClickHouse down for long)."}, stat(func(s Stats) int { return s.DroppedJournal })),
-	)
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("registering first-seen metrics: %w", err)
+		}
+	}
+	return nil
 }

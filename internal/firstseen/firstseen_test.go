@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var t0 = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
@@ -217,4 +219,20 @@ func rssMiB(t *testing.T) int {
 		}
 	}
 	return 0
+}
+
+// TestRegisterSecondTrackerErrs: the gauges read their Tracker, so a
+// second Tracker on one registry gets an error from Register, not a panic.
+func TestRegisterSecondTrackerErrs(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	for i := range 2 {
+		tr, err := New(Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = Register(reg, tr)
+		if (err != nil) != (i == 1) {
+			t.Fatalf("Register %d: %v", i, err)
+		}
+	}
 }
