@@ -238,18 +238,7 @@ func (d *eventDecoder) event(ev *auditv1.Event, kind, apiVersion *string) error 
 // string decodes a string member at d.Pos; depth counts the containers
 // enclosing the value.
 func (d *eventDecoder) string(dst *string, depth int, field string) error {
-	switch d.Data[d.Pos] {
-	case '"':
-		s, err := d.StrString()
-		if err != nil {
-			return err
-		}
-		*dst = s
-		return nil
-	case 'n':
-		return d.Literal()
-	}
-	return d.Mismatch(depth, field, "string")
+	return d.StringOrNull(dst, depth, field)
 }
 
 // internString is string for values drawn from a small vocabulary (verbs,

@@ -603,6 +603,24 @@ func (d *Scanner) Skip(depth int) error {
 	return d.Syntax("looking for beginning of value")
 }
 
+// StringOrNull decodes the string at d.Pos into dst, as encoding/json does
+// for a string field: null leaves dst as it was, any other type is a
+// TypeError naming field. depth counts the containers enclosing the value.
+func (d *Scanner) StringOrNull(dst *string, depth int, field string) error {
+	switch d.Data[d.Pos] {
+	case '"':
+		s, err := d.StrString()
+		if err != nil {
+			return err
+		}
+		*dst = s
+		return nil
+	case 'n':
+		return d.Literal()
+	}
+	return d.Mismatch(depth, field, "string")
+}
+
 // Mismatch validates the value at d.Pos, which has the wrong type for field,
 // and reports it the way encoding/json would.
 func (d *Scanner) Mismatch(depth int, field, want string) error {

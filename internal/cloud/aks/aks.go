@@ -205,9 +205,9 @@ func record(d *jsonscan.Scanner, r *Record, depth int, field string) error {
 func member(d *jsonscan.Scanner, r *Record, k []byte, depth int, prefix string) error {
 	switch {
 	case bytes.EqualFold(k, []byte("category")):
-		return str(d, &r.Category, depth, prefix+"category")
+		return d.StringOrNull(&r.Category, depth, prefix+"category")
 	case bytes.EqualFold(k, []byte("resourceId")):
-		return str(d, &r.ResourceID, depth, prefix+"resourceId")
+		return d.StringOrNull(&r.ResourceID, depth, prefix+"resourceId")
 	case bytes.EqualFold(k, []byte("properties")):
 		return properties(d, r, depth, prefix+"properties")
 	}
@@ -270,20 +270,6 @@ func logValue(d *jsonscan.Scanner, r *Record, depth int) error {
 	return d.Mismatch(depth, "properties.log", "string")
 }
 
-func str(d *jsonscan.Scanner, dst *string, depth int, field string) error {
-	switch d.Data[d.Pos] {
-	case '"':
-		s, err := d.StrString()
-		if err != nil {
-			return err
-		}
-		*dst = s
-		return nil
-	case 'n':
-		return d.Literal()
-	}
-	return d.Mismatch(depth, field, "string")
-}
 
 // Annotate returns a copy of r's event with the auditpipe.io/ annotations
 // of an AKS event set (cloud.Annotate: any the event already had are
