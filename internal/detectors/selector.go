@@ -463,6 +463,13 @@ func (d *selectorDetector) detectCollection(ev *pipeline.Event, out []pipeline.F
 	if ref.Name != "" || !d.isSensitive(ref.Resource, ref.Subresource) || d.allowed.allows(ev) {
 		return out
 	}
+	if selectorURIInferred(ev) {
+		// The converter rebuilt requestURI without its query: the
+		// selectors, if any, are not in the event, so nothing here can say
+		// the read was unnarrowed. The rules that need no selector (a
+		// person reading or watching secrets) still judge the event.
+		return out
+	}
 	rawField, rawLabel, hasField, hasLabel := selectorQuery(ev.RequestURI)
 	var field, label selectorVerdict
 	if hasField {
@@ -628,6 +635,12 @@ func (d *selectorDetector) detectNode(ev *pipeline.Event, node string, out []pip
 	if name := ev.ObjectRef.Name; name != "" && (resource == "pods" || name == node) {
 		return out
 	}
+	if selectorURIInferred(ev) && (resource == "pods" || ev.ObjectRef.Name == "") {
+		// No query to read the kubelet's own selector from. A node
+		// reading another node by name (objectRef carries the name, not
+		// the query) is still judged below.
+		return out
+	}
 	rawField, _, hasField, _ := selectorQuery(ev.RequestURI)
 	other := ""
 	if resource == "nodes" {
@@ -678,6 +691,41 @@ func (d *selectorDetector) detectNode(ev *pipeline.Event, node string, out []pip
 		f.Evidence = append(f.Evidence, pipeline.Evidence{Field: "fieldSelector", Value: rawField, Source: pipeline.FromEvent})
 	}
 	return append(out, f)
+}
+
+// Annotations under which a managed-Kubernetes converter marks the fields
+// it rebuilt rather than read (internal/cloud: only auditpipe's converters
+// set auditpipe.io/ annotations; ingest strips any an event arrives with).
+// They are spelled out here because detectors import no source package.
+const (
+	// selectorSourceAnnotation names the source, e.g. "gke".
+	selectorSourceAnnotation = "auditpipe.io/source"
+	// selectorInferredPrefix+<source>+selectorInferredSuffix is
+	// auditpipe.io/<source>-inferred: a
+	// comma-separated list of rebuilt fields, e.g. "timestamps,request-uri".
+	selectorInferredPrefix, selectorInferredSuffix = "auditpipe.io/", "-inferred"
+	// selectorInferredURI is the list's entry for a rebuilt requestURI.
+	selectorInferredURI = "request-uri"
+)
+
+// selectorURIInferred reports whether ev's requestURI was rebuilt by a
+// converter (GKE keeps no query string), so that its selectors are unknown
+// rather than absent. Only reached for broad-looking reads, so the key's
+// concatenation is off the common path.
+func selectorURIInferred(ev *pipeline.Event) bool {
+	src := ev.Annotations[selectorSourceAnnotation]
+	if src == "" {
+		return false
+	}
+	list := ev.Annotations[selectorInferredPrefix+src+selectorInferredSuffix]
+	for list != "" {
+		var f string
+		f, list, _ = strings.Cut(list, ",")
+		if strings.TrimSpace(f) == selectorInferredURI {
+			return true
+		}
+	}
+	return false
 }
 
 // selectorIsOwnTerm reports whether raw is exactly "field=node" or
