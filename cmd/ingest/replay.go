@@ -194,7 +194,7 @@ func (r *replayer) flush(ctx context.Context) error {
 	var err error
 	wait := replayBackoff
 	for attempt := 1; ; attempt++ {
-		res, err = r.h.Ingest(ctx, r.cluster, r.pending)
+		res, err = r.h.IngestAnnotated(ctx, r.cluster, r.pending)
 		if err == nil || pipeline.IsPermanent(err) || attempt == replayAttempts {
 			break
 		}

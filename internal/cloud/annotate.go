@@ -82,7 +82,9 @@ func AnnotateMembers(ev, ours []byte) ([]byte, error) {
 		if err = d.Skip(1); err != nil {
 			break
 		}
-		if string(key) == "annotations" {
+		// Matched as the decoder matches member names (encoding/json's
+		// Unicode case folding): "Annotations" fills the same map.
+		if bytes.EqualFold(key, []byte("annotations")) {
 			spans = append(spans, span{start, d.Pos})
 		}
 		more, err = d.ObjectNext()

@@ -44,9 +44,10 @@ type Source interface {
 }
 
 // Ingester makes a batch of one cluster's events durable:
-// (*ingest.Handler).Ingest.
+// (*ingest.Handler).IngestAnnotated, since every event was annotated by
+// aks.Annotate (which drops any auditpipe.io/ annotation the record had).
 type Ingester interface {
-	Ingest(ctx context.Context, cluster string, items [][]byte) (ingest.Result, error)
+	IngestAnnotated(ctx context.Context, cluster string, items [][]byte) (ingest.Result, error)
 }
 
 // Defaults, each with the reason for its value.
@@ -432,7 +433,7 @@ func (f *Forwarder) deliver(ctx context.Context, b *batch) error {
 		items := b.events[cluster]
 		wait := f.cfg.RetryMin
 		for attempt := 1; ; attempt++ {
-			res, err := f.ing.Ingest(ctx, cluster, items)
+			res, err := f.ing.IngestAnnotated(ctx, cluster, items)
 			if err == nil {
 				f.rejected(cluster, res)
 				break

@@ -514,6 +514,6 @@ func (s *memSource) Commit(_ context.Context, recs []pipeline.Record) error {
 
 type ingestFunc func(ctx context.Context, cluster string, items [][]byte) (ingest.Result, error)
 
-func (f ingestFunc) Ingest(ctx context.Context, cluster string, items [][]byte) (ingest.Result, error) {
+func (f ingestFunc) IngestAnnotated(ctx context.Context, cluster string, items [][]byte) (ingest.Result, error) {
 	return f(ctx, cluster, items)
 }

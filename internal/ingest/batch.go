@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/auditpipe/auditpipe/internal/auditjson"
+	"github.com/auditpipe/auditpipe/internal/cloud"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -42,6 +44,12 @@ type batchState struct {
 	// v1beta1 reports a list sent as audit.k8s.io/v1beta1: its items are
 	// rewritten as v1 even when they do not name a version themselves.
 	v1beta1 bool
+	// annotated reports items that passed through cloud.Annotate on a
+	// provider path, so that their auditpipe.io/ annotations are ours.
+	// Otherwise any such annotation came with the request and is dropped:
+	// detectors trust them (broad-selector stays quiet on a GKE event whose
+	// query string was lost), so a webhook caller must not set them.
+	annotated bool
 }
 
 func (h *Handler) getState() *batchState {
@@ -58,7 +66,7 @@ func (h *Handler) putState(st *batchState) {
 	st.items, st.msgs, st.keys, st.dup = st.items[:0], st.msgs[:0], st.keys[:0], st.dup[:0]
 	clear(st.seen)
 	st.ev.Reset()
-	st.v1beta1 = false
+	st.v1beta1, st.annotated = false, false
 	h.pool.Put(st)
 }
 
@@ -74,6 +82,21 @@ func (h *Handler) Ingest(ctx context.Context, cluster string, items [][]byte) (R
 	}
 	st := h.getState()
 	defer h.putState(st)
+	return h.ingestBatch(ctx, cluster, items, st)
+}
+
+// IngestAnnotated is Ingest for items whose auditpipe.io/ annotations are
+// auditpipe's own: events a provider path converted and annotated with
+// cloud.Annotate (which drops any the provider's payload carried), and log
+// files an operator replays, whose provider exports auditlog converts the
+// same way. Ingest drops such annotations instead.
+func (h *Handler) IngestAnnotated(ctx context.Context, cluster string, items [][]byte) (Result, error) {
+	if err := ValidateCluster(cluster); err != nil {
+		return Result{}, err
+	}
+	st := h.getState()
+	defer h.putState(st)
+	st.annotated = true
 	return h.ingestBatch(ctx, cluster, items, st)
 }
 
@@ -130,6 +153,18 @@ func (h *Handler) ingestBatch(ctx context.Context, cluster string, items [][]byt
 		if err := auditjson.Decode(&st.ev, cluster, item); err != nil {
 			reject(i, ReasonMalformed, err)
 			continue
+		}
+		if !st.annotated && hasOwnAnnotation(st.ev.Annotations) {
+			out, err := cloud.Annotate(item)
+			if err == nil {
+				err = auditjson.Decode(&st.ev, cluster, out)
+			}
+			if err != nil {
+				reject(i, ReasonMalformed, fmt.Errorf("dropping auditpipe.io/ annotations: %w", err))
+				continue
+			}
+			item = out
+			h.m.forgedAnnotations.Inc()
 		}
 		if err := validateEvent(&st.ev.Event); err != nil {
 			reject(i, ReasonInvalid, err)
@@ -229,4 +264,15 @@ func keyOf(cluster string, ev *pipeline.Event, arena *[]byte) ([]byte, uint64) {
 	*arena = append(*arena, ev.Subject()...)
 	key := (*arena)[start:len(*arena):len(*arena)]
 	return key, dedupKey(cluster, string(ev.AuditID), string(ev.Stage), ev.Hash)
+}
+
+// hasOwnAnnotation reports whether annotations has a key under
+// cloud.AnnotationPrefix.
+func hasOwnAnnotation(annotations map[string]string) bool {
+	for k := range annotations {
+		if strings.HasPrefix(k, cloud.AnnotationPrefix) {
+			return true
+		}
+	}
+	return false
 }

@@ -199,6 +199,7 @@ func (b *firehoseBatch) flush() error {
 	defer b.h.lim.releaseBytes(charged)
 	st := b.h.getState()
 	defer b.h.putState(st)
+	st.annotated = true // records went through cloud.Annotate
 	res, err := b.h.ingestBatch(b.r.Context(), b.cluster, b.items, st)
 	b.res.Accepted += res.Accepted
 	b.res.Produced += res.Produced

@@ -43,6 +43,9 @@ const (
 	MetricRejected = "auditpipe_ingest_rejected_total"
 	// MetricTruncated counts events cut to the per-event limit.
 	MetricTruncated = "auditpipe_ingest_truncated_total"
+	// MetricForgedAnnotations counts events that arrived with annotations
+	// under auditpipe.io/, which only auditpipe writes; they are dropped.
+	MetricForgedAnnotations = "auditpipe_ingest_forged_annotations_total"
 	// MetricDeduplicated counts events not produced again because they
 	// were made durable within the deduplication window.
 	MetricDeduplicated = "auditpipe_ingest_deduplicated_total"
@@ -304,28 +307,30 @@ type Pinger interface {
 }
 
 type metrics struct {
-	requests        *prometheus.CounterVec
-	events          *prometheus.CounterVec
-	eventsRejected  *prometheus.CounterVec
-	rejected        *prometheus.CounterVec
-	truncated       prometheus.Counter
-	deduplicated    prometheus.Counter
-	requestBytes    prometheus.Counter
-	batchEvents     prometheus.Histogram
-	produceDuration prometheus.Histogram
+	requests          *prometheus.CounterVec
+	events            *prometheus.CounterVec
+	eventsRejected    *prometheus.CounterVec
+	rejected          *prometheus.CounterVec
+	truncated         prometheus.Counter
+	forgedAnnotations prometheus.Counter
+	deduplicated      prometheus.Counter
+	requestBytes      prometheus.Counter
+	batchEvents       prometheus.Histogram
+	produceDuration   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, lim *limiter) (*metrics, error) {
 	m := &metrics{
-		requests:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRequests, Help: "Webhook requests by response code."}, []string{"code"}),
-		events:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricEvents, Help: "Audit events by result (accepted, rejected)."}, []string{"result"}),
-		eventsRejected:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricEventsRejected, Help: "Audit events rejected, by reason."}, []string{"reason"}),
-		rejected:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRejected, Help: "Webhook requests refused as a whole, by reason."}, []string{"reason"}),
-		truncated:       prometheus.NewCounter(prometheus.CounterOpts{Name: MetricTruncated, Help: "Audit events whose bodies were dropped to fit the per-event limit."}),
-		deduplicated:    prometheus.NewCounter(prometheus.CounterOpts{Name: MetricDeduplicated, Help: "Audit events not produced again because they were already durable."}),
-		requestBytes:    prometheus.NewCounter(prometheus.CounterOpts{Name: MetricRequestBytes, Help: "Request body bytes read, after decompression."}),
-		batchEvents:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricBatchEvents, Help: "Events per webhook request.", Buckets: []float64{1, 10, 50, 100, 200, 300, 400, 1000}}),
-		produceDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricProduceDuration, Help: "Time until the producer acknowledged a request's events.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		requests:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRequests, Help: "Webhook requests by response code."}, []string{"code"}),
+		events:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricEvents, Help: "Audit events by result (accepted, rejected)."}, []string{"result"}),
+		eventsRejected:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricEventsRejected, Help: "Audit events rejected, by reason."}, []string{"reason"}),
+		rejected:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRejected, Help: "Webhook requests refused as a whole, by reason."}, []string{"reason"}),
+		truncated:         prometheus.NewCounter(prometheus.CounterOpts{Name: MetricTruncated, Help: "Audit events whose bodies were dropped to fit the per-event limit."}),
+		forgedAnnotations: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricForgedAnnotations, Help: "Audit events that arrived with auditpipe.io/ annotations, which only auditpipe writes: they were dropped and the event kept."}),
+		deduplicated:      prometheus.NewCounter(prometheus.CounterOpts{Name: MetricDeduplicated, Help: "Audit events not produced again because they were already durable."}),
+		requestBytes:      prometheus.NewCounter(prometheus.CounterOpts{Name: MetricRequestBytes, Help: "Request body bytes read, after decompression."}),
+		batchEvents:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricBatchEvents, Help: "Events per webhook request.", Buckets: []float64{1, 10, 50, 100, 200, 300, 400, 1000}}),
+		produceDuration:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricProduceDuration, Help: "Time until the producer acknowledged a request's events.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	// Pre-create the label values dashboards expect, so that they read 0
 	// rather than "no data".
@@ -344,6 +349,7 @@ func newMetrics(reg prometheus.Registerer, lim *limiter) (*metrics, error) {
 		registerInto(reg, &m.requests), registerInto(reg, &m.events),
 		registerInto(reg, &m.eventsRejected), registerInto(reg, &m.rejected),
 		registerInto(reg, &m.truncated), registerInto(reg, &m.deduplicated),
+		registerInto(reg, &m.forgedAnnotations),
 		registerInto(reg, &m.requestBytes), registerInto(reg, &m.batchEvents),
 		registerInto(reg, &m.produceDuration),
 		registerGauge(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricInFlightRequests, Help: "Webhook requests being processed (body read, not yet answered)."},

@@ -107,7 +107,7 @@ func (h *Handler) servePubSub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	res, err := h.Ingest(r.Context(), cluster, [][]byte{ev})
+	res, err := h.IngestAnnotated(r.Context(), cluster, [][]byte{ev})
 	switch {
 	case err != nil && pipeline.IsPermanent(err):
 		h.pubsubMessages.WithLabelValues(PubSubFailed).Inc()

@@ -270,7 +270,6 @@ func logValue(d *jsonscan.Scanner, r *Record, depth int) error {
 	return d.Mismatch(depth, "properties.log", "string")
 }
 
-
 // Annotate returns a copy of r's event with the auditpipe.io/ annotations
 // of an AKS event set (cloud.Annotate: any the event already had are
 // dropped, the apiserver's own are kept byte for byte). An event that is not
