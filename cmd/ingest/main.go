@@ -120,6 +120,7 @@ func (o options) validate() error {
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsage(fs)
 	var o options
 	fs.StringVar(&o.listen, "listen", "", "TLS address for the webhook (POST /audit, /audit/{cluster}); needs --tls-cert, --tls-key and --client-ca and/or --token-file")
 	fs.StringVar(&o.insecureListen, "insecure-listen", "", "plain-HTTP address for the webhook, for local use only: callers without credentials are accepted")
