@@ -80,7 +80,7 @@ func TestChDBFootprint(t *testing.T) {
 	for i := range n {
 		e := g.Next()
 		ev := new(pipeline.Event)
-		if err := auditjson.Decode(&ev, "prod-eu", e.JSON); err != nil {
+		if err := auditjson.Decode(ev, "prod-eu", e.JSON); err != nil {
 			t.Fatalf("decoding generated event %d: %v", i, err)
 		}
 		b.Events = append(b.Events, ev)
