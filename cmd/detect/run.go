@@ -58,7 +58,6 @@ type runOptions struct {
 	rulesReload    time.Duration
 
 	alertConfig     string
-	slackWebhookURL string
 	alertmanagerURL string
 	alertMinSev     string
 	grafanaURL      string
@@ -75,10 +74,68 @@ type runOptions struct {
 // at each sync: a few per key at the default key bound.
 const firstSeenLoadLimit = 1_000_000
 
+// runConfig is what detect run runs with: the flags (or their AUDITPIPE_*
+// variables) checked, each component's configuration with its defaults
+// applied and validated, and the configuration files read. Building from
+// it opens connections and files; parsing it opens nothing.
+type runConfig struct {
+	runOptions
+	level slog.Level
+	// brokers is --kafka-brokers split; empty means embedded mode, where
+	// spool is used instead of consumer and deadLetters.
+	brokers     []string
+	consumer    kafka.ConsumerConfig
+	deadLetters kafka.DeadLetterConfig
+	spool       spool.ReaderConfig
+	// clickhouse is used when its DSN is set; else findings are printed
+	// in format.
+	clickhouse clickhouse.Config
+	format     console.Format
+	detectors  detectors.Config
+	rules      rules.WatcherConfig
+	firstSeen  firstseen.Config
+	processor  processor.Config
+	// Alerts configures alerting; nil means none. Exported so that fmt
+	// and encoding/json reach the Slack URL's redacting methods when the
+	// whole config is printed.
+	Alerts *alert.Config
+}
+
+// run runs detect until SIGINT or SIGTERM (or --exit-when-idle): it reads
+// the flags, builds the components from them, and runs them.
 func run(args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseRunConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.level}))
+	if cfg.cpuProfile != "" {
+		stopProfile, err := startCPUProfile(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
+	ctx, stop := cli.SignalContext()
+	defer stop()
+	d, err := buildRun(ctx, cfg, stdout, log, cli.NewRegistry())
+	if err != nil {
+		return err
+	}
+	return d.run(ctx)
+}
+
+// parseRunConfig reads detect run's flags from args and the environment
+// into a runConfig, takes the component defaults from their WithDefaults,
+// validates every part, and reads the detector and alert configuration
+// files. It opens no connection; usage and parse errors go to stderr.
+func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	fs := flag.NewFlagSet("detect run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o runOptions
+	// The Slack URL is a credential: it lives in the config only as an
+	// alert.Secret, which every printer redacts.
+	var slackWebhookURL string
 	// Defaults come from the components' configs, never copied here.
 	pd := processor.Config{}.WithDefaults()
 	fs.StringVar(&o.brokers, "kafka-brokers", "", "comma-separated Kafka bootstrap brokers; empty means embedded mode (tail the spool directory)")
@@ -106,7 +163,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.noDefaultRules, "no-default-rules", false, "leave the shipped default rule pack out")
 	fs.DurationVar(&o.rulesReload, "rules-reload-interval", rules.DefaultReloadInterval, "how often rule files are checked for changes")
 	fs.StringVar(&o.alertConfig, "alert-config", "", "alert routing configuration (YAML: route tree and receivers); overrides the shortcut flags below")
-	fs.StringVar(&o.slackWebhookURL, "slack-webhook-url", "", "send findings at or above --alert-min-severity to this Slack incoming webhook (prefer the AUDITPIPE_SLACK_WEBHOOK_URL variable: flags show in ps)")
+	fs.StringVar(&slackWebhookURL, "slack-webhook-url", "", "send findings at or above --alert-min-severity to this Slack incoming webhook (prefer the AUDITPIPE_SLACK_WEBHOOK_URL variable: flags show in ps)")
 	fs.StringVar(&o.alertmanagerURL, "alertmanager-url", "", "send findings at or above --alert-min-severity to this Alertmanager (API v2)")
 	fs.StringVar(&o.alertMinSev, "alert-min-severity", "high", "lowest severity the shortcut flags send: info, low, medium, high or critical")
 	fs.StringVar(&o.grafanaURL, "grafana-url", "", "Grafana base URL for links from alerts to the audit explorer")
@@ -114,39 +171,106 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.firstSeenMaxKeys, "first-seen-max-keys", firstseen.DefaultMaxKeys, "most keys (principals) first-seen rules remember; the least recently seen are forgotten beyond it")
 	fs.DurationVar(&o.firstSeenSync, "first-seen-sync-interval", 30*time.Second, "how often first-seen terms other detect instances saved to ClickHouse are loaded")
 	if err := cli.Parse(fs, args); err != nil {
-		return err
+		return runConfig{}, err
 	}
 	if o.firstSeenSync <= 0 {
-		return errors.New("--first-seen-sync-interval must be positive")
+		return runConfig{}, errors.New("--first-seen-sync-interval must be positive")
 	}
-	log, err := cli.NewLogger(o.logLevel)
-	if err != nil {
-		return err
+	c := runConfig{runOptions: o, brokers: cli.SplitList(o.brokers)}
+	if err := c.level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return runConfig{}, fmt.Errorf("parsing log level: %w", err)
 	}
-	if o.cpuProfile != "" {
-		stopProfile, err := startCPUProfile(o.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer stopProfile()
+	var err error
+	if c.detectors, err = loadDetectorConfig(o.config); err != nil {
+		return runConfig{}, err
 	}
-	builtins, err := loadDetectors(o.config)
-	if err != nil {
-		return err
+	if err := c.detectors.Validate(); err != nil {
+		return runConfig{}, err
 	}
 	retention, err := clickhouse.ParseRetention(o.retention)
 	if err != nil {
-		return fmt.Errorf("--retention-days: %w", err)
+		return runConfig{}, fmt.Errorf("--retention-days: %w", err)
 	}
-	ctx, stop := cli.SignalContext()
-	defer stop()
-	reg := cli.NewRegistry()
+	// Each part is checked as its constructor would, with the same
+	// message, so that a mistake stops start-up before anything is opened.
+	if len(c.brokers) > 0 {
+		c.consumer = kafka.ConsumerConfig{Brokers: c.brokers, Topic: o.topic, GroupID: o.group, SessionTimeout: o.session}.WithDefaults()
+		if err := c.consumer.Validate(); err != nil {
+			return runConfig{}, fmt.Errorf("validating kafka consumer config: %w", err)
+		}
+		c.deadLetters = kafka.DeadLetterConfig{Brokers: c.brokers, Topic: o.dlqTopic, SourceTopic: o.topic}.WithDefaults()
+		if err := c.deadLetters.Validate(); err != nil {
+			return runConfig{}, fmt.Errorf("validating dead-letter config: %w", err)
+		}
+	} else {
+		c.spool = spool.ReaderConfig{Dir: o.spoolDir, Group: o.group, DeleteConsumed: true}.WithDefaults()
+		if err := c.spool.Validate(); err != nil {
+			return runConfig{}, fmt.Errorf("opening spool: %w", err)
+		}
+	}
+	if o.clickhouseDSN != "" {
+		c.clickhouse = clickhouse.Config{DSN: o.clickhouseDSN, Retention: retention, Cluster: o.chCluster}.WithDefaults()
+		if err := c.clickhouse.Validate(); err != nil {
+			return runConfig{}, fmt.Errorf("validating ClickHouse config: %w", err)
+		}
+	} else if c.format, err = outputFormat(o.output); err != nil {
+		return runConfig{}, err
+	}
+	c.rules = rules.WatcherConfig{Files: cli.SplitList(o.ruleFiles), NoDefault: o.noDefaultRules, Interval: o.rulesReload}
+	if err := c.rules.Validate(); err != nil {
+		return runConfig{}, err
+	}
+	c.rules = c.rules.WithDefaults()
+	c.firstSeen = firstseen.Config{MaxKeys: o.firstSeenMaxKeys, Journal: o.clickhouseDSN != ""}.WithDefaults()
+	if err := c.firstSeen.Validate(); err != nil {
+		return runConfig{}, fmt.Errorf("--first-seen-max-keys: %w", err)
+	}
+	c.processor = processor.Config{
+		BatchRecords:    o.batchRecords,
+		BatchBytes:      o.batchBytes,
+		BatchTimeout:    o.batchTimeout,
+		MaxRecordBytes:  o.maxRecord,
+		ShutdownTimeout: o.shutdown,
+		ExitWhenIdle:    o.exitWhenIdle,
+		Workers:         o.workers,
+	}.WithDefaults()
+	if err := c.processor.Validate(); err != nil {
+		return runConfig{}, fmt.Errorf("validating processor config: %w", err)
+	}
+	if c.Alerts, err = alertConfig(o, alert.Secret(slackWebhookURL), o.clickhouseDSN == ""); err != nil {
+		return runConfig{}, err
+	}
+	return c, nil
+}
+
+// detectRun is detect run built: its components in a lifecycle group in
+// data-path order, and the processor that runs in the foreground.
+type detectRun struct {
+	log      *slog.Logger
+	group    *lifecycle.Group
+	proc     *processor.Processor
+	shutdown time.Duration
+	// detectorIDs and rules say what runs, in the start-up log line.
+	detectorIDs []string
+	rules       func() int
+}
+
+// buildRun constructs detect's components from cfg: it connects to Kafka
+// (or opens the spool) and ClickHouse and loads the rules and first-seen
+// terms, but starts no goroutine and serves nothing; d.run does. Each
+// component joins the group as it is built, so that on an error what was
+// opened is closed.
+func buildRun(ctx context.Context, cfg runConfig, stdout io.Writer, log *slog.Logger, reg *prometheus.Registry) (*detectRun, error) {
+	builtins, err := detectors.New(cfg.detectors)
+	if err != nil {
+		return nil, err
+	}
 
 	// Components in data-path order: each stops after what feeds it
 	// (reverse order), so a stop flushes into something still open.
 	g := lifecycle.New(log)
 	closeAll := func() error {
-		sctx, cancel := context.WithTimeout(context.Background(), o.shutdown)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdown)
 		defer cancel()
 		return g.Shutdown(sctx)
 	}
@@ -158,10 +282,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// directory in embedded mode.
 	var src pipeline.Source
 	var dlq pipeline.DeadLetterSink
-	if brokers := cli.SplitList(o.brokers); len(brokers) > 0 {
-		c, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, Topic: o.topic, GroupID: o.group, SessionTimeout: o.session}, log, reg)
+	if brokers := cfg.brokers; len(brokers) > 0 {
+		c, err := kafka.NewConsumer(cfg.consumer, log, reg)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		src = c
 		ready = append(ready, readyCheck{"kafka", c.Ping})
@@ -169,38 +293,38 @@ func run(args []string, stdout, stderr io.Writer) error {
 		// The dead-letter topic is created if missing, one partition: it
 		// is small, and order there does not matter. A broker that forbids
 		// creation leaves it to the operator; writes retry until it exists.
-		if err := kafka.EnsureTopic(ctx, brokers, o.dlqTopic, 1); err != nil {
-			log.Warn("ensuring dead-letter topic", "topic", o.dlqTopic, "err", err)
+		if err := kafka.EnsureTopic(ctx, brokers, cfg.dlqTopic, 1); err != nil {
+			log.Warn("ensuring dead-letter topic", "topic", cfg.dlqTopic, "err", err)
 		}
-		d, err := kafka.NewDeadLetters(kafka.DeadLetterConfig{Brokers: brokers, Topic: o.dlqTopic, SourceTopic: o.topic}, log, reg)
+		d, err := kafka.NewDeadLetters(cfg.deadLetters, log, reg)
 		if err != nil {
-			return errors.Join(err, closeAll())
+			return nil, errors.Join(err, closeAll())
 		}
 		dlq = d
 		g.AddCloser("kafka dead letters", d.Close)
-		log.Info("consuming from kafka", "brokers", brokers, "topic", o.topic, "group", o.group, "dlq_topic", o.dlqTopic)
+		log.Info("consuming from kafka", "brokers", brokers, "topic", cfg.topic, "group", cfg.group, "dlq_topic", cfg.dlqTopic)
 	} else {
-		r, err := spool.NewReader(spool.ReaderConfig{Dir: o.spoolDir, Group: o.group, DeleteConsumed: true}, log)
+		r, err := spool.NewReader(cfg.spool, log)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		src = r
 		g.AddCloser("spool reader", r.Close)
-		d, err := spool.OpenFileDeadLetters(filepath.Join(o.spoolDir, spool.DeadLetterFileName))
+		d, err := spool.OpenFileDeadLetters(filepath.Join(cfg.spoolDir, spool.DeadLetterFileName))
 		if err != nil {
-			return errors.Join(err, closeAll())
+			return nil, errors.Join(err, closeAll())
 		}
 		dlq = d
 		g.AddCloser("spool dead letters", d.Close)
-		log.Info("embedded mode: tailing spool", "dir", o.spoolDir)
+		log.Info("embedded mode: tailing spool", "dir", cfg.spoolDir)
 	}
 
 	var sink pipeline.Sink
 	var store *clickhouse.Store
-	if o.clickhouseDSN != "" {
-		store, err = clickhouse.New(ctx, clickhouse.Config{DSN: o.clickhouseDSN, Retention: retention, Cluster: o.chCluster}, log, reg)
+	if cfg.clickhouse.DSN != "" {
+		store, err = clickhouse.New(ctx, cfg.clickhouse, log, reg)
 		if err != nil {
-			return errors.Join(err, closeAll())
+			return nil, errors.Join(err, closeAll())
 		}
 		sink = store
 		ready = append(ready, readyCheck{"clickhouse", store.Ping})
@@ -211,21 +335,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 			store.RunRetention(ctx, clickhouse.DefaultRetentionInterval)
 			return nil
 		})
-		log.Info("storing in clickhouse", "database", store.Database(), "cluster", o.chCluster, "retention_days", retention)
+		log.Info("storing in clickhouse", "database", store.Database(), "cluster", cfg.chCluster, "retention_days", cfg.clickhouse.Retention)
 	} else {
-		format, err := outputFormat(o.output)
-		if err != nil {
-			return errors.Join(err, closeAll())
-		}
-		sink = console.NewPrinter(stdout, format)
+		sink = console.NewPrinter(stdout, cfg.format)
 	}
 
-	if o.metricsListen != "" {
+	if cfg.metricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", cli.MetricsHandler(reg))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 		mux.Handle("/readyz", readyHandler(ready))
-		srv := &http.Server{Addr: o.metricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Addr: cfg.metricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		// Not a Go component: the server keeps answering scrapes and
 		// probes while the processor flushes after SIGTERM, until the
 		// group's Shutdown.
@@ -246,9 +366,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// changed rule set atomically and keeps the old one when the new one
 	// does not load. Its context is the signal context, so SIGTERM stops a
 	// reload in progress instead of waiting for it.
-	watcher, err := rules.NewWatcher(ctx, rules.WatcherConfig{Files: cli.SplitList(o.ruleFiles), NoDefault: o.noDefaultRules, Interval: o.rulesReload}, log, reg)
+	watcher, err := rules.NewWatcher(ctx, cfg.rules, log, reg)
 	if err != nil {
-		return errors.Join(err, closeAll())
+		return nil, errors.Join(err, closeAll())
 	}
 	g.Go("rules watcher", func(ctx context.Context) error {
 		_ = watcher.Run(ctx)
@@ -266,12 +386,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	// is keyed by rule name, so it survives rule reloads, and with
 	// ClickHouse it is restored at start, saved after each stored batch and
 	// synced from other instances (see the README's "First-seen rules").
-	tracker, err := firstseen.New(firstseen.Config{MaxKeys: o.firstSeenMaxKeys, Journal: store != nil})
+	tracker, err := firstseen.New(cfg.firstSeen)
 	if err != nil {
-		return errors.Join(fmt.Errorf("--first-seen-max-keys: %w", err), closeAll())
+		return nil, errors.Join(fmt.Errorf("--first-seen-max-keys: %w", err), closeAll())
 	}
 	if err := firstseen.Register(reg, tracker); err != nil {
-		return errors.Join(err, closeAll())
+		return nil, errors.Join(err, closeAll())
 	}
 	if store != nil {
 		policy := func(rule string) (firstseen.Policy, bool) { return watcher.Current().TermPolicy(rule) }
@@ -282,13 +402,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		now := time.Now()
 		rows, err := load(ctx, now.Add(-history()), time.Time{})
 		if err != nil {
-			return errors.Join(err, closeAll())
+			return nil, errors.Join(err, closeAll())
 		}
 		tracker.Restore(rows, now, policy)
 		log.Info("restored first-seen terms", "rows", len(rows), "keys", tracker.Stats().Keys)
 		sink = firstseen.NewSink(sink, tracker, store)
 		g.Go("first-seen sync", func(ctx context.Context) error {
-			firstseen.Sync(ctx, tracker, load, policy, history, o.firstSeenSync, log)
+			firstseen.Sync(ctx, tracker, load, policy, history, cfg.firstSeenSync, log)
 			return nil
 		})
 	}
@@ -301,22 +421,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 
 	// Alerts go out after each batch is stored, off the commit path.
-	notifier, err := newNotifier(o, o.clickhouseDSN == "", log, reg)
-	if err != nil {
-		return errors.Join(err, closeAll())
+	var notifier *alert.Notifier
+	if cfg.Alerts != nil {
+		if notifier, err = alert.New(*cfg.Alerts, log, reg); err != nil {
+			return nil, errors.Join(err, closeAll())
+		}
 	}
 
-	proc, err := processor.New(processor.Config{
-		BatchRecords:    o.batchRecords,
-		BatchBytes:      o.batchBytes,
-		BatchTimeout:    o.batchTimeout,
-		MaxRecordBytes:  o.maxRecord,
-		ShutdownTimeout: o.shutdown,
-		ExitWhenIdle:    o.exitWhenIdle,
-		Workers:         o.workers,
-	}, src, newSet(), sink, log, reg)
+	proc, err := processor.New(cfg.processor, src, newSet(), sink, log, reg)
 	if err != nil {
-		return errors.Join(err, closeAll())
+		return nil, errors.Join(err, closeAll())
 	}
 	proc.SetDetectorFactory(newSet)
 	proc.SetDeadLetters(dlq)
@@ -328,15 +442,25 @@ func run(args []string, stdout, stderr io.Writer) error {
 			func(context.Context) error { return notifier.Stop(context.Background()) })
 		proc.SetAlerter(notifier)
 	}
-	if err := g.Start(ctx, o.shutdown); err != nil {
+	return &detectRun{log: log, group: g, proc: proc, shutdown: cfg.shutdown,
+		detectorIDs: builtins.IDs(), rules: func() int { return watcher.Current().Len() }}, nil
+}
+
+// run starts d's components in order, runs the processor in the
+// foreground until ctx is done (or --exit-when-idle), then stops the
+// components in reverse under the one --shutdown-timeout.
+func (d *detectRun) run(ctx context.Context) error {
+	if err := d.group.Start(ctx, d.shutdown); err != nil {
 		return err
 	}
-	log.Info("detect running", "detectors", builtins.IDs(), "rules", watcher.Current().Len())
+	d.log.Info("detect running", "detectors", d.detectorIDs, "rules", d.rules())
 	// The processor runs in the foreground and, on SIGTERM, flushes and
 	// commits its batch within --shutdown-timeout before returning; the
 	// group then stops the rest, downstream last.
-	err = proc.Run(ctx)
-	return errors.Join(err, closeAll())
+	err := d.proc.Run(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), d.shutdown)
+	defer cancel()
+	return errors.Join(err, d.group.Shutdown(sctx))
 }
 
 // The processor hands stored findings to alerting.
@@ -376,22 +500,23 @@ func (c detectorChain) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipe
 	return out
 }
 
-// newNotifier builds alerting from --alert-config or the shortcut flags.
-// With neither, findings are printed as alerts to stdout, except when
-// detect already prints every finding there (no ClickHouse): then nil.
-func newNotifier(o runOptions, printing bool, log *slog.Logger, reg prometheus.Registerer) (*alert.Notifier, error) {
+// alertConfig builds alerting's configuration from --alert-config or the
+// shortcut flags. With neither, findings are printed as alerts to stdout,
+// except when detect already prints every finding there (no ClickHouse):
+// then nil, no alerting.
+func alertConfig(o runOptions, slackWebhookURL alert.Secret, printing bool) (*alert.Config, error) {
 	var cfg alert.Config
 	var err error
 	switch {
 	case o.alertConfig != "":
 		cfg, err = alert.LoadConfig(o.alertConfig)
-	case o.slackWebhookURL != "" || o.alertmanagerURL != "" || !printing:
+	case slackWebhookURL != "" || o.alertmanagerURL != "" || !printing:
 		sev, perr := pipeline.ParseSeverity(o.alertMinSev)
 		if perr != nil {
 			return nil, fmt.Errorf("--alert-min-severity: %w", perr)
 		}
 		cfg, err = alert.Simple(alert.SimpleOptions{
-			SlackWebhookURL: alert.Secret(o.slackWebhookURL),
+			SlackWebhookURL: slackWebhookURL,
 			AlertmanagerURL: o.alertmanagerURL,
 			MinSeverity:     sev,
 			GrafanaURL:      o.grafanaURL,
@@ -403,16 +528,24 @@ func newNotifier(o runOptions, printing bool, log *slog.Logger, reg prometheus.R
 	if err != nil {
 		return nil, fmt.Errorf("configuring alerts: %w", err)
 	}
-	return alert.New(cfg, log, reg)
+	return &cfg, nil
 }
 
+// loadDetectorConfig reads the detector configuration file, or returns the
+// defaults when path is empty.
+func loadDetectorConfig(path string) (detectors.Config, error) {
+	if path == "" {
+		return detectors.DefaultConfig(), nil
+	}
+	return detectors.LoadConfig(path)
+}
+
+// loadDetectors builds the built-in detectors from the configuration file
+// at path, or from the defaults when path is empty.
 func loadDetectors(path string) (*detectors.Suite, error) {
-	cfg := detectors.DefaultConfig()
-	if path != "" {
-		var err error
-		if cfg, err = detectors.LoadConfig(path); err != nil {
-			return nil, err
-		}
+	cfg, err := loadDetectorConfig(path)
+	if err != nil {
+		return nil, err
 	}
 	return detectors.New(cfg)
 }

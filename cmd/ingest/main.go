@@ -28,6 +28,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/auditpipe/auditpipe/internal/cli"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
@@ -117,7 +119,61 @@ func (o options) validate() error {
 	return errors.Join(errs...)
 }
 
+// config is what ingest runs with: the flags (or their AUDITPIPE_*
+// variables) checked, each component's configuration with its defaults
+// applied and validated, and the secrets read from their files. Building
+// from it opens files and connections; parsing it opens nothing.
+type config struct {
+	options
+	level slog.Level
+	// brokers is --kafka-brokers split; empty means embedded mode.
+	brokers []string
+	handler ingest.Config
+	// tls is used when tls.CertFile is set (--listen).
+	tls      ingest.TLSConfig
+	auth     ingest.AuthConfig
+	pubsub   ingest.PubSubAuthConfig
+	producer kafka.ProducerConfig
+	spool    spool.WriterConfig
+	// FingerprintKey is --fingerprint-key-file's content. Exported so
+	// that fmt and encoding/json reach its redacting methods when the
+	// whole config is printed.
+	FingerprintKey secret
+}
+
+// secret is a value read from a file that must never reach a log: it
+// prints as "REDACTED" through fmt, slog and encoding/json alike.
+type secret string
+
+// String, GoString, LogValue and MarshalText print a secret redacted.
+
+func (secret) String() string                 { return "REDACTED" }
+func (secret) GoString() string               { return `"REDACTED"` }
+func (secret) LogValue() slog.Value           { return slog.StringValue("REDACTED") }
+func (s secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// run serves until ctx is done: it reads the flags, builds the components
+// from them, and runs them.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	// Logs go to stderr as with cli.NewLogger, but to the writer given, so
+	// that a test can read them.
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.level}))
+	a, err := build(ctx, cfg, log, cli.NewRegistry())
+	if err != nil {
+		return err
+	}
+	return a.run(ctx)
+}
+
+// parseConfig reads ingest's flags from args and the environment into a
+// config, takes the component defaults from their WithDefaults, validates
+// every part, and reads the secret files. It opens nothing; usage and
+// parse errors go to stderr.
+func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	setUsage(fs)
@@ -162,43 +218,95 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.pubsubBindings, "pubsub-bindings-file", "", "YAML binding push OIDC tokens to clusters: bindings: [{name, audience, email, cluster}]; re-read when it changes")
 	fs.StringVar(&o.fpKeyFile, "fingerprint-key-file", "", "file holding a secret key for HMAC fingerprints of redacted secret values (without it they get none)")
 	if err := cli.Parse(fs, args); err != nil {
-		return err
+		return config{}, err
 	}
 	if err := o.validate(); err != nil {
-		return err
+		return config{}, err
 	}
-	// Logs go to stderr as with cli.NewLogger, but to the writer given, so
-	// that a test can read them.
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return fmt.Errorf("parsing log level: %w", err)
+	c := config{options: o, brokers: cli.SplitList(o.brokers)}
+	if err := c.level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return config{}, fmt.Errorf("parsing log level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	var err error
-	reg := cli.NewRegistry()
+	// Each part is checked as its constructor would, with the same
+	// message, so that a mistake stops start-up before anything is opened.
+	c.handler = o.limits
+	c.handler.DefaultCluster, c.handler.MaxBodyBytes = o.cluster, o.maxBody
+	c.handler = c.handler.WithDefaults()
+	if err := c.handler.Validate(); err != nil {
+		return config{}, fmt.Errorf("validating ingest config: %w", err)
+	}
+	if o.tlsCert != "" {
+		c.tls = ingest.TLSConfig{CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.clientCA, ReloadInterval: o.reloadInterval}
+		if err := c.tls.Validate(); err != nil {
+			return config{}, fmt.Errorf("loading TLS files: %w", err)
+		}
+	}
+	c.auth = ingest.AuthConfig{TokenFile: o.tokenFile, FirehoseAccessKeyFile: o.firehoseKeys, ClusterMapFile: o.clusterMapFile, ReloadInterval: o.reloadInterval}
+	if err := c.auth.Validate(); err != nil {
+		return config{}, fmt.Errorf("loading credentials: %w", err)
+	}
+	// Pub/Sub push (GKE audit logs): OIDC tokens, or a --token-file token
+	// in ?token=.
+	c.pubsub = ingest.PubSubAuthConfig{JWKSFile: o.pubsubJWKS, BindingsFile: o.pubsubBindings, ReloadInterval: o.reloadInterval}
+	if err := c.pubsub.Validate(); err != nil {
+		return config{}, fmt.Errorf("loading pubsub credentials: %w", err)
+	}
+	if len(c.brokers) > 0 {
+		c.producer = kafka.ProducerConfig{Brokers: c.brokers, Topic: o.topic}.WithDefaults()
+		if err := c.producer.Validate(); err != nil {
+			return config{}, fmt.Errorf("validating kafka producer config: %w", err)
+		}
+	} else {
+		c.spool = spool.WriterConfig{Dir: o.spoolDir}.WithDefaults()
+		if err := c.spool.Validate(); err != nil {
+			return config{}, fmt.Errorf("opening spool: %w", err)
+		}
+	}
+	if o.fpKeyFile != "" {
+		key, err := os.ReadFile(o.fpKeyFile)
+		if err != nil {
+			return config{}, fmt.Errorf("reading fingerprint key: %w", err)
+		}
+		c.FingerprintKey = secret(strings.TrimSpace(string(key)))
+	}
+	return c, nil
+}
 
+// app is ingest built: its components in a lifecycle group, in start
+// order, none of them serving yet.
+type app struct {
+	log      *slog.Logger
+	group    *lifecycle.Group
+	shutdown time.Duration
+	// errc receives a listener's serve error.
+	errc chan error
+}
+
+// build constructs ingest's components from cfg and binds its listeners,
+// but serves nothing and starts no goroutine: a.run does. On an error, what
+// was opened is closed.
+func build(ctx context.Context, cfg config, log *slog.Logger, reg *prometheus.Registry) (*app, error) {
 	// Credentials first: a broken certificate or token file should stop
 	// start-up before a topic is created or a spool opened.
 	var tlsFiles *ingest.TLS
-	if o.tlsCert != "" {
-		tlsFiles, err = ingest.NewTLS(ingest.TLSConfig{CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.clientCA, ReloadInterval: o.reloadInterval}, log, reg)
+	var err error
+	if cfg.tls.CertFile != "" {
+		tlsFiles, err = ingest.NewTLS(cfg.tls, log, reg)
 		if err != nil {
-			return fmt.Errorf("loading TLS files: %w", err)
+			return nil, fmt.Errorf("loading TLS files: %w", err)
 		}
 	}
 	var cas ingest.CAPool
 	if tlsFiles != nil {
 		cas = tlsFiles
 	}
-	auth, err := ingest.NewAuthenticator(ingest.AuthConfig{TokenFile: o.tokenFile, FirehoseAccessKeyFile: o.firehoseKeys, ClusterMapFile: o.clusterMapFile, ReloadInterval: o.reloadInterval}, cas, log, reg)
+	auth, err := ingest.NewAuthenticator(cfg.auth, cas, log, reg)
 	if err != nil {
-		return fmt.Errorf("loading credentials: %w", err)
+		return nil, fmt.Errorf("loading credentials: %w", err)
 	}
-	// Pub/Sub push (GKE audit logs): OIDC tokens, or a --token-file token
-	// in ?token=.
-	pubsubAuth, err := ingest.NewPubSubAuth(ingest.PubSubAuthConfig{JWKSFile: o.pubsubJWKS, BindingsFile: o.pubsubBindings, ReloadInterval: o.reloadInterval}, log, reg)
+	pubsubAuth, err := ingest.NewPubSubAuth(cfg.pubsub, log, reg)
 	if err != nil {
-		return fmt.Errorf("loading pubsub credentials: %w", err)
+		return nil, fmt.Errorf("loading pubsub credentials: %w", err)
 	}
 	auth.WithPubSub(pubsubAuth)
 
@@ -210,9 +318,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		// the brokers were unreachable at start-up.
 		ensureLater func(context.Context) error
 	)
-	if brokers := cli.SplitList(o.brokers); len(brokers) > 0 {
+	if brokers := cfg.brokers; len(brokers) > 0 {
 		tctx, cancel := context.WithTimeout(ctx, ensureTopicTimeout)
-		err := kafka.EnsureTopic(tctx, brokers, o.topic, o.partitions)
+		err := kafka.EnsureTopic(tctx, brokers, cfg.topic, cfg.partitions)
 		cancel()
 		switch {
 		case err == nil:
@@ -220,47 +328,38 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			// Serve anyway: until the topic is there, produce requests
 			// are answered 503 and /readyz fails, so the apiserver keeps
 			// its events buffered and retries.
-			log.Warn("ensuring topic, will retry in the background", "topic", o.topic, "err", err)
+			log.Warn("ensuring topic, will retry in the background", "topic", cfg.topic, "err", err)
 			ensureLater = func(ctx context.Context) error {
-				return ensureTopic(ctx, brokers, o.topic, o.partitions, log)
+				return ensureTopic(ctx, brokers, cfg.topic, cfg.partitions, log)
 			}
 		default:
-			return fmt.Errorf("ensuring topic %s: %w", o.topic, err)
+			return nil, fmt.Errorf("ensuring topic %s: %w", cfg.topic, err)
 		}
-		p, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: brokers, Topic: o.topic}, log, reg)
+		p, err := kafka.NewProducer(cfg.producer, log, reg)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		prod, ping, close = p, p, p.Close
-		log.Info("producing to kafka", "brokers", brokers, "topic", o.topic)
+		log.Info("producing to kafka", "brokers", brokers, "topic", cfg.topic)
 	} else {
-		w, err := spool.NewWriter(spool.WriterConfig{Dir: o.spoolDir}, log)
+		w, err := spool.NewWriter(cfg.spool, log)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		prod, close = w, w.Close
-		log.Info("embedded mode: appending to spool", "dir", o.spoolDir)
+		log.Info("embedded mode: appending to spool", "dir", cfg.spool.Dir)
 	}
 
 	// Tokens and secret values never leave ingest: every event is redacted
 	// before it is produced.
-	rcfg := redact.Config{JWKSFile: o.jwksFile}
-	if o.fpKeyFile != "" {
-		key, err := os.ReadFile(o.fpKeyFile)
-		if err != nil {
-			return errors.Join(fmt.Errorf("reading fingerprint key: %w", err), close())
-		}
-		rcfg.FingerprintKey = strings.TrimSpace(string(key))
-	}
-	red, err := redact.New(rcfg)
+	red, err := redact.New(redact.Config{JWKSFile: cfg.jwksFile, FingerprintKey: string(cfg.FingerprintKey)})
 	if err != nil {
-		return errors.Join(err, close())
+		return nil, errors.Join(err, close())
 	}
-	hcfg := o.limits
-	hcfg.DefaultCluster, hcfg.MaxBodyBytes = o.cluster, o.maxBody
+	hcfg := cfg.handler
 	h, err := ingest.New(hcfg, prod, red, ping, log, reg)
 	if err != nil {
-		return errors.Join(err, close())
+		return nil, errors.Join(err, close())
 	}
 
 	// The webhook listeners also answer probes and scrapes without
@@ -270,21 +369,21 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	webhook.Handle("/metrics", cli.MetricsHandler(reg))
 	webhook.Handle("/", h)
 	var servers []*listener
-	if o.listen != "" {
+	if cfg.listen != "" {
 		srv := newServer(hcfg, auth.Require(webhook), log)
 		srv.TLSConfig = tlsFiles.ServerConfig()
-		servers = append(servers, &listener{name: "webhook-tls", addr: o.listen, srv: srv, tls: true})
+		servers = append(servers, &listener{name: "webhook-tls", addr: cfg.listen, srv: srv, tls: true})
 	}
-	if o.insecureListen != "" {
-		servers = append(servers, &listener{name: "webhook-insecure", addr: o.insecureListen, srv: newServer(hcfg, auth.Optional(webhook), log)})
+	if cfg.insecureListen != "" {
+		servers = append(servers, &listener{name: "webhook-insecure", addr: cfg.insecureListen, srv: newServer(hcfg, auth.Optional(webhook), log)})
 	}
 	var metricsSrv *listener
-	if o.metricsListen != "" {
+	if cfg.metricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", cli.MetricsHandler(reg))
 		mux.Handle("GET /healthz", h)
 		mux.Handle("GET /readyz", h)
-		metricsSrv = &listener{name: "metrics", addr: o.metricsListen, srv: newServer(hcfg, mux, log)}
+		metricsSrv = &listener{name: "metrics", addr: cfg.metricsListen, srv: newServer(hcfg, mux, log)}
 	}
 
 	// Bind every address before serving any, so a taken port fails
@@ -300,19 +399,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 					b.ln.Close()
 				}
 			}
-			return errors.Join(fmt.Errorf("listening on %s (%s): %w", l.addr, l.name, err), close())
+			return nil, errors.Join(fmt.Errorf("listening on %s (%s): %w", l.addr, l.name, err), close())
 		}
 	}
-	if o.insecureListen != "" {
-		log.Warn("serving the webhook over plain HTTP: callers without credentials are accepted; use it only on a trusted network", "addr", o.insecureListen)
+	if cfg.insecureListen != "" {
+		log.Warn("serving the webhook over plain HTTP: callers without credentials are accepted; use it only on a trusted network", "addr", cfg.insecureListen)
 	}
 
 	// Components in the order they start; they stop in reverse: the
 	// webhook listeners first (in-flight requests finish), then the
 	// producer flushes, then the metrics listener, which answers probes
 	// and scrapes until the end.
-	g := lifecycle.New(log)
-	errc := make(chan error, len(all))
+	a := &app{log: log, group: lifecycle.New(log), shutdown: cfg.shutdownWait, errc: make(chan error, len(all))}
+	g, errc := a.group, a.errc
 	if metricsSrv != nil {
 		g.Add(metricsSrv.name, serveFunc(metricsSrv, log, errc), func(context.Context) error {
 			// The metrics listener has no long requests; a second of
@@ -322,11 +421,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return stopListener(mctx, metricsSrv, log)
 		})
 	}
-	g.Add("producer", nil, func(ctx context.Context) error { return closeWithin(ctx, close, o.shutdownWait, log) })
+	g.Add("producer", nil, func(ctx context.Context) error { return closeWithin(ctx, close, cfg.shutdownWait, log) })
 	if ensureLater != nil {
 		g.Go("topic", ensureLater)
 	}
-	g.Add("webhooks", func(context.Context) error {
+	g.Add("webhooks", func(ctx context.Context) error {
 		for _, l := range servers {
 			_ = serveFunc(l, log, errc)(ctx)
 		}
@@ -350,21 +449,27 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		wg.Wait()
 		return errors.Join(errs...)
 	})
-	if err := g.Start(ctx, o.shutdownWait); err != nil {
+	return a, nil
+}
+
+// run starts a's components in order, serves until ctx is done or one of
+// them fails, then stops them in reverse under the one --shutdown-timeout.
+func (a *app) run(ctx context.Context) error {
+	if err := a.group.Start(ctx, a.shutdown); err != nil {
 		return err
 	}
-
+	var err error
 	select {
-	case err = <-errc:
-		log.Error("stopping on error, shutting down", "err", err)
-	case err = <-g.Failures():
-		log.Error("stopping on error, shutting down", "err", err)
+	case err = <-a.errc:
+		a.log.Error("stopping on error, shutting down", "err", err)
+	case err = <-a.group.Failures():
+		a.log.Error("stopping on error, shutting down", "err", err)
 	case <-ctx.Done():
-		log.Info("shutting down", "timeout", o.shutdownWait)
+		a.log.Info("shutting down", "timeout", a.shutdown)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownWait)
+	sctx, cancel := context.WithTimeout(context.Background(), a.shutdown)
 	defer cancel()
-	return errors.Join(err, g.Shutdown(sctx))
+	return errors.Join(err, a.group.Shutdown(sctx))
 }
 
 // serveFunc starts serving l in its own goroutine; a serve error other
