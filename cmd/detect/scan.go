@@ -264,30 +264,12 @@ func (s *scanner) file(ctx context.Context, path string) error {
 			return context.Cause(ctx)
 		}
 		ev, data := s.target(data)
-		err := auditjson.Decode(ev, s.cluster, data)
-		reason := ""
-		switch {
-		case err != nil:
-			reason = auditjson.DecodeReason(err)
-		case ev.AuditID == "" && ev.Verb == "" && ev.RequestURI == "" && ev.Stage == "":
-			err, reason = errNoAuditFields, auditjson.DecodeReasonNotAuditEvent
-		}
-		if err != nil {
+		if reason, err := decodeLine(ev, s.cluster, data); err != nil {
 			s.drop()
-			s.bad[reason]++
-			if s.badTotal++; s.badTotal <= 10 {
-				at := fmt.Sprintf("%s:%d", path, line)
-				if item > 0 {
-					at += fmt.Sprintf(" item %d", item)
-				}
-				fmt.Fprintf(s.stderr, "%s: %s: %v\n", at, reason, err)
-			}
+			s.undecodable(path, line, item, reason, err)
 			return nil
 		}
-		s.events++
-		if ev.Stage == "" {
-			s.noStage++
-		}
+		s.decoded(ev.Stage == "")
 		return s.emit(ev)
 	})
 	if err != nil {
@@ -297,6 +279,41 @@ func (s *scanner) file(ctx context.Context, path string) error {
 		s.empty = append(s.empty, path)
 	}
 	return nil
+}
+
+// decodeLine decodes one line (or EventList item) into ev, returning why
+// it is not an audit event when it is not.
+func decodeLine(ev *pipeline.Event, cluster string, data []byte) (reason string, err error) {
+	err = auditjson.Decode(ev, cluster, data)
+	switch {
+	case err != nil:
+		return auditjson.DecodeReason(err), err
+	case ev.AuditID == "" && ev.Verb == "" && ev.RequestURI == "" && ev.Stage == "":
+		return auditjson.DecodeReasonNotAuditEvent, errNoAuditFields
+	}
+	return "", nil
+}
+
+// decoded counts an event that decoded; noStage reports one without a
+// stage (read as ResponseComplete).
+func (s *scanner) decoded(noStage bool) {
+	s.events++
+	if noStage {
+		s.noStage++
+	}
+}
+
+// undecodable counts a line (or EventList item, item > 0) of path that
+// did not decode, naming the first ten on stderr.
+func (s *scanner) undecodable(path string, line, item int, reason string, err error) {
+	s.bad[reason]++
+	if s.badTotal++; s.badTotal <= 10 {
+		at := fmt.Sprintf("%s:%d", path, line)
+		if item > 0 {
+			at += fmt.Sprintf(" item %d", item)
+		}
+		fmt.Fprintf(s.stderr, "%s: %s: %v\n", at, reason, err)
+	}
 }
 
 // summary writes what was scanned: events, findings, how many events

@@ -8,6 +8,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/auditpipe/auditpipe/internal/auditlog"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -15,11 +16,16 @@ import (
 
 // Sizes of the parallel scan's queues.
 const (
-	// scanChunkEvents is how many consecutive events the reader hands out
+	// scanChunkEvents is how many consecutive lines the reader hands out
 	// at once: large enough that channel operations and the merge cost
 	// little per event, small enough that a chunk's events (a few KiB
 	// each, bodies included) stay in the hundreds of KiB.
 	scanChunkEvents = 512
+	// scanDecodeBlock is how many of a chunk's lines a worker claims to
+	// decode at a time. Whichever worker is free decodes the next block,
+	// so the decoding spreads over the workers as they have time, in
+	// steps small against a chunk and large against an atomic add.
+	scanDecodeBlock = 16
 	// scanQueueChunks bounds the chunks queued per worker and awaiting
 	// the merge: with scanChunkEvents, at most a few thousand events are
 	// decoded ahead of what has been printed, whatever the input size.
@@ -37,13 +43,33 @@ const (
 	scanFreeChunks = scanQueueChunks + 2
 )
 
-// scanChunk is a run of consecutive decoded events, in input order. Each
-// worker judges the events of its shard (shards[w]) and writes their
-// verdicts and findings in place; the last to finish closes done, which
-// lets the merge print the chunk in input order.
+// scanChunk is a run of consecutive lines of one file, in input order.
+// The reader fills raw; the workers decode the lines into events, block
+// by block, whoever is free (decode), and the last block decoded closes
+// decoded. Then each worker judges the events of its shard and writes
+// their verdicts and findings in place; the last to finish closes done,
+// which lets the merge count and print the chunk in input order.
 type scanChunk struct {
-	events   []pipeline.Event
-	shards   [][]int32 // per worker, indices into events in input order
+	// Filled by the reader.
+	raw     [][]byte // the lines (or EventList items), copied into slabs
+	lines   []int    // raw[i]'s line number, for messages
+	items   []int    // raw[i]'s item number, 0 for a plain line
+	file    int      // the index of the file the lines are from
+	fileEnd bool     // the file's last chunk
+
+	// Filled by the workers' decode, one entry per line.
+	events  []pipeline.Event
+	shard   []int32 // the worker judging events[i]; -1: it did not decode
+	noStage []bool  // events[i] had no stage (Admit sets one)
+	reasons []string
+	errs    []error
+	// claimed counts the lines handed out to decode, undecoded those not
+	// decoded yet.
+	claimed   atomic.Int32
+	undecoded atomic.Int32
+	decoded   chan struct{}
+
+	// Filled by the workers' judging, one entry per line.
 	verdicts []pipeline.StageVerdict
 	findings [][]pipeline.Finding
 	// found holds, per worker, the findings of its shard's events, which
@@ -57,20 +83,21 @@ type scanChunk struct {
 	// termsFound holds, per worker, the matches terms[i] slices, as found
 	// does for findings.
 	termsFound [][]rules.TermMatch
-	slab       []byte   // copies of the raw lines events alias
-	slabs      [][]byte // every slab the chunk filled, reused in order
-	slabIdx    int      // slabs[slabIdx] is slab
 	pending    atomic.Int32
 	done       chan struct{}
+
+	slab    []byte   // copies of the raw lines events alias
+	slabs   [][]byte // every slab the chunk filled, reused in order
+	slabIdx int      // slabs[slabIdx] is slab
 }
 
 func newScanChunk(workers int) *scanChunk {
 	return &scanChunk{
-		events:     make([]pipeline.Event, 0, scanChunkEvents),
-		shards:     make([][]int32, workers),
+		raw:        make([][]byte, 0, scanChunkEvents),
+		lines:      make([]int, 0, scanChunkEvents),
+		items:      make([]int, 0, scanChunkEvents),
 		found:      make([][]pipeline.Finding, workers),
 		termsFound: make([][]rules.TermMatch, workers),
-		done:       make(chan struct{}),
 	}
 }
 
@@ -80,10 +107,9 @@ func newScanChunk(workers int) *scanChunk {
 // single-worker scan decodes from, no detector keeps an event's bytes
 // past its Detect call (strings are copied out of the line).
 func (c *scanChunk) reset() {
-	clear(c.events) // drop the references to bodies and strings
-	c.events = c.events[:0]
-	for w := range c.shards {
-		c.shards[w] = c.shards[w][:0]
+	c.raw, c.lines, c.items = c.raw[:0], c.lines[:0], c.items[:0]
+	c.fileEnd = false
+	for w := range c.found {
 		clear(c.found[w])
 		c.found[w] = c.found[w][:0]
 		clear(c.termsFound[w])
@@ -95,6 +121,36 @@ func (c *scanChunk) reset() {
 	if len(c.slabs) > 0 {
 		c.slab = c.slabs[0][:0]
 	}
+}
+
+// add copies a line into the chunk.
+func (c *scanChunk) add(line, item int, data []byte) {
+	c.raw = append(c.raw, c.keep(data))
+	c.lines = append(c.lines, line)
+	c.items = append(c.items, item)
+}
+
+// ready sizes the per-line arrays for the lines the reader added and
+// arms the chunk for workers workers.
+func (c *scanChunk) ready(workers int) {
+	n := len(c.raw)
+	// events, shard and noStage are written for every line by decode,
+	// which zeroes each event before it decodes into it.
+	c.events = grown(c.events, n)
+	c.shard = grown(c.shard, n)
+	c.noStage = grown(c.noStage, n)
+	c.reasons = sized(c.reasons, n)
+	c.errs = sized(c.errs, n)
+	c.verdicts = sized(c.verdicts, n)
+	c.findings = sized(c.findings, n)
+	c.terms = sized(c.terms, n)
+	c.claimed.Store(0)
+	c.undecoded.Store(int32(n))
+	c.decoded = make(chan struct{})
+	if n == 0 {
+		close(c.decoded)
+	}
+	c.pending.Store(int32(workers))
 	c.done = make(chan struct{})
 }
 
@@ -122,6 +178,35 @@ func (c *scanChunk) keep(data []byte) []byte {
 	return c.slab[start:len(c.slab):len(c.slab)]
 }
 
+// decode decodes blocks of the chunk's lines until none is left to
+// claim, and shards each event. Every worker calls it as soon as it
+// receives the chunk, so a worker busy judging leaves the decoding to
+// the others.
+func (c *scanChunk) decode(cluster string, workers int) {
+	n := int32(len(c.raw))
+	for {
+		lo := c.claimed.Add(scanDecodeBlock) - scanDecodeBlock
+		if lo >= n {
+			return
+		}
+		hi := min(lo+scanDecodeBlock, n)
+		for i := lo; i < hi; i++ {
+			ev := &c.events[i]
+			*ev = pipeline.Event{}
+			reason, err := decodeLine(ev, cluster, c.raw[i])
+			if err != nil {
+				c.shard[i], c.reasons[i], c.errs[i] = -1, reason, err
+				continue
+			}
+			c.noStage[i] = ev.Stage == ""
+			c.shard[i] = int32(shardOf(cluster, ev, workers))
+		}
+		if c.undecoded.Add(lo-hi) == 0 {
+			close(c.decoded)
+		}
+	}
+}
+
 // sized makes s hold n zero elements, reusing its array when it can.
 func sized[T any](s []T, n int) []T {
 	if cap(s) < n {
@@ -132,14 +217,27 @@ func sized[T any](s []T, n int) []T {
 	return s
 }
 
+// grown makes s hold n elements, reusing its array (and what it holds)
+// when it can: for arrays whose every element is written before it is
+// read.
+func grown[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
 // shardOf picks the worker for ev by its Kafka message key
 // (pipeline.MessageKey, the subject ingest partitions by), so that one
 // worker sees all of one credential's events, in input order, as one
 // consumer sees all of a partition in `detect run`. The stages of one
 // request share their subject, so each worker's StageGate sees every stage
-// of the requests it judges.
+// of the requests it judges. The key is built on the stack: MessageKey
+// allocates one per event.
 func shardOf(cluster string, ev *pipeline.Event, workers int) int {
-	return int(xxhash.Sum64(pipeline.MessageKey(cluster, ev)) % uint64(workers))
+	var buf [128]byte
+	key := append(append(append(buf[:0], cluster...), '/'), ev.Subject()...)
+	return int(xxhash.Sum64(key) % uint64(workers))
 }
 
 // scanWorker is one shard's judge: its own StageGate and built-in
@@ -151,60 +249,102 @@ type scanWorker struct {
 	termSet  *rules.Set // nil without first-seen rules
 	in       chan *scanChunk
 	verdicts map[pipeline.StageVerdict]int
+	buf      []pipeline.Finding
 }
 
-func (w *scanWorker) run(ctx context.Context, idx int) error {
-	var buf []pipeline.Finding
+// run decodes its share of each chunk as it arrives and judges its shard
+// of the chunk before: while it waits for the others to finish decoding
+// a chunk it can decode the next. When no chunk is waiting it judges at
+// once, so that a slow reader does not hold back the findings.
+func (w *scanWorker) run(ctx context.Context, idx int, cluster string, workers int) error {
+	var prev *scanChunk // decoded (by this worker) and not yet judged
 	for {
 		var c *scanChunk
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case c = <-w.in:
-		}
-		if c == nil {
-			return nil // closed: the reader is done
-		}
-		for _, i := range c.shards[idx] {
-			ev := &c.events[i]
-			v := w.gate.Admit(ev)
-			c.verdicts[i] = v
-			w.verdicts[v]++
-			if v != pipeline.StageJudged {
+		var ok bool
+		if prev != nil {
+			select {
+			case c, ok = <-w.in:
+			default:
+				if err := w.judge(ctx, prev, idx); err != nil {
+					return err
+				}
+				prev = nil
 				continue
 			}
-			// Detect gets an empty slice, as in the single-worker scan:
-			// the rules' deference looks at what out already holds.
-			buf = w.set.Detect(ev, buf[:0])
-			if len(buf) > 0 {
-				start := len(c.found[idx])
-				c.found[idx] = append(c.found[idx], buf...)
-				n := len(c.found[idx])
-				// Full slice expression: the merge's appends (first-seen
-				// findings) copy instead of writing over the next event's.
-				c.findings[i] = c.found[idx][start:n:n]
-			}
-			if w.termSet != nil {
-				start := len(c.termsFound[idx])
-				c.termsFound[idx] = w.termSet.Terms(ev, c.termsFound[idx])
-				if n := len(c.termsFound[idx]); n > start {
-					c.terms[i] = c.termsFound[idx][start:n:n]
-				}
+		} else {
+			select {
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			case c, ok = <-w.in:
 			}
 		}
-		if c.pending.Add(-1) == 0 {
-			close(c.done)
+		if !ok { // closed: the reader is done
+			if prev != nil {
+				return w.judge(ctx, prev, idx)
+			}
+			return nil
 		}
+		c.decode(cluster, workers)
+		if prev != nil {
+			if err := w.judge(ctx, prev, idx); err != nil {
+				return err
+			}
+		}
+		prev = c
 	}
 }
 
+// judge judges the events of the worker's shard of c, once every line of
+// c is decoded.
+func (w *scanWorker) judge(ctx context.Context, c *scanChunk, idx int) error {
+	select {
+	case <-c.decoded:
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+	for i, sh := range c.shard {
+		if int(sh) != idx {
+			continue
+		}
+		ev := &c.events[i]
+		v := w.gate.Admit(ev)
+		c.verdicts[i] = v
+		w.verdicts[v]++
+		if v != pipeline.StageJudged {
+			continue
+		}
+		// Detect gets an empty slice, as in the single-worker scan:
+		// the rules' deference looks at what out already holds.
+		w.buf = w.set.Detect(ev, w.buf[:0])
+		if len(w.buf) > 0 {
+			start := len(c.found[idx])
+			c.found[idx] = append(c.found[idx], w.buf...)
+			n := len(c.found[idx])
+			// Full slice expression: the merge's appends (first-seen
+			// findings) copy instead of writing over the next event's.
+			c.findings[i] = c.found[idx][start:n:n]
+		}
+		if w.termSet != nil {
+			start := len(c.termsFound[idx])
+			c.termsFound[idx] = w.termSet.Terms(ev, c.termsFound[idx])
+			if n := len(c.termsFound[idx]); n > start {
+				c.terms[i] = c.termsFound[idx][start:n:n]
+			}
+		}
+	}
+	if c.pending.Add(-1) == 0 {
+		close(c.done)
+	}
+	return nil
+}
+
 // scanParallel is `detect scan` with workers > 1: the calling goroutine
-// reads and decodes the files in order (its counts and messages are those
-// of the single-worker scan), workers judge the events of their shards,
-// and a merge prints each chunk's findings in input order once every
-// worker is done with it. The findings and counts equal a single worker's
-// as long as no detector correlates events of different subjects; see
-// TestScanWorkersMatch.
+// reads the files' lines in order into chunks, the workers decode each
+// chunk together and then judge the events of their shards, and a merge
+// counts and prints each chunk in input order once every worker is done
+// with it (its counts and messages are those of the single-worker scan).
+// The findings and counts equal a single worker's as long as no detector
+// correlates events of different subjects; see TestScanWorkersMatch.
 func (s *scanner) scanParallel(ctx context.Context, files []string, workers int, newBuiltins func() (*detectors.Suite, error), ruleSet pipeline.EventDetector, terms *rules.TermsDetector) error {
 	ws := make([]*scanWorker, workers)
 	for i := range ws {
@@ -225,10 +365,10 @@ func (s *scanner) scanParallel(ctx context.Context, files []string, workers int,
 	g, ctx := errgroup.WithContext(ctx)
 	ordered := make(chan *scanChunk, scanQueueChunks*workers)
 	for i, w := range ws {
-		g.Go(func() error { return w.run(ctx, i) })
+		g.Go(func() error { return w.run(ctx, i, s.cluster, workers) })
 	}
 	free := make(chan *scanChunk, scanFreeChunks*workers)
-	g.Go(func() error { return s.merge(ctx, ordered, free, terms) })
+	g.Go(func() error { return s.merge(ctx, files, ordered, free, terms) })
 	g.Go(func() error {
 		defer func() {
 			for _, w := range ws {
@@ -236,56 +376,7 @@ func (s *scanner) scanParallel(ctx context.Context, files []string, workers int,
 			}
 			close(ordered)
 		}()
-		c := newScanChunk(workers)
-		dispatch := func() error {
-			if len(c.events) == 0 {
-				return nil
-			}
-			c.verdicts = sized(c.verdicts, len(c.events))
-			c.findings = sized(c.findings, len(c.events))
-			c.terms = sized(c.terms, len(c.events))
-			c.pending.Store(int32(workers))
-			// The merge learns of the chunk before any worker can finish
-			// it; it waits on done, which every worker signals.
-			select {
-			case ordered <- c:
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
-			for _, w := range ws {
-				select {
-				case w.in <- c:
-				case <-ctx.Done():
-					return context.Cause(ctx)
-				}
-			}
-			select {
-			case c = <-free:
-				c.reset()
-			default:
-				c = newScanChunk(workers)
-			}
-			return nil
-		}
-		s.target = func(data []byte) (*pipeline.Event, []byte) {
-			c.events = append(c.events, pipeline.Event{})
-			return &c.events[len(c.events)-1], c.keep(data)
-		}
-		s.drop = func() { c.events = c.events[:len(c.events)-1] }
-		s.emit = func(ev *pipeline.Event) error {
-			w := shardOf(s.cluster, ev, workers)
-			c.shards[w] = append(c.shards[w], int32(len(c.events)-1))
-			if len(c.events) < scanChunkEvents {
-				return nil
-			}
-			return dispatch()
-		}
-		for _, f := range files {
-			if err := s.file(ctx, f); err != nil {
-				return err
-			}
-		}
-		return dispatch()
+		return s.read(ctx, files, workers, ws, ordered, free)
 	})
 	if err := g.Wait(); err != nil {
 		return err
@@ -298,17 +389,80 @@ func (s *scanner) scanParallel(ctx context.Context, files []string, workers int,
 	return nil
 }
 
-// merge prints the chunks' findings in input order, each chunk once all
+// read splits files into chunks of lines, each of one file, and hands
+// each to the merge and to every worker, in order.
+func (s *scanner) read(ctx context.Context, files []string, workers int, ws []*scanWorker, ordered, free chan *scanChunk) error {
+	c := newScanChunk(workers)
+	dispatch := func(file int, fileEnd bool) error {
+		c.fileEnd = fileEnd
+		c.ready(workers)
+		// The merge learns of the chunk before any worker can finish
+		// it; it waits on done, which every worker signals.
+		select {
+		case ordered <- c:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		for _, w := range ws {
+			select {
+			case w.in <- c:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		select {
+		case c = <-free:
+			c.reset()
+		default:
+			c = newScanChunk(workers)
+		}
+		c.file = file
+		return nil
+	}
+	lines := 0
+	for fi, path := range files {
+		c.file = fi
+		err := auditlog.Events(path, func(line, item int, data []byte) error {
+			// Reading is not interruptible; check now and then.
+			if lines++; lines%4096 == 0 && ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			c.add(line, item, data)
+			if len(c.raw) < scanChunkEvents {
+				return nil
+			}
+			return dispatch(fi, false)
+		})
+		if err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+		// The file's last chunk, empty if the file was: the merge
+		// learns from it whether the file had any event.
+		if err := dispatch(fi+1, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// merge counts and prints the chunks in input order, each once all
 // workers are done with it, judging the first-seen rules the workers
 // matched on the way.
-func (s *scanner) merge(ctx context.Context, ordered <-chan *scanChunk, free chan<- *scanChunk, terms *rules.TermsDetector) error {
+func (s *scanner) merge(ctx context.Context, files []string, ordered <-chan *scanChunk, free chan<- *scanChunk, terms *rules.TermsDetector) error {
+	before := s.events // events of the files before the current one
 	for c := range ordered {
 		select {
 		case <-c.done:
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
-		for i := range c.findings {
+		path := files[c.file]
+		for i := range c.raw {
+			if c.shard[i] < 0 {
+				s.undecodable(path, c.lines[i], c.items[i], c.reasons[i], c.errs[i])
+				continue
+			}
+			s.decoded(c.noStage[i])
 			if terms != nil && c.verdicts[i] == pipeline.StageJudged {
 				terms.See(terms.Set(), &c.events[i])
 			}
@@ -318,6 +472,12 @@ func (s *scanner) merge(ctx context.Context, ordered <-chan *scanChunk, free cha
 			if err := s.print(c.findings[i]); err != nil {
 				return fmt.Errorf("scan: %w", err)
 			}
+		}
+		if c.fileEnd {
+			if s.events == before {
+				s.empty = append(s.empty, path)
+			}
+			before = s.events
 		}
 		// Printed: the reader may refill it. When the free list is full
 		// the chunk is left to the collector.
