@@ -266,31 +266,31 @@ func ContentHash(ev *auditv1.Event) uint64 { return eventHash(ev, true) }
 
 // eventHash is ContentHash, or RequestHash without the stage and stage
 // timestamp. The bytes hashed, and so the values, are what each wrote when
-// it had its own copy: stored rows keep their keys.
+// it had its own copy: stored rows keep their keys. They are gathered on
+// the stack and hashed at once: detect hashes each event two or three
+// times (StageGate, every finding's id), and a Digest fed a field and a
+// separator at a time took twice as long.
 func eventHash(ev *auditv1.Event, stage bool) uint64 {
-	var d xxhash.Digest
-	d.Reset()
-	var buf [8]byte
-	write := func(s string) {
-		_, _ = d.WriteString(s)
-		_, _ = d.Write([]byte{0})
-	}
-	write(string(ev.AuditID))
+	var stack [512]byte
+	b := appendHashField(stack[:0], string(ev.AuditID))
 	if stage {
-		write(string(ev.Stage))
+		b = appendHashField(b, string(ev.Stage))
 	}
-	write(ev.Verb)
-	write(ev.RequestURI)
-	write(ev.User.Username)
-	write(ev.UserAgent)
+	b = appendHashField(b, ev.Verb)
+	b = appendHashField(b, ev.RequestURI)
+	b = appendHashField(b, ev.User.Username)
+	b = appendHashField(b, ev.UserAgent)
 	for _, ip := range ev.SourceIPs {
-		write(ip)
+		b = appendHashField(b, ip)
 	}
-	binary.LittleEndian.PutUint64(buf[:], uint64(ev.RequestReceivedTimestamp.UnixMicro()))
-	_, _ = d.Write(buf[:])
+	b = binary.LittleEndian.AppendUint64(b, uint64(ev.RequestReceivedTimestamp.UnixMicro()))
 	if stage {
-		binary.LittleEndian.PutUint64(buf[:], uint64(ev.StageTimestamp.UnixMicro()))
-		_, _ = d.Write(buf[:])
+		b = binary.LittleEndian.AppendUint64(b, uint64(ev.StageTimestamp.UnixMicro()))
 	}
-	return d.Sum64()
+	return xxhash.Sum64(b)
+}
+
+// appendHashField appends s and its separator to b.
+func appendHashField(b []byte, s string) []byte {
+	return append(append(b, s...), 0)
 }
