@@ -35,6 +35,7 @@ import (
 func eventHubs(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ingest eventhubs", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsageHeader(fs, eventHubsUsage)
 	var src eventhubs.SourceConfig
 	fs.StringVar(&src.Bootstrap, "bootstrap", "", "Event Hubs Kafka endpoint, <namespace>.servicebus.windows.net:9093; default: from the connection string's Endpoint")
 	fs.StringVar(&src.EventHub, "event-hub", "", "event hub (Kafka topic) the diagnostic setting writes to; default: the connection string's EntityPath")

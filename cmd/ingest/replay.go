@@ -39,6 +39,7 @@ const (
 func replay(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ingest replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	setUsageHeader(fs, replayUsage)
 	brokers := fs.String("kafka-brokers", "", "comma-separated Kafka bootstrap brokers; empty means embedded mode (spool directory)")
 	topic := fs.String("topic", "audit-events", "Kafka topic for audit events")
 	partitions := fs.Int("partitions", 8, "partitions when replay has to create the topic")

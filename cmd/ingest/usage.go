@@ -18,10 +18,37 @@ const ingestUsage = `Usage:
 Flags:
 `
 
+// replayUsage heads `ingest replay -h`.
+const replayUsage = `Usage:
+  ingest replay [flags] FILE|DIR...
+
+Backfills apiserver audit log files (JSON lines, plain or gzip, rotated sets,
+directories; audit.k8s.io/v1 or v1beta1; EKS, GKE and AKS exports) into the
+topic through the webhook's own path: validation, truncation, redaction,
+keying, deduplication. Prints a summary of what was produced and rejected.
+
+Flags:
+`
+
+// eventHubsUsage heads `ingest eventhubs -h`.
+const eventHubsUsage = `Usage:
+  ingest eventhubs --connection-string-file FILE [flags]
+
+Consumes AKS audit logs (diagnostic settings kube-audit, kube-audit-admin)
+from an Azure event hub through Event Hubs' Kafka endpoint and forwards them
+to the topic through the webhook's per-batch path; the hub's offsets move
+only once the topic acknowledged.
+
+Flags:
+`
+
 // setUsage makes fs print ingestUsage before its flags.
-func setUsage(fs *flag.FlagSet) {
+func setUsage(fs *flag.FlagSet) { setUsageHeader(fs, ingestUsage) }
+
+// setUsageHeader makes fs print header before its flags.
+func setUsageHeader(fs *flag.FlagSet, header string) {
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), ingestUsage)
+		fmt.Fprint(fs.Output(), header)
 		fs.PrintDefaults()
 	}
 }
