@@ -50,12 +50,10 @@ func (s *Store) SaveFirstSeen(ctx context.Context, rows []firstseen.Update) erro
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
 	now := time.Now().UTC()
-	return s.insert(ctx, FirstSeenTable, insertQuery(s.cfg.Database, FirstSeenTable, firstSeenColumns), len(rows), func(b driver.Batch) error {
-		for i := range rows {
-			u := &rows[i]
-			if err := b.Append(u.Cluster, u.Rule, u.Key, u.Term, clampTime(u.KeyFirst), clampTime(u.Last), now); err != nil {
-				return fmt.Errorf("appending first-seen row %d: %w", i, err)
-			}
+	return s.insert(ctx, FirstSeenTable, insertQuery(s.cfg.Database, FirstSeenTable, firstSeenColumns), len(rows), func(b driver.Batch, i int) error {
+		u := &rows[i]
+		if err := b.Append(u.Cluster, u.Rule, u.Key, u.Term, clampTime(u.KeyFirst), clampTime(u.Last), now); err != nil {
+			return fmt.Errorf("appending first-seen row %d: %w", i, err)
 		}
 		return nil
 	})

@@ -1,8 +1,14 @@
 package clickhouse
 
 import (
+	"reflect"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/auditpipe/auditpipe/internal/auditjson"
+	"github.com/auditpipe/auditpipe/internal/gen"
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 func TestEventRowTimes(t *testing.T) {
@@ -42,5 +48,64 @@ func TestEventRowOptionalFields(t *testing.T) {
 	}
 	if r.resource != "deployments" || r.apiGroup != "apps" || r.code != 401 || r.username != "" || r.credentialID != "" {
 		t.Errorf("row = %+v", r)
+	}
+}
+
+// TestNativeCellsMatchValues checks that the cells Write appends (pointers
+// and []*string) hold, row after row of a reused row, exactly what
+// values() returns: a cell at the wrong position or left over from the
+// previous row would store a wrong column.
+func TestNativeCellsMatchValues(t *testing.T) {
+	deref := func(c any) any {
+		switch v := c.(type) {
+		case *time.Time:
+			return *v
+		case *uint64:
+			return *v
+		case *int32:
+			return *v
+		case *uint8:
+			return *v
+		case *string:
+			return *v
+		case []*string:
+			out := make([]string, len(v))
+			for i, p := range v {
+				out[i] = *p
+			}
+			return out
+		}
+		t.Fatalf("cell of type %T", c)
+		return nil
+	}
+	check := func(what string, cells, values []any, cols []string) {
+		t.Helper()
+		if len(cells) != len(cols) || len(values) != len(cols) {
+			t.Fatalf("%s: %d cells, %d values for %d columns", what, len(cells), len(values), len(cols))
+		}
+		for i := range cols {
+			if got, want := deref(cells[i]), values[i]; !reflect.DeepEqual(got, want) {
+				t.Errorf("%s column %s: cell %#v, value %#v", what, cols[i], got, want)
+			}
+		}
+	}
+	g := gen.New(gen.Config{Seed: 3, AttackRatio: 0.3})
+	var erow eventRow
+	var frow findingRow
+	for i := range 300 {
+		var ev pipeline.Event
+		if err := auditjson.Decode(&ev, "prod", g.Next().JSON); err != nil {
+			t.Fatal(err)
+		}
+		if i%7 == 3 {
+			// An event with several annotations after ones with fewer.
+			ev.Annotations = map[string]string{"b": "2", "a": "1", pipeline.AnnotationReason: "r", "z": ""}
+		}
+		erow.fill(&ev)
+		check("event "+strconv.Itoa(i), erow.nativeCells(), erow.values(), eventColumns)
+		f := pipeline.NewFinding("d", &ev, strconv.Itoa(i))
+		f.Severity = pipeline.Severity(i % 4)
+		frow.fill(&f)
+		check("finding "+strconv.Itoa(i), frow.nativeCells(), frow.values(), findingColumns)
 	}
 }

@@ -186,6 +186,19 @@ func insertQuery(db, table string, cols []string) string {
 	return b.String()
 }
 
+// insertBlockRows is how many rows Write appends before it sends them to
+// the server as one block of the INSERT, reusing the block's buffers for
+// the next rows. A whole 10,000-event batch in one block meant column
+// buffers grown by doubling to its full size (the raw column alone about
+// 16 MiB, copied again at each doubling) and a connection buffer as large,
+// all garbage once sent, and the server waited idle until the last row was
+// appended. The server squashes the blocks of one INSERT back into one
+// before writing (min_insert_block_size_rows, 1,048,576 rows by default),
+// so the table gets the same parts, and the INSERT still succeeds or fails
+// as a whole. A few thousand rows keep the per-block overhead (the column
+// names and types, one write) negligible.
+const insertBlockRows = 2048
+
 // Write inserts the batch's events, then its findings, one INSERT per
 // table. If the second insert fails the caller retries the whole batch;
 // the events written by the first collapse as duplicates. An error is
@@ -197,13 +210,12 @@ func (s *Store) Write(ctx context.Context, b pipeline.Batch) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
 	if len(b.Events) > 0 {
-		err := s.insert(ctx, EventsTable, s.insertEvents, len(b.Events), func(batch driver.Batch) error {
-			var row eventRow
-			for i, ev := range b.Events {
-				row.fill(ev)
-				if err := batch.Append(row.values()...); err != nil {
-					return fmt.Errorf("appending event %d (audit_id %s): %w", i, ev.AuditID, err)
-				}
+		var row eventRow
+		err := s.insert(ctx, EventsTable, s.insertEvents, len(b.Events), func(batch driver.Batch, i int) error {
+			ev := b.Events[i]
+			row.fill(ev)
+			if err := batch.Append(row.nativeCells()...); err != nil {
+				return fmt.Errorf("appending event %d (audit_id %s): %w", i, ev.AuditID, err)
 			}
 			return nil
 		})
@@ -212,14 +224,12 @@ func (s *Store) Write(ctx context.Context, b pipeline.Batch) error {
 		}
 	}
 	if len(b.Findings) > 0 {
-		err := s.insert(ctx, FindingsTable, s.insertFindings, len(b.Findings), func(batch driver.Batch) error {
-			var row findingRow
-			for i := range b.Findings {
-				f := &b.Findings[i]
-				row.fill(f)
-				if err := batch.Append(row.values()...); err != nil {
-					return fmt.Errorf("appending finding %d (%s): %w", i, f.ID, err)
-				}
+		var row findingRow
+		err := s.insert(ctx, FindingsTable, s.insertFindings, len(b.Findings), func(batch driver.Batch, i int) error {
+			f := &b.Findings[i]
+			row.fill(f)
+			if err := batch.Append(row.nativeCells()...); err != nil {
+				return fmt.Errorf("appending finding %d (%s): %w", i, f.ID, err)
 			}
 			return nil
 		})
@@ -230,9 +240,10 @@ func (s *Store) Write(ctx context.Context, b pipeline.Batch) error {
 	return nil
 }
 
-// insert runs one batch INSERT into table and records its metrics. fill
-// appends the rows; its errors are about the data and so are permanent.
-func (s *Store) insert(ctx context.Context, table, query string, rows int, fill func(driver.Batch) error) (err error) {
+// insert runs one INSERT of rows rows into table, sending them in blocks
+// of insertBlockRows, and records its metrics. appendRow appends row i;
+// its errors are about the data and so are permanent.
+func (s *Store) insert(ctx context.Context, table, query string, rows int, appendRow func(driver.Batch, int) error) (err error) {
 	start := time.Now()
 	defer func() {
 		s.metrics.duration.WithLabelValues(table).Observe(time.Since(start).Seconds())
@@ -255,10 +266,20 @@ func (s *Store) insert(ctx context.Context, table, query string, rows int, fill 
 		return classify(fmt.Errorf("preparing insert into %s: %w", table, err))
 	}
 	// Close after Send is a no-op; after a failed Append it ends the
-	// INSERT so the connection returns to the pool clean.
+	// INSERT so the connection returns to the pool clean. A failed
+	// Append or Flush closes the connection instead, which aborts the
+	// INSERT with the blocks already sent: the server stores nothing of
+	// it.
 	defer func() { _ = batch.Close() }()
-	if err := fill(batch); err != nil {
-		return pipeline.Permanent(fmt.Errorf("inserting into %s: %w", table, err))
+	for i := range rows {
+		if err := appendRow(batch, i); err != nil {
+			return pipeline.Permanent(fmt.Errorf("inserting into %s: %w", table, err))
+		}
+		if (i+1)%insertBlockRows == 0 && i+1 < rows {
+			if err := batch.Flush(); err != nil {
+				return classify(fmt.Errorf("sending rows %d-%d of %d to %s: %w", i+2-insertBlockRows, i+1, rows, table, err))
+			}
+		}
 	}
 	if err := batch.Send(); err != nil {
 		return classify(fmt.Errorf("inserting %d rows into %s: %w", rows, table, err))

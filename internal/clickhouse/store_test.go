@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -193,6 +194,34 @@ func TestStore(t *testing.T) {
 		}
 		if n := seriesCount(t, reg, "auditpipe_clickhouse_insert_duration_seconds"); n != 2 {
 			t.Errorf("insert_duration_seconds has %d series, want 2 (one per table)", n)
+		}
+	})
+
+	t.Run("batch larger than a block lands whole, each row its own", func(t *testing.T) {
+		// Write sends a batch in blocks of insertBlockRows reusing the
+		// row and block buffers: every row must land once, with its own
+		// values rather than a neighbour's.
+		st := openStore(t, srv, nil)
+		db := st.Database()
+		tpl := loadEvent(t, "get_secret_user.json")
+		n := 2*insertBlockRows + 7
+		var b pipeline.Batch
+		for i := range n {
+			raw := strings.Replace(string(tpl.Raw), string(tpl.AuditID), fmt.Sprintf("00000000-0000-4000-8000-%012d", i), 1)
+			raw = strings.Replace(raw, `"verb":"get"`, fmt.Sprintf(`"verb":"v%d"`, i), 1)
+			b.Events = append(b.Events, decodeEvent(t, raw))
+		}
+		if err := st.Write(testContext(t), b); err != nil {
+			t.Fatalf("Write: %v", err)
+		}
+		if got := count(t, conn, "SELECT count() FROM "+db+".events"); got != uint64(n) {
+			t.Errorf("events holds %d rows, want %d", got, n)
+		}
+		// Each row's verb, audit ID and raw JSON come from the same event.
+		q := "SELECT count() FROM " + db + ".events WHERE verb = concat('v', toString(toUInt32(substring(audit_id, 25))))" +
+			" AND position(raw, concat('\"verb\":\"', verb, '\"')) > 0 AND position(raw, audit_id) > 0"
+		if got := count(t, conn, q); got != uint64(n) {
+			t.Errorf("%d of %d rows have their own verb, audit ID and raw", got, n)
 		}
 	})
 
