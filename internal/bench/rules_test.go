@@ -8,7 +8,10 @@ import (
 	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
+	"github.com/auditpipe/auditpipe/internal/firstseen"
+	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
+	"github.com/auditpipe/auditpipe/internal/redact"
 )
 
 // userRuleTemplates are the shapes of rules a security team writes on top
@@ -91,6 +94,67 @@ func BenchmarkDecodeDetectUserRules100(b *testing.B) { benchDetectRules(b, 100) 
 
 // BenchmarkDecodeDetectUserRules1000 adds 1,000 generated user rules.
 func BenchmarkDecodeDetectUserRules1000(b *testing.B) { benchDetectRules(b, 1000) }
+
+// BenchmarkDecodeDetectFindings is what detect scan does per event on an
+// incident's slice of logs (every request the generator makes belongs to
+// an attack; about half of the judged events produce a finding), on one
+// goroutine and without reading the file: decode, the built-ins, the
+// default pack including its first-seen rules, and every finding printed
+// as a JSON line into a reused buffer.
+func BenchmarkDecodeDetectFindings(b *testing.B) {
+	events, bytes := findingsStream(b)
+	builtins, err := detectors.New(detectors.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	set := ruleSet(b, 0)
+	tracker, err := firstseen.New(firstseen.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	terms := rules.NewTermsDetector(func() *rules.Set { return set }, tracker)
+	report(b, events, bytes)
+	var ev pipeline.Event
+	var out []pipeline.Finding
+	var line []byte
+	found := 0
+	for i := 0; b.Loop(); i++ {
+		if err := auditjson.Decode(&ev, "prod", events[i%len(events)]); err != nil {
+			b.Fatal(err)
+		}
+		out = builtins.Detect(&ev, out[:0])
+		out = set.Detect(&ev, out)
+		out = terms.Detect(&ev, out)
+		found += len(out)
+		for j := range out {
+			if line, err = out[j].AppendJSON(line[:0], false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(found)/float64(b.N), "findings/event")
+}
+
+// findingsStream is realisticStream with every generated request an
+// attack's.
+func findingsStream(b testing.TB) (events [][]byte, bytes int64) {
+	b.Helper()
+	g := gen.New(gen.Config{Seed: 7, AttackRatio: 1})
+	red, err := redact.New(redact.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	events = make([][]byte, streamSize)
+	for i := range events {
+		out, _, err := red.Event(g.Next().JSON)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events[i] = out
+		bytes += int64(len(out))
+	}
+	return events, bytes
+}
 
 // TestUserRulesLoad keeps the generated rules loadable: a template the rule
 // compiler refuses would otherwise only show up as a failed benchmark.
