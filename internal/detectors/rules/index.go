@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"cmp"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -37,23 +39,25 @@ const (
 	fieldRequestURI
 	fieldPath
 	fieldSourceIP
+	fieldImpersonatedUser
 	fieldGroups
 	numFields
 )
 
 var indexedFields = map[string]int{
-	"verb":                  fieldVerb,
-	"objectRef.resource":    fieldResource,
-	"objectRef.subresource": fieldSubresource,
-	"objectRef.namespace":   fieldNamespace,
-	"objectRef.name":        fieldName,
-	"objectRef.apiGroup":    fieldAPIGroup,
-	"user.username":         fieldUsername,
-	"userAgent":             fieldUserAgent,
-	"requestURI":            fieldRequestURI,
-	"path":                  fieldPath,
-	"sourceIP":              fieldSourceIP,
-	"user.groups":           fieldGroups,
+	"verb":                      fieldVerb,
+	"objectRef.resource":        fieldResource,
+	"objectRef.subresource":     fieldSubresource,
+	"objectRef.namespace":       fieldNamespace,
+	"objectRef.name":            fieldName,
+	"objectRef.apiGroup":        fieldAPIGroup,
+	"user.username":             fieldUsername,
+	"userAgent":                 fieldUserAgent,
+	"requestURI":                fieldRequestURI,
+	"path":                      fieldPath,
+	"sourceIP":                  fieldSourceIP,
+	"impersonatedUser.username": fieldImpersonatedUser,
+	"user.groups":               fieldGroups,
 }
 
 // fieldValue is the event's value of a string field.
@@ -81,23 +85,50 @@ func fieldValue(e *Env, f int) string {
 		return e.Path
 	case fieldSourceIP:
 		return e.SourceIP
+	case fieldImpersonatedUser:
+		return e.ImpersonatedUser.Username
 	}
 	return ""
 }
 
 // How a test compares its field with its literal.
 const (
-	testEqual  = iota // field == value (also member of `in`, glob without wildcards)
-	testPrefix        // strings.HasPrefix(field, value) (startsWith, hasPrefix, glob's literal head)
-	testMember        // value in field (a list)
-	testCIDR          // cidr(field, prefix)
+	testEqual    = iota // field == value (also member of `in`, glob without wildcards)
+	testPrefix          // strings.HasPrefix(field, value) (startsWith, hasPrefix, glob's literal head)
+	testMember          // value in field (a list)
+	testCIDR            // cidr(field, prefix)
+	testNonEmpty        // field != "" (nonEmptyFields only)
+	testNotCIDRs        // !any(["10.0.0.0/8", ...], {cidr(field, #)}); never filed
 )
+
+// nonEmptyFields are the fields a test `F != ""` is a requirement on: those
+// empty on most events, so that a rule about impersonation is not run on
+// every event. On fields that are nearly always set it would only cost a
+// compare.
+var nonEmptyFields = map[int]bool{fieldImpersonatedUser: true}
 
 // test is one literal test a requirement is made of.
 type test struct {
 	field, kind int
 	value       string
-	prefix      netip.Prefix // testCIDR
+	prefix      netip.Prefix   // testCIDR
+	prefixes    []netip.Prefix // testNotCIDRs
+}
+
+// same reports whether t and u are one test.
+func (t test) same(u test) bool {
+	return t.field == u.field && t.kind == u.kind && t.value == u.value && t.prefix == u.prefix && slices.Equal(t.prefixes, u.prefixes)
+}
+
+// fileable reports whether the index can file a rule under r: it only
+// finds the events that have a value, never those that lack one.
+func (r requirement) fileable() bool {
+	for i := range r {
+		if r[i].kind == testNotCIDRs {
+			return false
+		}
+	}
+	return true
 }
 
 // requirement holds when any of its tests does; a rule's requirements
@@ -105,11 +136,16 @@ type test struct {
 type requirement []test
 
 // eventValues is what the index reads of one event, the source address
-// parsed once and only if some test needs it.
+// parsed once and only if some test needs it. memo holds what each of the
+// set's distinct requirements (table) came to on the event, so that the
+// dozen pod-spec rules that all require a pod or template write test it
+// once: 0 not yet tested, 1 holds, 2 does not.
 type eventValues struct {
 	env    *Env
 	addr   netip.Addr
 	parsed bool
+	table  []requirement
+	memo   []uint8
 }
 
 func (v *eventValues) ip() netip.Addr {
@@ -132,6 +168,18 @@ func (t *test) holds(v *eventValues) bool {
 	case testCIDR:
 		a := v.ip()
 		return a.IsValid() && (t.prefix.Contains(a.Unmap()) || t.prefix.Contains(a))
+	case testNonEmpty:
+		return fieldValue(v.env, t.field) != ""
+	case testNotCIDRs:
+		a := v.ip()
+		if !a.IsValid() {
+			return true // cidr() of a bad address is false
+		}
+		for _, p := range t.prefixes {
+			if p.Contains(a.Unmap()) || p.Contains(a) {
+				return false
+			}
+		}
 	}
 	return true
 }
@@ -143,6 +191,54 @@ func (r requirement) holds(v *eventValues) bool {
 		}
 	}
 	return false
+}
+
+// requirementHolds is table[id].holds, memoized for the event.
+func (v *eventValues) requirementHolds(id int32) bool {
+	switch v.memo[id] {
+	case 1:
+		return true
+	case 2:
+		return false
+	}
+	ok := v.table[id].holds(v)
+	v.memo[id] = 2
+	if ok {
+		v.memo[id] = 1
+	}
+	return ok
+}
+
+// ruleRequirementsHold reports whether the event meets every requirement
+// of r but the one r is filed under, which the index found it by.
+func ruleRequirementsHold(r *rule, v *eventValues) bool {
+	for j, id := range r.reqIDs {
+		if j != r.filed && !v.requirementHolds(id) {
+			return false
+		}
+	}
+	return true
+}
+
+// requirementTable gives every distinct requirement of rules an id, in
+// r.reqIDs, and returns them by id.
+func requirementTable(rules []*rule) []requirement {
+	var table []requirement
+	ids := map[string]int32{}
+	for _, r := range rules {
+		r.reqIDs = make([]int32, len(r.reqs))
+		for j, q := range r.reqs {
+			key := fmt.Sprint(q)
+			id, ok := ids[key]
+			if !ok {
+				id = int32(len(table))
+				ids[key] = id
+				table = append(table, q)
+			}
+			r.reqIDs[j] = id
+		}
+	}
+	return table
 }
 
 // allRequirementsHold reports whether ev meets every requirement of a rule.
@@ -166,12 +262,65 @@ func requirementsOf(node ast.Node) []requirement {
 			conj(b.Right)
 			return
 		}
-		if r, ok := requirementTests(n); ok {
+		if alts := disjunctionRequirements(n); alts != nil {
+			out = append(out, alts...)
+		} else if r, ok := requirementTests(n); ok {
 			out = append(out, r)
 		}
 	}
 	conj(node)
 	return out
+}
+
+// maxPairings bounds the requirements one or or conditional yields.
+const maxPairings = 8
+
+// disjunctionRequirements reads an or or a conditional whose sides are
+// not all single tests (requirementTests reads those): an or holds only
+// where one of its sides does, and a side only where all of its
+// requirements do, so any requirement of one side ored with any of the
+// other is a requirement of the whole. (resource == "pods" && subresource
+// == "exec") || (resource == "nodes" && subresource == "proxy") requires
+// resource in ["pods", "nodes"] and subresource in ["exec", "proxy"],
+// among others. A conditional c ? a : b is an or of (c and a) and (not c
+// and b), of which the requirements of c, a and b are read. Every pairing
+// is kept, the most selective maxPairings when there are more, so that the
+// one telling the events apart is among them. nil: n is neither, or a
+// side requires nothing.
+func disjunctionRequirements(n ast.Node) []requirement {
+	var left, right []requirement
+	switch v := n.(type) {
+	case *ast.BinaryNode:
+		if v.Operator != "||" && v.Operator != "or" {
+			return nil
+		}
+		if _, ok := requirementTests(n); ok {
+			return nil // an or of single tests: one requirement
+		}
+		left, right = requirementsOf(v.Left), requirementsOf(v.Right)
+	case *ast.ConditionalNode:
+		left = append(requirementsOf(v.Cond), requirementsOf(v.Exp1)...)
+		right = requirementsOf(v.Exp2)
+	default:
+		return nil
+	}
+	if len(left) == 0 || len(right) == 0 {
+		return nil
+	}
+	var out []requirement
+	for _, l := range left {
+		for _, r := range right {
+			q := slices.Clone(l)
+			for _, t := range r {
+				if !slices.ContainsFunc(q, t.same) {
+					q = append(q, t)
+				}
+			}
+			out = append(out, q)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b requirement) int { return cmp.Compare(a.key(), b.key()) })
+	return out[:min(len(out), maxPairings)]
 }
 
 // requirementTests recognises a test or an or of tests:
@@ -181,6 +330,7 @@ func requirementsOf(node ast.Node) []requirement {
 //	glob(F, "p*")                            the literal head of the pattern
 //	"g" in user.groups
 //	cidr(sourceIP, "10.0.0.0/8")
+//	impersonatedUser.username != ""         a field of nonEmptyFields
 //	a || b                                   both recognised
 func requirementTests(n ast.Node) (requirement, bool) {
 	switch v := n.(type) {
@@ -192,7 +342,17 @@ func requirementTests(n ast.Node) (requirement, bool) {
 			if !lok || !rok {
 				return nil, false
 			}
-			return append(l, r...), true
+			return append(l[:len(l):len(l)], r...), true
+		case "!=":
+			f, ok := stringField(v.Left)
+			s, isStr := v.Right.(*ast.StringNode)
+			if !ok {
+				f, ok = stringField(v.Right)
+				s, isStr = v.Left.(*ast.StringNode)
+			}
+			if ok && isStr && s.Value == "" && nonEmptyFields[f] {
+				return requirement{{field: f, kind: testNonEmpty}}, true
+			}
 		case "==":
 			if f, ok := stringField(v.Left); ok {
 				if s, ok := v.Right.(*ast.StringNode); ok {
@@ -234,6 +394,10 @@ func requirementTests(n ast.Node) (requirement, bool) {
 				}
 			}
 		}
+	case *ast.UnaryNode:
+		if v.Operator == "!" || v.Operator == "not" {
+			return notInCIDRs(v.Node)
+		}
 	case *ast.BuiltinNode:
 		if v.Name != "hasPrefix" || len(v.Arguments) != 2 {
 			return nil, false
@@ -267,6 +431,43 @@ func requirementTests(n ast.Node) (requirement, bool) {
 	return nil, false
 }
 
+// notInCIDRs reads the operand of a not: any(["10.0.0.0/8", ...],
+// {cidr(sourceIP, #)}), the test of a list of networks that the default
+// pack's source_public makes: it requires the source address to be in
+// none of them (or not an address: cidr() is then false). A literal
+// cidr() cannot parse matches nothing and is left out, as cidr() does.
+func notInCIDRs(n ast.Node) (requirement, bool) {
+	b, ok := n.(*ast.BuiltinNode)
+	if !ok || b.Name != "any" || len(b.Arguments) != 2 {
+		return nil, false
+	}
+	list, isList := b.Arguments[0].(*ast.ArrayNode)
+	pred, isPred := b.Arguments[1].(*ast.PredicateNode)
+	if !isList || !isPred {
+		return nil, false
+	}
+	call, ok := pred.Node.(*ast.CallNode)
+	if !ok || len(call.Arguments) != 2 {
+		return nil, false
+	}
+	id, isIdent := call.Callee.(*ast.IdentifierNode)
+	ptr, isPtr := call.Arguments[1].(*ast.PointerNode)
+	if f, isField := stringField(call.Arguments[0]); !isIdent || id.Value != "cidr" || !isPtr || ptr.Name != "" || !isField || f != fieldSourceIP {
+		return nil, false
+	}
+	t := test{field: fieldSourceIP, kind: testNotCIDRs}
+	for _, e := range list.Nodes {
+		s, ok := e.(*ast.StringNode)
+		if !ok {
+			return nil, false
+		}
+		if p, ok := cidrPrefix(s.Value); ok {
+			t.prefixes = append(t.prefixes, p)
+		}
+	}
+	return requirement{t}, true
+}
+
 // cidrPrefix parses a cidr() literal as cidr() does, masked.
 func cidrPrefix(s string) (netip.Prefix, bool) {
 	if strings.IndexByte(s, '/') >= 0 {
@@ -292,7 +493,22 @@ func stringField(n ast.Node) (int, bool) {
 func (t *test) selectivity() float64 {
 	switch t.kind {
 	case testCIDR:
+		// 0.0.0.0/0 holds for every IPv4 source, a /24 for few.
+		switch b := t.prefix.Bits(); {
+		case b == 0:
+			return 1
+		case b < 8:
+			return 0.7
+		case b < 16:
+			return 0.3
+		case b < 24:
+			return 0.1
+		}
 		return 0.01
+	case testNonEmpty:
+		return 0.02
+	case testNotCIDRs:
+		return 0.5
 	case testMember:
 		return 0.2
 	case testPrefix:
@@ -306,6 +522,10 @@ func (t *test) selectivity() float64 {
 		return 0.3
 	case fieldResource, fieldAPIGroup:
 		return 0.15
+	case fieldSubresource:
+		if t.value == "" {
+			return 0.8
+		}
 	}
 	return 0.03
 }
@@ -325,8 +545,10 @@ type index struct {
 	always []uint64 // rules without a requirement: evaluated on every event
 	equal  [numFields]map[string][]int32
 	prefix [numFields]prefixTable
-	member map[string][]int32
-	cidrs  map[netip.Prefix][]int32
+	// nonEmpty are the rules filed under a field being set.
+	nonEmpty [numFields][]int32
+	member   map[string][]int32
+	cidrs    map[netip.Prefix][]int32
 	// cidrBits are the prefix lengths cidrs holds, per address length.
 	cidrBits4, cidrBits6 []int
 }
@@ -338,24 +560,28 @@ type prefixTable struct {
 	m    map[string][]int32
 }
 
+// buildIndex files the enabled rules that Detect judges (not first-seen
+// rules: Terms judges those) and records in each rule which of its
+// requirements it is filed under (r.filed), which holds on every event the
+// index finds it for.
 func buildIndex(rules []*rule) *index {
 	ix := &index{words: (len(rules) + 63) / 64, member: map[string][]int32{}, cidrs: map[netip.Prefix][]int32{}}
 	ix.always = make([]uint64, ix.words)
 	for i, r := range rules {
-		if !r.enabled {
+		r.filed = -1
+		if !r.enabled || r.terms != nil {
 			continue
 		}
-		if len(r.reqs) == 0 {
+		for j, q := range r.reqs {
+			if q.fileable() && (r.filed < 0 || q.key() < r.reqs[r.filed].key()) {
+				r.filed = j
+			}
+		}
+		if r.filed < 0 {
 			ix.always[i/64] |= 1 << (i % 64)
 			continue
 		}
-		best := r.reqs[0]
-		for _, q := range r.reqs[1:] {
-			if q.key() < best.key() {
-				best = q
-			}
-		}
-		for _, t := range best {
+		for _, t := range r.reqs[r.filed] {
 			ix.add(int32(i), t)
 		}
 	}
@@ -387,6 +613,8 @@ func (ix *index) add(rule int32, t test) {
 		pt.m[t.value] = appendRule(pt.m[t.value])
 	case testMember:
 		ix.member[t.value] = appendRule(ix.member[t.value])
+	case testNonEmpty:
+		ix.nonEmpty[t.field] = appendRule(ix.nonEmpty[t.field])
 	case testCIDR:
 		bitsList := &ix.cidrBits4
 		if t.prefix.Addr().Is6() {
@@ -409,6 +637,9 @@ func (ix *index) candidates(v *eventValues, set []uint64) {
 		}
 	}
 	for f := range numFields {
+		if l := ix.nonEmpty[f]; l != nil && fieldValue(v.env, f) != "" {
+			mark(l)
+		}
 		if m := ix.equal[f]; m != nil {
 			mark(m[fieldValue(v.env, f)])
 		}

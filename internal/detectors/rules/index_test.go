@@ -290,3 +290,163 @@ func TestIndexProperty(t *testing.T) {
 	}
 	t.Logf("%d findings, %d evaluations skipped, %d of %d rules indexed", found, skipped, indexed, len(s.rules))
 }
+
+// TestIndexReadsOrsOfConjunctions: the requirements the index now reads
+// beyond single tests, each shown with the look-alike it must not read.
+// An or of conjunctions and a conditional require what each side does;
+// an or with a side that requires nothing requires nothing.
+func TestIndexReadsOrsOfConjunctions(t *testing.T) {
+	cases := map[string]string{
+		`(objectRef.resource == "pods" && objectRef.subresource == "exec") || (objectRef.resource == "nodes" && objectRef.subresource == "proxy")`: `[[{subresource equal exec} {subresource equal proxy}] [{resource equal pods} {subresource equal proxy}] [{subresource equal exec} {resource equal nodes}] [{resource equal pods} {resource equal nodes}]]`,
+		`(objectRef.resource == "pods" && objectRef.subresource == "exec") || responseStatus.code == 101`:                                          `[]`,
+		`objectRef.resource == "pods" ? objectRef.subresource == "" : objectRef.subresource == "scale"`:                                            `[[{resource equal pods} {subresource equal scale}] [{subresource equal } {subresource equal scale}]]`,
+		`objectRef.resource == "pods" ? objectRef.subresource == "" : verb != "get"`:                                                               `[]`,
+		`impersonatedUser.username != "" && verb == "get"`:                                                                                         `[[{username nonempty }] [{verb equal get}]]`,
+		`user.username != "" && verb == "get"`:                                                                                                     `[[{verb equal get}]]`,
+		`!any(["10.0.0.0/8", "fd00::/8", "bad"], {cidr(sourceIP, #)})`:                                                                             `[[{sourceIP notcidrs [10.0.0.0/8 fd00::/8]}]]`,
+		`!any(["10.0.0.0/8"], {cidr(userAgent, #)}) && !any(["10.0.0.0/8"], {cidr(sourceIP, # + "")})`:                                             `[]`,
+	}
+	c := &compiler{cfgBool: newConfig(true), cfgAny: newConfig(false), paths: map[string]*bodyPath{}}
+	for cond, want := range cases {
+		tree, ok := c.parse(condPart{text: cond}, cond, 0, false)
+		if !ok {
+			t.Fatalf("%s does not parse", cond)
+		}
+		if got := describeAll(requirementsOf(tree.Node)); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", cond, got, want)
+		}
+	}
+}
+
+// describeAll is describe with the test kinds describe does not name.
+func describeAll(reqs []requirement) string {
+	kinds := []string{"equal", "prefix", "member", "cidr", "nonempty", "notcidrs"}
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, r := range reqs {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteByte('[')
+		for j, t := range r {
+			if j > 0 {
+				b.WriteByte(' ')
+			}
+			v := t.value
+			switch t.kind {
+			case testCIDR:
+				v = t.prefix.String()
+			case testNotCIDRs:
+				v = fmt.Sprint(t.prefixes)
+			}
+			fmt.Fprintf(&b, "{%s %s %s}", fieldNames[t.field], kinds[t.kind], v)
+		}
+		b.WriteByte(']')
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// TestIndexNotCIDRsIsNeverFiled: a rule whose only requirement is the
+// source being outside some networks cannot be found by the index (it
+// looks events up by the values they have) and is evaluated on every
+// event, and skipped where the source is inside one; the same rule with a
+// literal the index can file is not evaluated on every event.
+func TestIndexNotCIDRsIsNeverFiled(t *testing.T) {
+	s, err := Load(File{Name: "n.yaml", Data: []byte(`rules:
+  - rule: public
+    severity: low
+    condition: '!any(["10.0.0.0/8"], {cidr(sourceIP, #)})'
+  - rule: public-get
+    severity: low
+    condition: 'verb == "get" && !any(["10.0.0.0/8"], {cidr(sourceIP, #)})'
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.index.always[0] != 1 {
+		t.Fatalf("always %b, want only the first rule", s.index.always[0])
+	}
+	for _, tc := range []struct {
+		ip, verb string
+		want     int
+	}{{"10.1.2.3", "get", 0}, {"203.0.113.9", "get", 2}, {"203.0.113.9", "list", 1}, {"not-an-ip", "get", 2}} {
+		ev := &pipeline.Event{}
+		ev.Verb, ev.Stage, ev.SourceIPs = tc.verb, "ResponseComplete", []string{tc.ip}
+		if got := len(s.Detect(ev, nil)); got != tc.want || evaluated(s, ev) != tc.want {
+			t.Errorf("%s %s: %d findings, %d evaluated, want %d", tc.ip, tc.verb, got, evaluated(s, ev), tc.want)
+		}
+	}
+}
+
+// TestIndexPropertyDisjunctions is TestIndexProperty for the shapes read
+// by disjunctionRequirements and notInCIDRs: ors of conjunctions,
+// conditionals and lists of networks the source must be outside of, over
+// values of a generated stream, indexed and not, agree on every event.
+func TestIndexPropertyDisjunctions(t *testing.T) {
+	events := stream(t, 6, 3000)
+	r := rand.New(rand.NewPCG(3, 4))
+	val := func(f func(ev *pipeline.Event) string) string {
+		for range 20 {
+			if v := f(&events[r.IntN(len(events))]); v != "" {
+				return v
+			}
+		}
+		return "x"
+	}
+	leaf := func() string {
+		switch r.IntN(6) {
+		case 0:
+			return fmt.Sprintf("verb == %q", val(func(e *pipeline.Event) string { return e.Verb }))
+		case 1:
+			return fmt.Sprintf("objectRef.resource == %q", val(func(e *pipeline.Event) string {
+				if e.ObjectRef == nil {
+					return ""
+				}
+				return e.ObjectRef.Resource
+			}))
+		case 2:
+			return fmt.Sprintf("objectRef.subresource in [%q, \"\"]", []string{"status", "exec", "log", "proxy"}[r.IntN(4)])
+		case 3:
+			return fmt.Sprintf("user.username startsWith %q", []string{"system:", "system:node:", "alice", "system:serviceaccount:"}[r.IntN(4)])
+		case 4:
+			return `impersonatedUser.username != ""`
+		}
+		return "responseStatus.code < 300"
+	}
+	nets := func() string {
+		var l []string
+		for range 1 + r.IntN(3) {
+			ip := netip.MustParseAddr(val(func(e *pipeline.Event) string { return e.SourceIP() }))
+			p, _ := ip.Prefix(r.IntN(ip.BitLen() + 1))
+			l = append(l, fmt.Sprintf("%q", p.String()))
+		}
+		return "!any([" + strings.Join(l, ", ") + "], {cidr(sourceIP, #)})"
+	}
+	var b bytes.Buffer
+	b.WriteString("rules:\n")
+	for i := range 400 {
+		var cond string
+		switch r.IntN(3) {
+		case 0:
+			cond = fmt.Sprintf("(%s && %s) || (%s && %s)", leaf(), leaf(), leaf(), leaf())
+		case 1:
+			cond = fmt.Sprintf("%s ? %s : (%s && %s)", leaf(), leaf(), leaf(), leaf())
+		default:
+			cond = fmt.Sprintf("%s && %s", leaf(), nets())
+		}
+		if r.IntN(3) == 0 {
+			cond += " && " + leaf()
+		}
+		fmt.Fprintf(&b, "  - rule: d-%d\n    severity: low\n    condition: '%s'\n", i, strings.ReplaceAll(cond, "'", "''"))
+	}
+	s, err := Load(File{Name: "d.yaml", Data: b.Bytes()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, skipped := differential(t, s, events)
+	if found == 0 || skipped == 0 {
+		t.Fatalf("%d findings, %d evaluations skipped: the comparison proves little", found, skipped)
+	}
+	t.Logf("%d findings, %d evaluations skipped", found, skipped)
+}

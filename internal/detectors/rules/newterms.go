@@ -320,10 +320,10 @@ func (s *Set) Terms(ev *pipeline.Event, out []TermMatch) []TermMatch {
 	}
 	st := s.pool.Get().(*state)
 	st.reset(ev, true)
-	values := eventValues{env: &st.env}
+	values := st.values(s.reqTable)
 	for _, i := range s.termRules {
 		r := s.rules[i]
-		if !allRequirementsHold(r.reqs, &values) {
+		if !ruleRequirementsHold(r, &values) {
 			continue
 		}
 		fired, _, err := s.match(st, r)

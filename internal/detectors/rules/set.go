@@ -49,6 +49,8 @@ type rule struct {
 	output     []templatePart
 	evidence   []evidenceSpec
 	reqs       []requirement // what the condition requires, for the index
+	reqIDs     []int32       // reqs by id in the set's requirement table
+	filed      int           // which of reqs the index files the rule by; -1 none
 	examples   []example
 	// terms makes the rule a first-seen rule (newterms.go): Detect skips
 	// it, Terms and a TermsDetector judge it; baseline holds the events
@@ -69,6 +71,7 @@ type Set struct {
 	rules         []*rule
 	termRules     []int // enabled first-seen rules, by index in rules
 	index         *index
+	reqTable      []requirement // every distinct requirement, by id
 	paths         map[string]*bodyPath
 	lists, macros int
 	pool          sync.Pool
@@ -98,10 +101,19 @@ type state struct {
 	evaluator
 	vm         vm.VM
 	candidates []uint64 // the index's bitset of rules to evaluate
+	memo       []uint8  // eventValues.memo
+}
+
+// values returns the index's view of the event st was reset to, with the
+// requirement memo cleared.
+func (st *state) values(table []requirement) eventValues {
+	clear(st.memo)
+	return eventValues{env: &st.env, table: table, memo: st.memo}
 }
 
 func (s *Set) init() {
 	s.index = buildIndex(s.rules)
+	s.reqTable = requirementTable(s.rules)
 	s.errLogs = make([]errLog, len(s.rules))
 	for i, r := range s.rules {
 		if r.terms != nil && r.enabled {
@@ -109,7 +121,7 @@ func (s *Set) init() {
 		}
 	}
 	s.pool.New = func() any {
-		st := &state{candidates: make([]uint64, s.index.words)}
+		st := &state{candidates: make([]uint64, s.index.words), memo: make([]uint8, len(s.reqTable))}
 		st.init(s.paths)
 		return st
 	}
@@ -159,13 +171,13 @@ func (s *Set) detect(ev *pipeline.Event, out []pipeline.Finding, brute bool) []p
 			}
 		}
 	} else {
-		values := eventValues{env: &st.env}
+		values := st.values(s.reqTable)
 		s.index.candidates(&values, st.candidates)
 		for w, left := range st.candidates {
 			for left != 0 {
 				i := w*64 + bits.TrailingZeros64(left)
 				left &= left - 1
-				if allRequirementsHold(s.rules[i].reqs, &values) {
+				if ruleRequirementsHold(s.rules[i], &values) {
 					out = s.judge(st, i, ev, out)
 				}
 			}
