@@ -131,13 +131,25 @@ func NewFinding(detector string, ev *Event, discriminator string) Finding {
 	return f
 }
 
-// FindingID derives a finding's deterministic id.
+// FindingID derives a finding's deterministic id: the first 16 bytes, in
+// hex, of the SHA-256 of detector, cluster, auditID, hash in hex and
+// discriminator, each followed by a NUL. The input is gathered in a stack
+// buffer and hashed at once, so an id costs one allocation, its string
+// (a finding is built for every event on an incident's logs).
 func FindingID(detector, cluster, auditID string, hash uint64, discriminator string) string {
-	h := sha256.New()
-	for _, s := range []string{detector, cluster, auditID, strconv.FormatUint(hash, 16), discriminator} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:16])
+	var buf [256]byte
+	b := append(buf[:0], detector...)
+	b = append(b, 0)
+	b = append(b, cluster...)
+	b = append(b, 0)
+	b = append(b, auditID...)
+	b = append(b, 0)
+	b = strconv.AppendUint(b, hash, 16)
+	b = append(b, 0)
+	b = append(b, discriminator...)
+	b = append(b, 0)
+	sum := sha256.Sum256(b)
+	var id [32]byte
+	hex.Encode(id[:], sum[:16])
+	return string(id[:])
 }

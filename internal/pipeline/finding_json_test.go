@@ -166,3 +166,21 @@ func BenchmarkFindingJSON(b *testing.B) {
 		}
 	})
 }
+
+// TestFindingIDIsStable pins ids computed before FindingID stopped
+// allocating: stored findings keep their ids, and an input longer than the
+// stack buffer hashes the same.
+func TestFindingIDIsStable(t *testing.T) {
+	f := func(want, detector, cluster, auditID string, hash uint64, disc string) {
+		t.Helper()
+		if got := FindingID(detector, cluster, auditID, hash, disc); got != want {
+			t.Errorf("FindingID(%q, %q, %q, %x, %d bytes) = %s, want %s", detector, cluster, auditID, hash, len(disc), got, want)
+		}
+	}
+	f("4e95776a948eb8020d0e913e951bcfa3", "rule:exec-into-pod", "prod", "5f1c2d4e-0000-4000-8000-000000000001", 0x1234abcd5678ef90, "container:app")
+	f("bc6c85320bb6da6360bf661947719def", "", "", "", 0, "")
+	f("de977e9d75c2addf718d242a0180368f", "d", "c\x00", "a", ^uint64(0), string(make([]byte, 300)))
+	if n := testing.AllocsPerRun(100, func() { FindingID("rule:x", "prod", "id", 1, "") }); n != 1 {
+		t.Errorf("FindingID allocates %v times, want 1 (its string)", n)
+	}
+}
