@@ -91,6 +91,18 @@ var accessors = func() map[string]func(any) any {
 	return m
 }()
 
+// fieldGetters maps a field path to its plain read, for what is shown of
+// a field rather than tested: a rule's evidence and the {{ field }} parts
+// of its output read the field straight from the Env, without running a
+// program, when they name nothing but the field.
+var fieldGetters = func() map[string]func(*Env) any {
+	m := make(map[string]func(*Env) any, len(accessorDefs))
+	for _, d := range accessorDefs {
+		m[d.path] = d.get
+	}
+	return m
+}()
+
 // The Env's functions as constants; the body functions find the event
 // through the evaluator the Env points back to.
 var (

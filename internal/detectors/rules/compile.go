@@ -608,6 +608,7 @@ func isFieldPath(n ast.Node) bool {
 type templatePart struct {
 	text string
 	prog *vm.Program
+	get  func(*Env) any // set when the expression is a field: prog's value
 }
 
 // template compiles an output like "{{ user.username }} opened a shell".
@@ -646,13 +647,15 @@ func (c *compiler) template(name string, part condPart) ([]templatePart, bool) {
 		if good {
 			var x expansion
 			c.expand(&tree.Node, nil, &x)
+			// Read before program rewrites the tree.
+			get := fieldGetters[fieldPathOf(tree.Node)]
 			if x.broken {
 				good = false
 			} else if prog, err := c.program(tree.Node, src, c.cfgAny); err != nil {
 				c.exprError(part, start, err, "rule "+name+" output: ")
 				good = false
 			} else {
-				out = append(out, templatePart{prog: prog})
+				out = append(out, templatePart{prog: prog, get: get})
 			}
 		}
 		ok = ok && good
@@ -664,8 +667,9 @@ func (c *compiler) template(name string, part condPart) ([]templatePart, bool) {
 // evidenceSpec is one field a condition reads, reported with a finding.
 type evidenceSpec struct {
 	field string
-	prog  *vm.Program // env fields
-	fn    string      // body functions: request, response, object, has
+	prog  *vm.Program    // env fields
+	get   func(*Env) any // prog's value, for a plain field read
+	fn    string         // body functions: request, response, object, has
 	path  any
 }
 
@@ -723,11 +727,12 @@ func (c *compiler) evidence(node ast.Node) []evidenceSpec {
 		if err != nil {
 			continue
 		}
+		get := fieldGetters[fieldPathOf(tree.Node)] // before program rewrites the tree
 		prog, err := c.program(tree.Node, text, c.cfgAny)
 		if err != nil {
 			continue
 		}
-		specs = append(specs, evidenceSpec{field: text, prog: prog})
+		specs = append(specs, evidenceSpec{field: text, prog: prog, get: get})
 	}
 	return specs
 }
@@ -822,6 +827,7 @@ func (c *compiler) compileRule(mr *mergedRule) *rule {
 	// they share one.
 	fresh := c.freshCondition(mr.parts)
 	r.reqs = requirementsOf(fresh)
+	r.substrings = substringsOf(fresh)
 	r.evidence = c.evidence(fresh)
 	prog, err := c.program(cond, cond.String(), c.cfgBool)
 	if err != nil {

@@ -210,14 +210,51 @@ func (v *eventValues) requirementHolds(id int32) bool {
 }
 
 // ruleRequirementsHold reports whether the event meets every requirement
-// of r but the one r is filed under, which the index found it by.
+// of r but the one r is filed under, which the index found it by, and
+// has every substring r's condition requires.
 func ruleRequirementsHold(r *rule, v *eventValues) bool {
 	for j, id := range r.reqIDs {
 		if j != r.filed && !v.requirementHolds(id) {
 			return false
 		}
 	}
+	for i := range r.substrings {
+		if t := &r.substrings[i]; !strings.Contains(fieldValue(v.env, t.field), t.value) {
+			return false
+		}
+	}
 	return true
+}
+
+// substringsOf reads the top-level conjuncts F contains "s" of a
+// condition, F a string field: userAgent contains "deploy-tool/". They
+// are no requirement the index can file a rule under (a value holds too
+// many substrings to look each up), but a strings.Contains before the
+// condition runs is far cheaper than the condition: a hundred rules, each
+// for its own client, filed under resource == "deployments" would
+// otherwise all run on every deployment written.
+func substringsOf(node ast.Node) []test {
+	var out []test
+	var conj func(n ast.Node)
+	conj = func(n ast.Node) {
+		b, ok := n.(*ast.BinaryNode)
+		if !ok {
+			return
+		}
+		switch b.Operator {
+		case "&&", "and":
+			conj(b.Left)
+			conj(b.Right)
+		case "contains":
+			f, isField := stringField(b.Left)
+			s, isStr := b.Right.(*ast.StringNode)
+			if isField && isStr {
+				out = append(out, test{field: f, value: s.Value})
+			}
+		}
+	}
+	conj(node)
+	return out
 }
 
 // requirementTable gives every distinct requirement of rules an id, in

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
 	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -449,4 +451,48 @@ func TestIndexPropertyDisjunctions(t *testing.T) {
 		t.Fatalf("%d findings, %d evaluations skipped: the comparison proves little", found, skipped)
 	}
 	t.Logf("%d findings, %d evaluations skipped", found, skipped)
+}
+
+// TestSubstringsSkipConditions: a rule requiring a substring of the user
+// agent is not run on an event whose user agent lacks it, though the
+// index finds it by its resource; a look-alike under an or requires
+// nothing, and both find what every rule finds.
+func TestSubstringsSkipConditions(t *testing.T) {
+	s, err := Load(File{Name: "c.yaml", Data: []byte(`rules:
+  - rule: tool
+    severity: low
+    condition: 'userAgent contains "deploy-tool/" && objectRef.resource == "deployments"'
+  - rule: tool-or
+    severity: low
+    condition: '(userAgent contains "deploy-tool/" || verb == "get") && objectRef.resource == "deployments"'
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := describeAll([]requirement{s.rules[0].substrings, s.rules[1].substrings}); got != `[[{userAgent equal deploy-tool/}] []]` {
+		t.Fatalf("substrings %s", got)
+	}
+	for _, tc := range []struct {
+		ua        string
+		runs, hit int
+	}{{"kubectl/v1.34.0", 1, 0}, {"x deploy-tool/1.2", 2, 2}} {
+		ev := &pipeline.Event{}
+		ev.Verb, ev.Stage, ev.UserAgent = "create", "ResponseComplete", tc.ua
+		ev.ObjectRef = &auditv1.ObjectReference{Resource: "deployments"}
+		st := s.pool.Get().(*state)
+		st.reset(ev, true)
+		v := st.values(s.reqTable)
+		runs := 0
+		for _, r := range s.rules {
+			if ruleRequirementsHold(r, &v) {
+				runs++
+			}
+		}
+		st.release()
+		s.pool.Put(st)
+		fast, slow := s.detect(ev, nil, false), s.detect(ev, nil, true)
+		if runs != tc.runs || len(fast) != tc.hit || !reflect.DeepEqual(fast, slow) {
+			t.Errorf("%s: %d rules run, %d findings (every rule: %d), want %d and %d", tc.ua, runs, len(fast), len(slow), tc.runs, tc.hit)
+		}
+	}
 }

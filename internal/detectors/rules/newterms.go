@@ -73,6 +73,7 @@ type termFieldDef struct {
 type termField struct {
 	text string
 	prog *vm.Program
+	get  func(*Env) any // prog's value, when the field is a plain read
 	norm func(string) string
 }
 
@@ -229,6 +230,7 @@ func (c *compiler) compileTerms(name string, def *newTermsDef) (*termSpec, bool)
 			ok = false
 			return tf
 		}
+		tf.get = fieldGetters[fieldPathOf(tree.Node)] // before program rewrites the tree
 		prog, err := c.program(tree.Node, f.part.text, c.cfgAny)
 		if err != nil {
 			c.exprError(f.part, 0, err, "rule "+name+" new_terms: ")
@@ -349,7 +351,7 @@ func (s *Set) Terms(ev *pipeline.Event, out []TermMatch) []TermMatch {
 func (s *Set) termValue(st *state, i int, fields []termField) (string, bool) {
 	if len(fields) == 1 {
 		// The common case: no joining, so no copy of the value.
-		v, err := st.vm.Run(fields[0].prog, &st.env)
+		v, err := fields[0].value(st)
 		if err != nil {
 			s.evalError(i, err)
 			return "", false
@@ -362,7 +364,7 @@ func (s *Set) termValue(st *state, i int, fields []termField) (string, bool) {
 	}
 	var b strings.Builder
 	for j, f := range fields {
-		v, err := st.vm.Run(f.prog, &st.env)
+		v, err := f.value(st)
 		if err != nil {
 			s.evalError(i, err)
 			return "", false
@@ -408,9 +410,22 @@ func (m TermMatch) finding(ev *pipeline.Event, v firstseen.Verdict) pipeline.Fin
 	return f
 }
 
+// value is the field's value on st's event: read directly when it is a
+// plain field (the key of most first-seen rules is user.username), else
+// by its program.
+func (f *termField) value(st *state) (any, error) {
+	if f.get != nil {
+		return f.get(&st.env), nil
+	}
+	return st.vm.Run(f.prog, &st.env)
+}
+
 // termString is formatValue, except that a list of strings (a user.extra
 // value is an authentication ExtraValue) is its items joined by commas.
 func termString(v any) string {
+	if s, ok := v.(string); ok {
+		return s // what the rest makes of a string, without reflection
+	}
 	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.Type().Elem().Kind() == reflect.String {
 		parts := make([]string, rv.Len())
 		for i := range parts {

@@ -51,6 +51,7 @@ type rule struct {
 	reqs       []requirement // what the condition requires, for the index
 	reqIDs     []int32       // reqs by id in the set's requirement table
 	filed      int           // which of reqs the index files the rule by; -1 none
+	substrings []test        // F contains "s" conjuncts, checked before cond
 	examples   []example
 	// terms makes the rule a first-seen rule (newterms.go): Detect skips
 	// it, Terms and a TermsDetector judge it; baseline holds the events
@@ -305,6 +306,10 @@ func (s *Set) render(st *state, r *rule) string {
 			b.WriteString(p.text)
 			continue
 		}
+		if p.get != nil {
+			b.WriteString(formatValue(p.get(&st.env)))
+			continue
+		}
 		v, err := st.vm.Run(p.prog, &st.env)
 		if err != nil {
 			b.WriteString("<error>")
@@ -323,6 +328,10 @@ func (s *Set) evidence(st *state, r *rule) []pipeline.Evidence {
 		src := pipeline.FromEvent
 		switch spec.fn {
 		case "":
+			if spec.get != nil {
+				v = spec.get(&st.env)
+				break
+			}
 			var err error
 			if v, err = st.vm.Run(spec.prog, &st.env); err != nil {
 				continue

@@ -1,0 +1,76 @@
+package rules
+
+import (
+	"testing"
+
+	"github.com/expr-lang/expr/vm"
+)
+
+// TestFieldGettersMatchPrograms: what a rule's evidence and output show of
+// a plain field, read without a program, is what the field's compiled
+// program yields, for every field on every event of a stream; and only a
+// plain field read is taken out of the VM.
+func TestFieldGettersMatchPrograms(t *testing.T) {
+	c := &compiler{cfgBool: newConfig(true), cfgAny: newConfig(false), paths: map[string]*bodyPath{}}
+	progs := map[string]*vm.Program{}
+	for _, d := range accessorDefs {
+		tree, ok := c.parse(condPart{text: d.path}, d.path, 0, false)
+		if !ok {
+			t.Fatalf("%s does not parse", d.path)
+		}
+		p, err := c.program(tree.Node, d.path, c.cfgAny)
+		if err != nil {
+			t.Fatal(err)
+		}
+		progs[d.path] = p
+	}
+	var st state
+	st.init(nil)
+	for i, ev := range stream(t, 3, 2000) {
+		st.reset(&ev, true)
+		for _, d := range accessorDefs {
+			want, err := st.vm.Run(progs[d.path], &st.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := formatValue(fieldGetters[d.path](&st.env)); got != formatValue(want) {
+				t.Fatalf("event %d, %s: getter shows %q, program %q", i, d.path, got, formatValue(want))
+			}
+		}
+		st.release()
+	}
+
+	s, err := Load(File{Name: "o.yaml", Data: []byte(`rules:
+  - rule: o
+    severity: low
+    condition: verb == "get" && objectRef.resource + "x" != ""
+    output: "{{ user.username }} {{ verb + \"!\" }} {{ objectRef.resource }}"
+  - rule: n
+    severity: low
+    condition: verb == "get"
+    new_terms:
+      fields: [verb, 'objectRef.resource + "/" + objectRef.subresource']
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.rules[0]
+	var gets []bool
+	for _, p := range r.output {
+		if p.prog != nil {
+			gets = append(gets, p.get != nil)
+		}
+	}
+	if len(gets) != 3 || !gets[0] || gets[1] || !gets[2] {
+		t.Errorf("output parts read directly: %v, want [true false true]", gets)
+	}
+	for _, e := range r.evidence {
+		if e.get == nil {
+			t.Errorf("evidence %s runs a program", e.field)
+		}
+	}
+	n := s.rules[1].terms
+	if n.key[0].get == nil || n.fields[0].get == nil || n.fields[1].get != nil {
+		t.Errorf("first-seen key and fields read directly: %v %v %v, want true true false", n.key[0].get != nil, n.fields[0].get != nil, n.fields[1].get != nil)
+	}
+}
