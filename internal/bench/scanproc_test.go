@@ -31,6 +31,9 @@ const (
 // detect (its default --workers, one per core), and detect-workers1.
 // events/s is of wall time; cpu-ns/event adds user and system time of the
 // process, which the other sessions on a shared machine disturb less.
+// Each detect row also runs naive beside every run of its own and
+// reports the ratios of those pairs, x-naive-wall and x-naive-cpu: the
+// ratios the targets are about, measured under one load.
 // AUDITPIPE_BENCH_DETECT names a detect binary to run instead of building
 // this tree's (another commit's, for a before/after comparison).
 func BenchmarkScanProcess(b *testing.B) {
@@ -67,32 +70,64 @@ func BenchmarkScanProcess(b *testing.B) {
 		if st.name == "findings" && withFindings*3 < st.events {
 			b.Fatalf("only %d of %d events have a finding: not finding-heavy", withFindings, st.events)
 		}
+		naiveArgs := []string{naive, path}
 		for _, row := range []struct {
 			name string
 			args []string
 		}{
-			{"naive", []string{naive, path}},
+			{"naive", naiveArgs},
 			{"detect", []string{detect, "scan", "--output", "json", path}},
 			{"detect-workers1", []string{detect, "scan", "--output", "json", "--workers", "1", path}},
 		} {
 			b.Run(st.name+"/"+row.name, func(b *testing.B) {
 				b.SetBytes(fi.Size())
-				var cpu time.Duration
-				for b.Loop() {
-					cmd := exec.Command(row.args[0], row.args[1:]...)
-					var stderr bytes.Buffer
-					cmd.Stderr = &stderr
-					if err := cmd.Run(); err != nil {
-						b.Fatalf("%v: %v\n%s", row.args, err, stderr.Bytes())
+				// A detect row runs the naive program beside each of its
+				// runs, in alternating order, outside the timer: the
+				// ratios of the pairs (x-naive-wall, x-naive-cpu) see
+				// the same load of a shared machine, which a naive row
+				// measured a minute earlier does not.
+				paired := row.name != "naive"
+				var wall, cpu, naiveWall, naiveCPU time.Duration
+				for i := 0; b.Loop(); i++ {
+					if paired && i%2 == 0 {
+						b.StopTimer()
+						w, c := runProcess(b, naiveArgs)
+						naiveWall, naiveCPU = naiveWall+w, naiveCPU+c
+						b.StartTimer()
 					}
-					cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+					w, c := runProcess(b, row.args)
+					wall, cpu = wall+w, cpu+c
+					if paired && i%2 == 1 {
+						b.StopTimer()
+						w, c := runProcess(b, naiveArgs)
+						naiveWall, naiveCPU = naiveWall+w, naiveCPU+c
+						b.StartTimer()
+					}
 				}
 				events := float64(st.events) * float64(b.N)
-				b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
+				b.ReportMetric(events/wall.Seconds(), "events/s")
 				b.ReportMetric(float64(cpu.Nanoseconds())/events, "cpu-ns/event")
+				if paired {
+					b.ReportMetric(naiveWall.Seconds()/wall.Seconds(), "x-naive-wall")
+					b.ReportMetric(naiveCPU.Seconds()/cpu.Seconds(), "x-naive-cpu")
+				}
 			})
 		}
 	}
+}
+
+// runProcess runs args as a process and returns its wall time and its
+// CPU time (user and system).
+func runProcess(b *testing.B, args []string) (wall, cpu time.Duration) {
+	b.Helper()
+	cmd := exec.Command(args[0], args[1:]...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%v: %v\n%s", args, err, stderr.Bytes())
+	}
+	return time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
 // writeLog writes n generated events as an apiserver's log backend does.

@@ -201,10 +201,9 @@ func run(benchFile, e2eFile, e2eKafkaFile, kafkaVersion, previous, loadFile, ben
 		{"realistic", "realistic stream", 5},
 		{"findings", "finding-heavy stream", 3},
 	} {
-		base := res.median("ScanProcess/"+st.stream+"/naive", "events/s")
-		if x := res.median("ScanProcess/"+st.stream+"/detect", "events/s"); base > 0 && x > 0 {
+		if x, _ := scanVsNaive(res, st.stream, "detect"); x > 0 {
 			target(fmt.Sprintf("detect scan (a whole process) ≥ %.0f× the naive decoder program, %s", st.want, st.what),
-				fmt.Sprintf("%.2f×", x/base), x/base >= st.want)
+				fmt.Sprintf("%.2f×", x), x >= st.want)
 		}
 	}
 	if worst, g, ok := hostileWorst(res, notRun); ok {
@@ -282,10 +281,9 @@ func scanProcess(w *strings.Builder, res results) {
 		return
 	}
 	fmt.Fprintf(w, "\n## detect scan as a whole process\n\n")
-	fmt.Fprintf(w, "What a user runs on a log file (BenchmarkScanProcess): `detect scan --output json FILE > /dev/null`, a process from start to exit (loading the default pack, reading, every detector and rule, printing), against naivedecode, a program that only decodes the same file a line at a time with encoding/json into auditv1.Event. The realistic stream is the generator's (2 %% of requests attacks, 150,000 events); the finding-heavy one is an incident's slice (every request an attack, 100,000 events, over a third of them with a finding). detect runs with its default --workers (one per core) and with --workers 1; events/s is of wall time, CPU ns/event the process's user and system time per event.\n\n")
+	fmt.Fprintf(w, "What a user runs on a log file (BenchmarkScanProcess): `detect scan --output json FILE > /dev/null`, a process from start to exit (loading the default pack, reading, every detector and rule, printing), against naivedecode, a program that only decodes the same file a line at a time with encoding/json into auditv1.Event. The realistic stream is the generator's (2 %% of requests attacks, 150,000 events); the finding-heavy one is an incident's slice (every request an attack, 100,000 events, over a third of them with a finding). detect runs with its default --workers (one per core) and with --workers 1; events/s is of wall time, CPU ns/event the process's user and system time per event; the ratios to naive are the medians of the pairs each detect row ran (naive beside every detect run, under the same load).\n\n")
 	fmt.Fprintf(w, "| stream | program | events/s | MB/s | CPU ns/event | vs naive (wall) | vs naive (CPU) |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, stream := range []string{"realistic", "findings"} {
-		base := "ScanProcess/" + stream + "/naive"
 		for _, prog := range []string{"naive", "detect", "detect-workers1"} {
 			name := "ScanProcess/" + stream + "/" + prog
 			if res[name] == nil {
@@ -293,14 +291,33 @@ func scanProcess(w *strings.Builder, res results) {
 				continue
 			}
 			vsWall, vsCPU := "baseline", "baseline"
-			if prog != "naive" && res[base] != nil {
-				vsWall = fmt.Sprintf("%.2f×", res.median(name, "events/s")/res.median(base, "events/s"))
-				vsCPU = fmt.Sprintf("%.2f×", res.median(base, "cpu-ns/event")/res.median(name, "cpu-ns/event"))
+			if prog != "naive" {
+				wall, cpu := scanVsNaive(res, stream, prog)
+				vsWall, vsCPU = fmt.Sprintf("%.2f×", wall), fmt.Sprintf("%.2f×", cpu)
 			}
 			fmt.Fprintf(w, "| %s | %s | %.0f | %.1f | %.0f | %s | %s |\n", stream, prog, res.median(name, "events/s"),
 				res.median(name, "MB/s"), res.median(name, "cpu-ns/event"), vsWall, vsCPU)
 		}
 	}
+}
+
+// scanVsNaive returns how many times faster than the naive program a
+// detect row of BenchmarkScanProcess is, in wall and CPU time: the median
+// ratio of the pairs the row ran (x-naive-wall, x-naive-cpu), or, from
+// results without them, the ratio of the medians of the rows (0 when
+// either is missing).
+func scanVsNaive(res results, stream, prog string) (wall, cpu float64) {
+	name, base := "ScanProcess/"+stream+"/"+prog, "ScanProcess/"+stream+"/naive"
+	if len(res[name]["x-naive-wall"]) > 0 {
+		return res.median(name, "x-naive-wall"), res.median(name, "x-naive-cpu")
+	}
+	if b := res.median(base, "events/s"); b > 0 {
+		wall = res.median(name, "events/s") / b
+	}
+	if c := res.median(name, "cpu-ns/event"); c > 0 {
+		cpu = res.median(base, "cpu-ns/event") / c
+	}
+	return wall, cpu
 }
 
 // readE2E reads one e2eload -json file; a missing file is a run that wrote
