@@ -195,9 +195,12 @@ func insertQuery(db, table string, cols []string) string {
 // appended. The server squashes the blocks of one INSERT back into one
 // before writing (min_insert_block_size_rows, 1,048,576 rows by default),
 // so the table gets the same parts, and the INSERT still succeeds or fails
-// as a whole. A few thousand rows keep the per-block overhead (the column
-// names and types, one write) negligible.
-const insertBlockRows = 2048
+// as a whole. Each batch's block starts empty (clickhouse-go makes a new
+// one per INSERT), so the first block's growth is paid per batch: a few
+// hundred rows keep it small (2,048 cost 5.2 µs of client CPU per row,
+// 512 3.8 µs, with the same server CPU), while the per-block overhead
+// (the column names and types, one write) stays negligible.
+const insertBlockRows = 512
 
 // Write inserts the batch's events, then its findings, one INSERT per
 // table. If the second insert fails the caller retries the whole batch;
