@@ -129,3 +129,48 @@ func BenchmarkDecodeDetect(b *testing.B) {
 		out = set.Detect(&ev, out[:0])
 	}
 }
+
+// BenchmarkDecodeDetectFindingHeavy is BenchmarkDecodeDetect on an
+// incident's slice of logs: every request the generator makes belongs to
+// an attack, so the built-ins build findings and their state on a large
+// share of the events instead of passing over them.
+func BenchmarkDecodeDetectFindingHeavy(b *testing.B) {
+	events, bytes := findingHeavyStream(b)
+	set, err := detectors.New(detectors.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	report(b, events, bytes)
+	var ev pipeline.Event
+	var out []pipeline.Finding
+	found := 0
+	for i := 0; b.Loop(); i++ {
+		if err := auditjson.Decode(&ev, "prod", events[i%len(events)]); err != nil {
+			b.Fatal(err)
+		}
+		out = set.Detect(&ev, out[:0])
+		found += len(out)
+	}
+	b.ReportMetric(float64(found)/float64(b.N), "findings/event")
+}
+
+// findingHeavyStream is realisticStream with every generated request an
+// attack's, redacted as ingest does.
+func findingHeavyStream(b testing.TB) (events [][]byte, bytes int64) {
+	b.Helper()
+	g := gen.New(gen.Config{Seed: 7, AttackRatio: 1})
+	red, err := redact.New(redact.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	events = make([][]byte, streamSize)
+	for i := range events {
+		out, _, err := red.Event(g.Next().JSON)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events[i] = out
+		bytes += int64(len(out))
+	}
+	return events, bytes
+}
