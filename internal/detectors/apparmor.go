@@ -221,6 +221,15 @@ func (d *AppArmor) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline
 	if o.Spec.OS != nil && o.Spec.OS.Name == "windows" {
 		return out
 	}
+	if !apparmorMayFire(o) {
+		return out
+	}
+	return d.judgeObject(ev, o, t, out)
+}
+
+// judgeObject judges the pod spec Detect read, unless its namespace or
+// service account is exempt.
+func (d *AppArmor) judgeObject(ev *pipeline.Event, o *podSpecObject, t podSpecTarget, out []pipeline.Finding) []pipeline.Finding {
 	if _, ok := d.exempt[o.Namespace]; ok {
 		return out
 	}
@@ -254,6 +263,46 @@ func (d *AppArmor) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline
 		out = d.judge(ev, o, c, eph, weakestAA, weakestSC, out)
 	}
 	return out
+}
+
+// apparmorMayFire reports whether o could yield a finding at all: some
+// AppArmor profile, as a field or an annotation, is Unconfined or
+// Localhost, some seccomp profile is Unconfined, or an ephemeral container
+// may be weaker than the pod's. Most pods set none of these, and judging
+// them would build every container's profiles and field paths for nothing.
+// It only rules findings out: judge decides.
+func apparmorMayFire(o *podSpecObject) bool {
+	s := &o.Spec
+	if len(s.EphemeralContainers) > 0 || apparmorContextMayFire(s.SecurityContext) {
+		return true
+	}
+	for i := range s.Containers {
+		if apparmorContextMayFire(s.Containers[i].SecurityContext) {
+			return true
+		}
+	}
+	for i := range s.InitContainers {
+		if apparmorContextMayFire(s.InitContainers[i].SecurityContext) {
+			return true
+		}
+	}
+	for k, v := range o.Annotations {
+		if strings.HasPrefix(k, apparmorAnnotationPrefix) && (v == "unconfined" || strings.HasPrefix(v, "localhost/")) {
+			return true
+		}
+	}
+	return false
+}
+
+// apparmorContextMayFire is apparmorMayFire for one security context.
+func apparmorContextMayFire(sc *podSpecSecurityContext) bool {
+	if sc == nil {
+		return false
+	}
+	if p := sc.AppArmorProfile; p != nil && (p.Type == apparmorUnconfined || p.Type == apparmorLocalhost) {
+		return true
+	}
+	return sc.SeccompProfile != nil && sc.SeccompProfile.Type == apparmorUnconfined
 }
 
 // containers lists every container with its effective profiles. A patch

@@ -200,45 +200,57 @@ func (d *ImagePull) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipelin
 	return out
 }
 
-// judge appends the findings about one container.
+// judge appends the findings about one container. A container that
+// yields no finding allocates nothing unless its repository is pulled
+// with secrets (recorded in d.withSecrets): the evidence paths and the
+// state key are built only where they are used.
 func (d *ImagePull) judge(ev *pipeline.Event, o *podSpecObject, r podSpecContainerRef, hasSecrets bool, now time.Time, out []pipeline.Finding) []pipeline.Finding {
 	c := r.C
 	if c.Image == "" {
 		return out
 	}
 	ref, parsed := imageParseRef(c.Image)
-	imageEv := pipeline.Evidence{Field: r.podSpecPath(o.SpecPath, "image"), Value: c.Image, Source: o.Source}
 	if parsed && len(d.allowed) > 0 && !imageMatchAny(d.allowed, ref) {
 		f := d.finding(ev, o, r, imageKindNotAllowed, pipeline.SeverityMedium, imageMITREDeploy,
 			fmt.Sprintf("%s container %q runs image %s from a registry outside the allowlist", o.podSpecWorkload(), c.Name, c.Image))
-		f.Evidence = append(f.Evidence, imageEv,
+		f.Evidence = append(f.Evidence, imageEvidence(o, r),
 			pipeline.Evidence{Field: "registry", Value: ref.Host + "/" + ref.Path, Source: o.Source})
 		out = append(out, f)
 	}
 	if !parsed || imageMatchAny(d.public, ref) || imageMatchAny(d.nodeCredentialed, ref) {
 		return out
 	}
-	repo := ref.Host + "/" + ref.Path
-	key := ev.Cluster + "\x00" + repo
 	if hasSecrets {
-		d.withSecrets.Update(key, now, func(string, bool) string { return o.Namespace })
+		d.withSecrets.Update(imageStateKey(ev.Cluster, ref), now, func(string, bool) string { return o.Namespace })
 	}
 
 	policy, defaulted := imageEffectivePolicy(c.ImagePullPolicy, ref)
 	if !hasSecrets && (policy == "IfNotPresent" || policy == "Never") {
-		out = append(out, d.cached(ev, o, r, ref, policy, defaulted, imageEv, key, now))
+		out = append(out, d.cached(ev, o, r, ref, policy, defaulted, imageEvidence(o, r), imageStateKey(ev.Cluster, ref), now))
 	}
 	if ref.Digest == "" && (ref.Tag == "" || ref.Tag == "latest") {
 		tag := ref.Tag
 		if tag == "" {
 			tag = "none (latest)"
 		}
+		repo := ref.Host + "/" + ref.Path
 		f := d.finding(ev, o, r, imageKindMutable, pipeline.SeverityLow, imageMITREImplant,
 			fmt.Sprintf("%s container %q runs private image %s by mutable tag: whoever can push to %s decides what runs", o.podSpecWorkload(), c.Name, c.Image, repo))
-		f.Evidence = append(f.Evidence, imageEv, pipeline.Evidence{Field: "tag", Value: tag, Source: o.Source})
+		f.Evidence = append(f.Evidence, imageEvidence(o, r), pipeline.Evidence{Field: "tag", Value: tag, Source: o.Source})
 		out = append(out, f)
 	}
 	return out
+}
+
+// imageEvidence is the evidence naming a container's image.
+func imageEvidence(o *podSpecObject, r podSpecContainerRef) pipeline.Evidence {
+	return pipeline.Evidence{Field: r.podSpecPath(o.SpecPath, "image"), Value: r.C.Image, Source: o.Source}
+}
+
+// imageStateKey is d.withSecrets' key of a cluster's private repository.
+// It is a new string, so the state never holds on to an event's memory.
+func imageStateKey(cluster string, ref imageRef) string {
+	return cluster + "\x00" + ref.Host + "/" + ref.Path
 }
 
 // cached builds the cached-private-image finding, whose severity starts at
@@ -383,6 +395,14 @@ func imageParseRef(s string) (imageRef, bool) {
 type imagePattern struct {
 	host string // lower-cased path.Match pattern
 	path string // repository prefix, may be empty
+	// literal is set when host has no glob or escape: it matches only
+	// itself. Otherwise a host matching the glob starts with hostPrefix
+	// (the text before the first glob character) and ends with
+	// hostSuffix (the text after the last one), which rejects most hosts
+	// before path.Match runs: every container of every pod write is
+	// matched against every pattern.
+	literal                bool
+	hostPrefix, hostSuffix string
 }
 
 // imageParsePattern parses and checks one registry pattern.
@@ -407,7 +427,18 @@ func imageParsePattern(s string) (imagePattern, error) {
 	if strings.ContainsAny(p, "*?[") {
 		return imagePattern{}, fmt.Errorf("registry pattern %q: globs are only allowed in the host", s)
 	}
-	return imagePattern{host: strings.ToLower(host), path: strings.Trim(p, "/")}, nil
+	pat := imagePattern{host: strings.ToLower(host), path: strings.Trim(p, "/")}
+	if strings.IndexByte(pat.host, '\\') < 0 {
+		if first := strings.IndexAny(pat.host, "*?["); first < 0 {
+			pat.literal = true
+		} else {
+			// A class ends with ']': what follows the last '*', '?' or
+			// ']' is literal text the host must end with.
+			pat.hostPrefix = pat.host[:first]
+			pat.hostSuffix = pat.host[strings.LastIndexAny(pat.host, "*?]")+1:]
+		}
+	}
+	return pat, nil
 }
 
 // imageMustPatterns parses patterns validate has already checked.
@@ -425,10 +456,20 @@ func imageMustPatterns(ss []string) []imagePattern {
 
 // match reports whether ref's repository is under p.
 func (p imagePattern) match(ref imageRef) bool {
-	if ok, _ := path.Match(p.host, ref.Host); !ok {
-		return false
+	if p.literal {
+		if ref.Host != p.host {
+			return false
+		}
+	} else {
+		if !strings.HasPrefix(ref.Host, p.hostPrefix) || !strings.HasSuffix(ref.Host, p.hostSuffix) {
+			return false
+		}
+		if ok, _ := path.Match(p.host, ref.Host); !ok {
+			return false
+		}
 	}
-	return p.path == "" || ref.Path == p.path || strings.HasPrefix(ref.Path, p.path+"/")
+	return p.path == "" || ref.Path == p.path ||
+		len(ref.Path) > len(p.path) && ref.Path[len(p.path)] == '/' && strings.HasPrefix(ref.Path, p.path)
 }
 
 // imageMatchAny reports whether any pattern matches ref.

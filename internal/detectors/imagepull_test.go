@@ -2,6 +2,7 @@ package detectors
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"testing"
@@ -320,5 +321,39 @@ func BenchmarkImagePull(b *testing.B) {
 				out = d.Detect(bc.ev, out[:0])
 			}
 		})
+	}
+}
+
+// TestImagePatternMatchesPathMatch keeps the literal and prefix/suffix
+// shortcuts of imagePattern.match equal to path.Match on the host: each
+// host below matches one pattern and misses a look-alike.
+func TestImagePatternMatchesPathMatch(t *testing.T) {
+	patterns := []string{
+		"docker.io/library", "registry.k8s.io", "*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn",
+		"*-docker.pkg.dev", "*.azurecr.io", "reg?.example.com", "[a-c]]x.example", "a\\*b.io", "*", "ex*ample.*",
+	}
+	hosts := []string{
+		"docker.io", "docker.iox", "registry.k8s.io", "registry.k8s.io.evil", "123.dkr.ecr.eu-west-1.amazonaws.com",
+		"123.dkr.ecr.eu-west-1.amazonaws.com.cn", "dkr.ecr.amazonaws.com", "europe-docker.pkg.dev", "docker.pkg.dev",
+		"x.azurecr.io", "azurecr.io", "reg1.example.com", "reg12.example.com", "b]x.example", "d]x.example", "]x.io",
+		"ax.io", "a*b.io", "axb.io", "example.com", "exxample.org", "", "localhost:5000",
+	}
+	for _, s := range patterns {
+		p, err := imageParsePattern(s)
+		if err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		for _, h := range hosts {
+			want, _ := path.Match(p.host, h)
+			if got := p.match(imageRef{Host: h, Path: p.path}); got != want {
+				t.Errorf("pattern %q, host %q: match %v, path.Match %v", s, h, got, want)
+			}
+		}
+	}
+	lib, _ := imageParsePattern("docker.io/library")
+	for path, want := range map[string]bool{"library": true, "library/nginx": true, "libraryx/nginx": false, "librar": false, "other/library": false} {
+		if got := lib.match(imageRef{Host: "docker.io", Path: path}); got != want {
+			t.Errorf("docker.io/library on path %q: %v, want %v", path, got, want)
+		}
 	}
 }

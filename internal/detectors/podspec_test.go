@@ -215,6 +215,10 @@ func FuzzPodSpec(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	aa, err := NewAppArmor(cfg.AppArmorUnconfined)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, req, resp []byte) {
 		for _, tg := range podSpecFuzzTargets {
 			ev := &pipeline.Event{Cluster: testCluster}
@@ -230,7 +234,13 @@ func FuzzPodSpec(f *testing.F) {
 				ev.ResponseObject = &runtime.Unknown{Raw: resp}
 			}
 			if tgt, ok := podSpecMatch(ev); ok {
-				podSpecDecode(ev, tgt, pipeline.FromRequest)
+				// apparmorMayFire only skips specs judging would find
+				// nothing in.
+				if o, ok := podSpecDecode(ev, tgt, pipeline.FromRequest); ok && !apparmorMayFire(o) {
+					if got := aa.judgeObject(ev, o, tgt, nil); len(got) > 0 {
+						t.Fatalf("apparmorMayFire ruled out %+v, judging finds %+v", o.Spec, got)
+					}
+				}
 			}
 			for _, fd := range set.Detect(ev, nil) {
 				if fd.ID == "" || !strings.Contains(fd.Detector, "-") || fd.Summary == "" {
