@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -310,15 +312,43 @@ func podSpecReadTemplate(r *bodyReader, v any) (meta podSpecMeta, spec podSpecSp
 // and rules read it.
 func podSpecDecode(ev *pipeline.Event, t podSpecTarget, prefer string) (*podSpecObject, bool) {
 	if prefer == pipeline.FromRequest {
-		if o, ok := podSpecDecodeBody(ev, t, ev.RequestBody(), pipeline.FromRequest); ok {
+		if o, ok := podSpecView(ev, t, pipeline.FromRequest); ok {
 			return o, true
 		}
-		return podSpecDecodeBody(ev, t, ev.ResponseBody(), pipeline.FromResponse)
+		return podSpecView(ev, t, pipeline.FromResponse)
 	}
-	if o, ok := podSpecDecodeBody(ev, t, ev.ResponseBody(), pipeline.FromResponse); ok {
+	if o, ok := podSpecView(ev, t, pipeline.FromResponse); ok {
 		return o, true
 	}
-	return podSpecDecodeBody(ev, t, ev.RequestBody(), pipeline.FromRequest)
+	return podSpecView(ev, t, pipeline.FromRequest)
+}
+
+// podSpecViewKey is the key of the pod-spec view in an event's body cache.
+type podSpecViewKey struct{}
+
+// podSpecViewed is a body's pod-spec view as cached on the event: what
+// podSpecDecodeBody returned, and the target and objectRef it was read
+// for.
+type podSpecViewed struct {
+	t   podSpecTarget
+	ref *auditv1.ObjectReference
+	o   *podSpecObject // nil: the body holds no readable pod spec
+}
+
+// podSpecView is podSpecDecodeBody of one body, read once per event and
+// shared by every detector (unsecured-image-pull and apparmor-unconfined
+// read the same view of a body when they pick the same one). A view read
+// for another target or objectRef, as a test that edits an event between
+// calls has, is read again.
+func podSpecView(ev *pipeline.Event, t podSpecTarget, source string) (*podSpecObject, bool) {
+	v, _ := ev.BodyView(source, podSpecViewKey{}, func(body any) any {
+		o, _ := podSpecDecodeBody(ev, t, body, source)
+		return &podSpecViewed{t: t, ref: ev.ObjectRef, o: o}
+	}).(*podSpecViewed)
+	if v == nil || v.t != t || v.ref != ev.ObjectRef {
+		return podSpecDecodeBody(ev, t, bodyDecoded(ev, source), source)
+	}
+	return v.o, v.o != nil
 }
 
 // podSpecDecodeBody reads one decoded body; see podSpecDecode. Every shape

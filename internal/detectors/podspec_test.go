@@ -251,3 +251,32 @@ func FuzzPodSpec(f *testing.F) {
 		imageParseRef(string(req))
 	})
 }
+
+// TestPodSpecViewShared shows the detectors reading one pod-spec view per
+// body: both detectors see the same object, the body is decoded once, and
+// an event whose objectRef changed is read again rather than judged by
+// the view read for the old one.
+func TestPodSpecViewShared(t *testing.T) {
+	ev := &pipeline.Event{Cluster: testCluster}
+	ev.Stage = auditv1.StageResponseComplete
+	ev.Verb = "create"
+	ev.ObjectRef = &auditv1.ObjectReference{Resource: "pods", Namespace: "shop", Name: "api"}
+	ev.RequestObject = &runtime.Unknown{Raw: []byte(`{"kind":"Pod","spec":{"containers":[{"name":"c","image":"nginx"}]}}`)}
+	tgt, ok := podSpecMatch(ev)
+	if !ok {
+		t.Fatal("pod create not matched")
+	}
+	a, okA := podSpecDecode(ev, tgt, pipeline.FromRequest)
+	b, okB := podSpecDecode(ev, tgt, pipeline.FromResponse) // falls back to the request
+	if !okA || !okB || a != b {
+		t.Fatalf("views %p (%v) and %p (%v): want one shared view", a, okA, b, okB)
+	}
+	if n := ev.BodyDecodes(); n != 1 {
+		t.Fatalf("%d body decodes, want 1", n)
+	}
+	ev.ObjectRef = &auditv1.ObjectReference{Resource: "pods", Namespace: "other", Name: "api"}
+	c, ok := podSpecDecode(ev, tgt, pipeline.FromRequest)
+	if !ok || c == a || c.Name != "other/api" {
+		t.Fatalf("view after the objectRef changed: %+v (shared %v)", c, c == a)
+	}
+}

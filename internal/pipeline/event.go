@@ -67,11 +67,18 @@ type bodyCache struct {
 	decodes int
 }
 
-// decodedBody is one body and what it decoded to.
+// decodedBody is one body, what it decoded to, and the typed views
+// readers made of it (see BodyView).
 type decodedBody struct {
-	src *runtime.Unknown
-	raw []byte
-	v   any
+	src   *runtime.Unknown
+	raw   []byte
+	v     any
+	views [2]bodyView
+}
+
+// bodyView is one typed view of a decoded body, under its reader's key.
+type bodyView struct {
+	key, v any
 }
 
 // BodyDecoder decodes a request or response body into what json.Unmarshal
@@ -140,6 +147,39 @@ func (e *Event) RequestBody() any {
 // ResponseBody is RequestBody for the response body.
 func (e *Event) ResponseBody() any {
 	return e.bodies.resp.get(e.ResponseObject, &e.bodies.decodes, e.bodies.decode)
+}
+
+// BodyView returns what build made of the decoded request body (src
+// FromRequest) or response body (FromResponse), calling build at most once
+// per body and key, so that the detectors reading one typed view (a pod
+// spec, a token review) share it as they share the decoded body. key is a
+// comparable value of a type private to the reader, such as an empty
+// struct; build receives what RequestBody or ResponseBody returns and its
+// result must be treated as read-only. An event keeps two views per body;
+// beyond that, build runs on every call.
+func (e *Event) BodyView(src string, key any, build func(body any) any) any {
+	d, u := &e.bodies.req, e.RequestObject
+	if src == FromResponse {
+		d, u = &e.bodies.resp, e.ResponseObject
+	}
+	body := d.get(u, &e.bodies.decodes, e.bodies.decode)
+	if u == nil || len(u.Raw) == 0 {
+		// No body, so no cache entry that is this event's.
+		return build(nil)
+	}
+	for i := range d.views {
+		if d.views[i].key == key {
+			return d.views[i].v
+		}
+	}
+	v := build(body)
+	for i := range d.views {
+		if d.views[i].key == nil {
+			d.views[i] = bodyView{key: key, v: v}
+			break
+		}
+	}
+	return v
 }
 
 // BodyDecodes reports how many times a body of e was JSON-decoded since e
