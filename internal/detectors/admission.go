@@ -2,13 +2,13 @@ package detectors
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 
+	"github.com/auditpipe/auditpipe/internal/jsonscan"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -291,22 +291,140 @@ func (d *admissionDetector) failedOpenFinding(ev *pipeline.Event, key string) pi
 // admissionMutation is the value of a mutation.webhook.admission.k8s.io
 // annotation.
 type admissionMutation struct {
-	Configuration string `json:"configuration"`
-	Webhook       string `json:"webhook"`
-	Mutated       bool   `json:"mutated"`
+	Configuration string
+	Webhook       string
+	Mutated       bool
 }
 
 // admissionPatchOp is one JSON patch operation, as webhooks return them and
-// as the patch annotation records them.
+// as the patch annotation records them; its value is not read.
 type admissionPatchOp struct {
-	Op    string          `json:"op"`
-	Path  string          `json:"path"`
-	Value json.RawMessage `json:"value"`
+	Op   string
+	Path string
+}
+
+// The annotation readers below read what json.Unmarshal into the structs
+// above read, keys matched as it matches them (bytes.EqualFold), without
+// reflection: a cluster with mutating webhooks has these annotations on
+// every pod write. Any error json.Unmarshal would return (malformed JSON,
+// trailing data, a member of the wrong type) makes the value unreadable.
+
+// admissionReadMutation reads a mutation annotation's value.
+func admissionReadMutation(raw string) (m admissionMutation, ok bool) {
+	d := jsonscan.Scanner{Data: []byte(raw)}
+	err := admissionJSONObject(&d, 0, func(key []byte) error {
+		switch {
+		case bytes.EqualFold(key, []byte("configuration")):
+			return d.StringOrNull(&m.Configuration, 1, "configuration")
+		case bytes.EqualFold(key, []byte("webhook")):
+			return d.StringOrNull(&m.Webhook, 1, "webhook")
+		case bytes.EqualFold(key, []byte("mutated")):
+			return admissionBoolOrNull(&d, &m.Mutated, "mutated")
+		}
+		return d.Skip(1)
+	})
+	return m, err == nil
+}
+
+// admissionReadPatch reads the patch member of a patch annotation's value.
+func admissionReadPatch(raw string) (ops []admissionPatchOp, ok bool) {
+	d := jsonscan.Scanner{Data: []byte(raw)}
+	err := admissionJSONObject(&d, 0, func(key []byte) error {
+		if !bytes.EqualFold(key, []byte("patch")) {
+			return d.Skip(1)
+		}
+		c, err := d.Peek()
+		if err != nil {
+			return err
+		}
+		switch c {
+		case 'n':
+			ops = nil
+			return d.Literal()
+		case '[':
+		default:
+			return d.Mismatch(1, "patch", "array")
+		}
+		ops = ops[:0]
+		more, err := d.ArrayStart()
+		for ; err == nil && more; more, err = d.ArrayNext() {
+			var op admissionPatchOp
+			err = admissionJSONObject(&d, 2, func(key []byte) error {
+				switch {
+				case bytes.EqualFold(key, []byte("op")):
+					return d.StringOrNull(&op.Op, 3, "patch.op")
+				case bytes.EqualFold(key, []byte("path")):
+					return d.StringOrNull(&op.Path, 3, "patch.path")
+				}
+				return d.Skip(3)
+			})
+			if err != nil {
+				return err
+			}
+			ops = append(ops, op)
+		}
+		return err
+	})
+	return ops, err == nil
+}
+
+// admissionJSONObject reads the object at d.Pos, calling member with each key
+// and d at its value, which member must consume. null reads as an object
+// without members; at depth 0 the value must be all of d.Data.
+func admissionJSONObject(d *jsonscan.Scanner, depth int, member func(key []byte) error) error {
+	c, err := d.Peek()
+	if err != nil {
+		return err
+	}
+	switch c {
+	case 'n':
+		err = d.Literal()
+	case '{':
+		var more bool
+		more, err = d.ObjectStart()
+		for ; err == nil && more; more, err = d.ObjectNext() {
+			var key []byte
+			if key, err = d.Key(); err != nil {
+				break
+			}
+			if _, err = d.Peek(); err != nil {
+				break
+			}
+			if err = member(key); err != nil {
+				break
+			}
+		}
+	default:
+		err = d.Mismatch(depth, "", "object")
+	}
+	if err == nil && depth == 0 {
+		d.WS()
+		if d.Pos != len(d.Data) {
+			err = d.Syntax("after top-level value")
+		}
+	}
+	return err
+}
+
+// admissionBoolOrNull reads a bool member; null leaves dst as it was.
+func admissionBoolOrNull(d *jsonscan.Scanner, dst *bool, field string) error {
+	switch d.Data[d.Pos] {
+	case 't', 'f', 'n':
+		c := d.Data[d.Pos]
+		if err := d.Literal(); err != nil {
+			return err
+		}
+		if c != 'n' {
+			*dst = c == 't'
+		}
+		return nil
+	}
+	return d.Mismatch(1, field, "bool")
 }
 
 func (d *admissionDetector) mutationFinding(ev *pipeline.Event, key, suffix string, out []pipeline.Finding) []pipeline.Finding {
-	var m admissionMutation
-	if err := json.Unmarshal([]byte(ev.Annotations[key]), &m); err != nil || !m.Mutated {
+	m, ok := admissionReadMutation(ev.Annotations[key])
+	if !ok || !m.Mutated {
 		return out
 	}
 	if _, ok := d.webhooks[m.Configuration]; ok {
@@ -323,12 +441,9 @@ func (d *admissionDetector) mutationFinding(ev *pipeline.Event, key, suffix stri
 	// The patch itself is only recorded at Request level and above.
 	patchKey := admissionPatchPrefix + suffix
 	if raw, ok := ev.Annotations[patchKey]; ok {
-		var p struct {
-			Patch []admissionPatchOp `json:"patch"`
-		}
-		if json.Unmarshal([]byte(raw), &p) == nil {
+		if patch, ok := admissionReadPatch(raw); ok {
 			var facts admissionFacts
-			for _, op := range p.Patch {
+			for _, op := range patch {
 				facts.touchPath(op.Op, op.Path)
 			}
 			if len(facts.touched) > 0 {
