@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 
 	authnv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -232,6 +233,7 @@ type selectorDetector struct {
 	cfg       SelectorConfig
 	sensitive map[string]struct{}
 	allowed   *selectorIdentitySet
+	labels    selectorLabelCache
 }
 
 var _ Detector = (*selectorDetector)(nil)
@@ -428,6 +430,52 @@ func selectorJudgeLabel(raw string) selectorVerdict {
 	return v
 }
 
+// selectorLabelCacheSize bounds the label selectors whose verdicts are
+// kept. Controllers and agents list with the same few selectors all day;
+// a cluster's distinct selectors are in the hundreds, and a client
+// sending a new one per request only empties the cache, which then costs
+// what parsing every selector did.
+const selectorLabelCacheSize = 1024
+
+// selectorLabelCacheMaxLen is the longest selector cached: the cache holds
+// at most 1,024 of them, 256 KiB, however long the URIs a client sends.
+// Real selectors are a few dozen bytes.
+const selectorLabelCacheMaxLen = 256
+
+// selectorLabelCache remembers selectorJudgeLabel's verdicts by selector:
+// labels.Parse allocated a parser, its tokens and a set per listed
+// collection. It is safe for concurrent use.
+type selectorLabelCache struct {
+	mu sync.Mutex
+	m  map[string]selectorVerdict
+}
+
+// judge returns selectorJudgeLabel(raw).
+func (c *selectorLabelCache) judge(raw string) selectorVerdict {
+	c.mu.Lock()
+	v, ok := c.m[raw]
+	c.mu.Unlock()
+	if ok {
+		v.raw = raw
+		return v
+	}
+	v = selectorJudgeLabel(raw)
+	if len(raw) > selectorLabelCacheMaxLen {
+		return v
+	}
+	// The key is a copy, so the cache never holds on to an event's memory.
+	key := strings.Clone(raw)
+	kept := v
+	kept.raw = ""
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= selectorLabelCacheSize {
+		c.m = make(map[string]selectorVerdict)
+	}
+	c.m[key] = kept
+	c.mu.Unlock()
+	return v
+}
+
 // selectorRaise returns s one level higher, capped at critical.
 func selectorRaise(s pipeline.Severity) pipeline.Severity {
 	if s < pipeline.SeverityCritical {
@@ -478,7 +526,7 @@ func (d *selectorDetector) detectCollection(ev *pipeline.Event, out []pipeline.F
 		}
 	}
 	if hasLabel {
-		if label = selectorJudgeLabel(rawLabel); label.narrows {
+		if label = d.labels.judge(rawLabel); label.narrows {
 			return out
 		}
 	}

@@ -2,6 +2,7 @@ package detectors
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -466,5 +467,32 @@ func BenchmarkSelectorDetect(b *testing.B) {
 				out = d.Detect(ev, out[:0])
 			}
 		})
+	}
+}
+
+// TestSelectorLabelCache shows cached verdicts equal to fresh ones, for a
+// narrowing selector and its look-alike that only excludes, and the cache
+// staying within its bound when every selector is new.
+func TestSelectorLabelCache(t *testing.T) {
+	var c selectorLabelCache
+	for range 2 {
+		for _, raw := range []string{"app=web", "app!=web", "", "a in (", "!app"} {
+			if got, want := c.judge(raw), selectorJudgeLabel(raw); got != want {
+				t.Fatalf("cached verdict %+v for %q, fresh %+v", got, raw, want)
+			}
+		}
+	}
+	for i := range 3 * selectorLabelCacheSize {
+		c.judge(fmt.Sprintf("app=web-%d", i))
+	}
+	if n := len(c.m); n > selectorLabelCacheSize {
+		t.Fatalf("%d cached selectors, bound %d", n, selectorLabelCacheSize)
+	}
+	long := "app=" + strings.Repeat("x", selectorLabelCacheMaxLen)
+	if got, want := c.judge(long), selectorJudgeLabel(long); got != want {
+		t.Fatalf("verdict %+v for a long selector, fresh %+v", got, want)
+	}
+	if _, kept := c.m[long]; kept {
+		t.Fatal("a selector longer than selectorLabelCacheMaxLen was cached")
 	}
 }
