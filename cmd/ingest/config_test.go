@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/spool"
@@ -20,7 +21,7 @@ import (
 // base is the least a valid command line needs: a listener.
 var base = []string{"--insecure-listen", "127.0.0.1:0"}
 
-func parseOK(t *testing.T, args ...string) config {
+func parseOK(t *testing.T, args ...string) ingestConfig {
 	t.Helper()
 	var stderr bytes.Buffer
 	c, err := parseConfig(append(append([]string(nil), base...), args...), &stderr)
@@ -62,48 +63,48 @@ func TestParseConfigFlags(t *testing.T) {
 	tlsArgs := []string{"--listen", ":8443", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--token-file", "t"}
 	for _, tc := range []struct {
 		args []string
-		got  func(config) any
+		got  func(ingestConfig) any
 		want any
 	}{
-		{[]string{"--metrics-listen", ""}, func(c config) any { return c.metricsListen }, ""},
-		{[]string{"--metrics-listen", ":1"}, func(c config) any { return c.metricsListen }, ":1"},
-		{tlsArgs, func(c config) any { return c.tls }, ingest.TLSConfig{CertFile: "c.pem", KeyFile: "k.pem", ReloadInterval: ingest.DefaultReloadInterval}},
-		{append(tlsArgs, "--client-ca", "ca.pem"), func(c config) any { return c.tls.ClientCAFile }, "ca.pem"},
-		{[]string{"--token-file", "t"}, func(c config) any { return c.auth.TokenFile }, "t"},
-		{[]string{"--firehose-access-key-file", "f"}, func(c config) any { return c.auth.FirehoseAccessKeyFile }, "f"},
-		{[]string{"--cluster-map-file", "m"}, func(c config) any { return c.auth.ClusterMapFile }, "m"},
-		{[]string{"--credential-reload-interval", "7s"}, func(c config) any {
+		{[]string{"--metrics-listen", ""}, func(c ingestConfig) any { return c.metricsListen }, ""},
+		{[]string{"--metrics-listen", ":1"}, func(c ingestConfig) any { return c.metricsListen }, ":1"},
+		{tlsArgs, func(c ingestConfig) any { return c.tls }, ingest.TLSConfig{CertFile: "c.pem", KeyFile: "k.pem", ReloadInterval: ingest.DefaultReloadInterval}},
+		{append(tlsArgs, "--client-ca", "ca.pem"), func(c ingestConfig) any { return c.tls.ClientCAFile }, "ca.pem"},
+		{[]string{"--token-file", "t"}, func(c ingestConfig) any { return c.auth.TokenFile }, "t"},
+		{[]string{"--firehose-access-key-file", "f"}, func(c ingestConfig) any { return c.auth.FirehoseAccessKeyFile }, "f"},
+		{[]string{"--cluster-map-file", "m"}, func(c ingestConfig) any { return c.auth.ClusterMapFile }, "m"},
+		{[]string{"--credential-reload-interval", "7s"}, func(c ingestConfig) any {
 			return []time.Duration{c.auth.ReloadInterval, c.pubsub.ReloadInterval}
 		}, []time.Duration{7 * time.Second, 7 * time.Second}},
-		{[]string{"--kafka-brokers", "a:9092, b:9092"}, func(c config) any { return c.producer.Brokers }, []string{"a:9092", "b:9092"}},
-		{[]string{"--kafka-brokers", "a:9092", "--topic", "t2"}, func(c config) any { return c.producer }, kafka.ProducerConfig{Brokers: []string{"a:9092"}, Topic: "t2"}.WithDefaults()},
-		{[]string{"--partitions", "3"}, func(c config) any { return c.partitions }, 3},
-		{[]string{"--cluster", "prod-eu1"}, func(c config) any { return c.handler.DefaultCluster }, "prod-eu1"},
-		{[]string{"--spool-dir", "/s"}, func(c config) any { return c.spool.Dir }, "/s"},
-		{[]string{"--max-body-bytes", "1000000", "--max-event-bytes", "1000"}, func(c config) any { return c.handler.MaxBodyBytes }, int64(1000000)},
-		{[]string{"--max-event-bytes", "1000"}, func(c config) any { return c.handler.MaxEventBytes }, int64(1000)},
-		{[]string{"--max-events-per-request", "10"}, func(c config) any { return c.handler.MaxEventsPerRequest }, 10},
-		{[]string{"--max-inflight-requests", "11"}, func(c config) any { return c.handler.MaxInFlightRequests }, 11},
-		{[]string{"--max-reading-requests", "12"}, func(c config) any { return c.handler.MaxReadingRequests }, 12},
-		{[]string{"--max-inflight-bytes", "1000000000"}, func(c config) any { return c.handler.MaxInFlightBytes }, int64(1000000000)},
-		{[]string{"--min-body-rate", "13"}, func(c config) any { return c.handler.MinBodyRate }, int64(13)},
-		{[]string{"--body-rate-grace", "2s"}, func(c config) any { return c.handler.BodyRateGrace }, 2 * time.Second},
-		{[]string{"--retry-after", "3s"}, func(c config) any { return c.handler.RetryAfter }, 3 * time.Second},
-		{[]string{"--dedup-window", "4m"}, func(c config) any { return c.handler.DedupWindow }, 4 * time.Minute},
-		{[]string{"--dedup-entries", "14"}, func(c config) any { return c.handler.DedupEntries }, 14},
-		{[]string{"--disable-dedup"}, func(c config) any { return c.handler.DisableDedup }, true},
-		{[]string{"--read-header-timeout", "5s"}, func(c config) any { return c.handler.ReadHeaderTimeout }, 5 * time.Second},
-		{[]string{"--read-timeout", "6m"}, func(c config) any { return c.handler.ReadTimeout }, 6 * time.Minute},
-		{[]string{"--write-timeout", "7s"}, func(c config) any { return c.handler.WriteTimeout }, 7 * time.Second},
-		{[]string{"--idle-timeout", "8s"}, func(c config) any { return c.handler.IdleTimeout }, 8 * time.Second},
-		{[]string{"--max-header-bytes", "15"}, func(c config) any { return c.handler.MaxHeaderBytes }, 15},
-		{[]string{"--log-level", "debug"}, func(c config) any { return c.level }, slog.LevelDebug},
-		{[]string{"--shutdown-timeout", "9s"}, func(c config) any { return c.shutdownWait }, 9 * time.Second},
-		{[]string{"--jwks-file", "j"}, func(c config) any { return c.jwksFile }, "j"},
-		{[]string{"--pubsub-jwks-file", "p", "--pubsub-bindings-file", "b"}, func(c config) any {
+		{[]string{"--kafka-brokers", "a:9092, b:9092"}, func(c ingestConfig) any { return c.producer.Brokers }, []string{"a:9092", "b:9092"}},
+		{[]string{"--kafka-brokers", "a:9092", "--topic", "t2"}, func(c ingestConfig) any { return c.producer }, kafka.ProducerConfig{Brokers: []string{"a:9092"}, Topic: "t2"}.WithDefaults()},
+		{[]string{"--partitions", "3"}, func(c ingestConfig) any { return c.partitions }, 3},
+		{[]string{"--cluster", "prod-eu1"}, func(c ingestConfig) any { return c.handler.DefaultCluster }, "prod-eu1"},
+		{[]string{"--spool-dir", "/s"}, func(c ingestConfig) any { return c.spool.Dir }, "/s"},
+		{[]string{"--max-body-bytes", "1000000", "--max-event-bytes", "1000"}, func(c ingestConfig) any { return c.handler.MaxBodyBytes }, int64(1000000)},
+		{[]string{"--max-event-bytes", "1000"}, func(c ingestConfig) any { return c.handler.MaxEventBytes }, int64(1000)},
+		{[]string{"--max-events-per-request", "10"}, func(c ingestConfig) any { return c.handler.MaxEventsPerRequest }, 10},
+		{[]string{"--max-inflight-requests", "11"}, func(c ingestConfig) any { return c.handler.MaxInFlightRequests }, 11},
+		{[]string{"--max-reading-requests", "12"}, func(c ingestConfig) any { return c.handler.MaxReadingRequests }, 12},
+		{[]string{"--max-inflight-bytes", "1000000000"}, func(c ingestConfig) any { return c.handler.MaxInFlightBytes }, int64(1000000000)},
+		{[]string{"--min-body-rate", "13"}, func(c ingestConfig) any { return c.handler.MinBodyRate }, int64(13)},
+		{[]string{"--body-rate-grace", "2s"}, func(c ingestConfig) any { return c.handler.BodyRateGrace }, 2 * time.Second},
+		{[]string{"--retry-after", "3s"}, func(c ingestConfig) any { return c.handler.RetryAfter }, 3 * time.Second},
+		{[]string{"--dedup-window", "4m"}, func(c ingestConfig) any { return c.handler.DedupWindow }, 4 * time.Minute},
+		{[]string{"--dedup-entries", "14"}, func(c ingestConfig) any { return c.handler.DedupEntries }, 14},
+		{[]string{"--disable-dedup"}, func(c ingestConfig) any { return c.handler.DisableDedup }, true},
+		{[]string{"--read-header-timeout", "5s"}, func(c ingestConfig) any { return c.handler.ReadHeaderTimeout }, 5 * time.Second},
+		{[]string{"--read-timeout", "6m"}, func(c ingestConfig) any { return c.handler.ReadTimeout }, 6 * time.Minute},
+		{[]string{"--write-timeout", "7s"}, func(c ingestConfig) any { return c.handler.WriteTimeout }, 7 * time.Second},
+		{[]string{"--idle-timeout", "8s"}, func(c ingestConfig) any { return c.handler.IdleTimeout }, 8 * time.Second},
+		{[]string{"--max-header-bytes", "15"}, func(c ingestConfig) any { return c.handler.MaxHeaderBytes }, 15},
+		{[]string{"--log-level", "debug"}, func(c ingestConfig) any { return c.level }, slog.LevelDebug},
+		{[]string{"--shutdown-timeout", "9s"}, func(c ingestConfig) any { return c.shutdownWait }, 9 * time.Second},
+		{[]string{"--jwks-file", "j"}, func(c ingestConfig) any { return c.jwksFile }, "j"},
+		{[]string{"--pubsub-jwks-file", "p", "--pubsub-bindings-file", "b"}, func(c ingestConfig) any {
 			return [2]string{c.pubsub.JWKSFile, c.pubsub.BindingsFile}
 		}, [2]string{"p", "b"}},
-		{[]string{"--fingerprint-key-file", keyFile}, func(c config) any { return c.FingerprintKey }, secret("s3cr3t-fingerprint-key")},
+		{[]string{"--fingerprint-key-file", keyFile}, func(c ingestConfig) any { return c.FingerprintKey }, config.Secret("s3cr3t-fingerprint-key")},
 	} {
 		c := parseOK(t, tc.args...)
 		if got := tc.got(c); !reflect.DeepEqual(got, tc.want) {

@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/auditpipe/auditpipe/internal/cli"
+	"github.com/auditpipe/auditpipe/internal/config"
 	"github.com/auditpipe/auditpipe/internal/ingest"
 	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/lifecycle"
@@ -119,11 +120,11 @@ func (o options) validate() error {
 	return errors.Join(errs...)
 }
 
-// config is what ingest runs with: the flags (or their AUDITPIPE_*
+// ingestConfig is what ingest runs with: the flags (or their AUDITPIPE_*
 // variables) checked, each component's configuration with its defaults
 // applied and validated, and the secrets read from their files. Building
 // from it opens files and connections; parsing it opens nothing.
-type config struct {
+type ingestConfig struct {
 	options
 	level slog.Level
 	// brokers is --kafka-brokers split; empty means embedded mode.
@@ -136,21 +137,10 @@ type config struct {
 	producer kafka.ProducerConfig
 	spool    spool.WriterConfig
 	// FingerprintKey is --fingerprint-key-file's content. Exported so
-	// that fmt and encoding/json reach its redacting methods when the
-	// whole config is printed.
-	FingerprintKey secret
+	// that fmt reaches its redacting methods when the whole config is
+	// printed.
+	FingerprintKey config.Secret
 }
-
-// secret is a value read from a file that must never reach a log: it
-// prints as "REDACTED" through fmt, slog and encoding/json alike.
-type secret string
-
-// String, GoString, LogValue and MarshalText print a secret redacted.
-
-func (secret) String() string                 { return "REDACTED" }
-func (secret) GoString() string               { return `"REDACTED"` }
-func (secret) LogValue() slog.Value           { return slog.StringValue("REDACTED") }
-func (s secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // run serves until ctx is done: it reads the flags, builds the components
 // from them, and runs them.
@@ -173,7 +163,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 // config, takes the component defaults from their WithDefaults, validates
 // every part, and reads the secret files. It opens nothing; usage and
 // parse errors go to stderr.
-func parseConfig(args []string, stderr io.Writer) (config, error) {
+func parseConfig(args []string, stderr io.Writer) (ingestConfig, error) {
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	setUsage(fs)
@@ -218,14 +208,14 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&o.pubsubBindings, "pubsub-bindings-file", "", "YAML binding push OIDC tokens to clusters: bindings: [{name, audience, email, cluster}]; re-read when it changes")
 	fs.StringVar(&o.fpKeyFile, "fingerprint-key-file", "", "file holding a secret key for HMAC fingerprints of redacted secret values (without it they get none)")
 	if err := cli.Parse(fs, args); err != nil {
-		return config{}, err
+		return ingestConfig{}, err
 	}
 	if err := o.validate(); err != nil {
-		return config{}, err
+		return ingestConfig{}, err
 	}
-	c := config{options: o, brokers: cli.SplitList(o.brokers)}
+	c := ingestConfig{options: o, brokers: cli.SplitList(o.brokers)}
 	if err := c.level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return config{}, fmt.Errorf("parsing log level: %w", err)
+		return ingestConfig{}, fmt.Errorf("parsing log level: %w", err)
 	}
 	// Each part is checked as its constructor would, with the same
 	// message, so that a mistake stops start-up before anything is opened.
@@ -233,41 +223,41 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	c.handler.DefaultCluster, c.handler.MaxBodyBytes = o.cluster, o.maxBody
 	c.handler = c.handler.WithDefaults()
 	if err := c.handler.Validate(); err != nil {
-		return config{}, fmt.Errorf("validating ingest config: %w", err)
+		return ingestConfig{}, fmt.Errorf("validating ingest config: %w", err)
 	}
 	if o.tlsCert != "" {
 		c.tls = ingest.TLSConfig{CertFile: o.tlsCert, KeyFile: o.tlsKey, ClientCAFile: o.clientCA, ReloadInterval: o.reloadInterval}
 		if err := c.tls.Validate(); err != nil {
-			return config{}, fmt.Errorf("loading TLS files: %w", err)
+			return ingestConfig{}, fmt.Errorf("loading TLS files: %w", err)
 		}
 	}
 	c.auth = ingest.AuthConfig{TokenFile: o.tokenFile, FirehoseAccessKeyFile: o.firehoseKeys, ClusterMapFile: o.clusterMapFile, ReloadInterval: o.reloadInterval}
 	if err := c.auth.Validate(); err != nil {
-		return config{}, fmt.Errorf("loading credentials: %w", err)
+		return ingestConfig{}, fmt.Errorf("loading credentials: %w", err)
 	}
 	// Pub/Sub push (GKE audit logs): OIDC tokens, or a --token-file token
 	// in ?token=.
 	c.pubsub = ingest.PubSubAuthConfig{JWKSFile: o.pubsubJWKS, BindingsFile: o.pubsubBindings, ReloadInterval: o.reloadInterval}
 	if err := c.pubsub.Validate(); err != nil {
-		return config{}, fmt.Errorf("loading pubsub credentials: %w", err)
+		return ingestConfig{}, fmt.Errorf("loading pubsub credentials: %w", err)
 	}
 	if len(c.brokers) > 0 {
 		c.producer = kafka.ProducerConfig{Brokers: c.brokers, Topic: o.topic}.WithDefaults()
 		if err := c.producer.Validate(); err != nil {
-			return config{}, fmt.Errorf("validating kafka producer config: %w", err)
+			return ingestConfig{}, fmt.Errorf("validating kafka producer config: %w", err)
 		}
 	} else {
 		c.spool = spool.WriterConfig{Dir: o.spoolDir}.WithDefaults()
 		if err := c.spool.Validate(); err != nil {
-			return config{}, fmt.Errorf("opening spool: %w", err)
+			return ingestConfig{}, fmt.Errorf("opening spool: %w", err)
 		}
 	}
 	if o.fpKeyFile != "" {
 		key, err := os.ReadFile(o.fpKeyFile)
 		if err != nil {
-			return config{}, fmt.Errorf("reading fingerprint key: %w", err)
+			return ingestConfig{}, fmt.Errorf("reading fingerprint key: %w", err)
 		}
-		c.FingerprintKey = secret(strings.TrimSpace(string(key)))
+		c.FingerprintKey = config.Secret(strings.TrimSpace(string(key)))
 	}
 	return c, nil
 }
@@ -285,7 +275,7 @@ type app struct {
 // build constructs ingest's components from cfg and binds its listeners,
 // but serves nothing and starts no goroutine: a.run does. On an error, what
 // was opened is closed.
-func build(ctx context.Context, cfg config, log *slog.Logger, reg *prometheus.Registry) (*app, error) {
+func build(ctx context.Context, cfg ingestConfig, log *slog.Logger, reg *prometheus.Registry) (*app, error) {
 	// Credentials first: a broken certificate or token file should stop
 	// start-up before a topic is created or a spool opened.
 	var tlsFiles *ingest.TLS
@@ -352,7 +342,7 @@ func build(ctx context.Context, cfg config, log *slog.Logger, reg *prometheus.Re
 
 	// Tokens and secret values never leave ingest: every event is redacted
 	// before it is produced.
-	red, err := redact.New(redact.Config{JWKSFile: cfg.jwksFile, FingerprintKey: string(cfg.FingerprintKey)})
+	red, err := redact.New(redact.Config{JWKSFile: cfg.jwksFile, FingerprintKey: cfg.FingerprintKey.Reveal()})
 	if err != nil {
 		return nil, errors.Join(err, close())
 	}

@@ -1,25 +1,8 @@
 package alert
 
-import "log/slog"
+import "github.com/auditpipe/auditpipe/internal/config"
 
-// redactedText replaces a secret wherever it could be printed.
-const redactedText = "<secret>"
-
-// Secret holds a credential such as a Slack webhook URL. Every way of
-// printing it (fmt, JSON, slog) shows "<secret>"; only Reveal returns it.
-type Secret string
-
-// String redacts the secret for fmt's %s and %v.
-func (s Secret) String() string { return redactedText }
-
-// GoString redacts the secret for fmt's %#v.
-func (s Secret) GoString() string { return redactedText }
-
-// MarshalJSON redacts the secret, so a config dump cannot leak it.
-func (s Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redactedText + `"`), nil }
-
-// LogValue redacts the secret in structured logs.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(redactedText) }
-
-// Reveal returns the credential itself, for the one place that sends it.
-func (s Secret) Reveal() string { return string(s) }
+// Secret holds a credential such as a Slack webhook URL; every way of
+// printing it shows "<secret>". It is config.Secret, which the commands'
+// configurations use too.
+type Secret = config.Secret
