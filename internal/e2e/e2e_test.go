@@ -67,9 +67,15 @@ func generate(t *testing.T, n int) stream {
 type countingSink struct {
 	pipeline.Sink
 	events atomic.Int64
+	// writing counts Writes in progress: the store inserts a batch's
+	// events before its findings, so rows can be counted while the
+	// findings are still on their way.
+	writing atomic.Int64
 }
 
 func (c *countingSink) Write(ctx context.Context, b pipeline.Batch) error {
+	c.writing.Add(1)
+	defer c.writing.Add(-1)
 	if err := c.Sink.Write(ctx, b); err != nil {
 		return err
 	}
@@ -88,15 +94,35 @@ type harness struct {
 	sinkCnt *countingSink
 }
 
-func newHarness(t *testing.T) *harness {
+// newHarness starts ClickHouse, Kafka and an ingest handler in front of
+// them for one test.
+func newHarness(t *testing.T) *harness { return startHarness(t, false) }
+
+// newOutageHarness is newHarness with a Kafka the test can stop and
+// restart. Ingest's producer gives up on it within seconds and its answers
+// ask for a retry after one second, so that the senders' retries, not
+// ingest's, carry the outage.
+func newOutageHarness(t *testing.T) *harness { return startHarness(t, true) }
+
+func startHarness(t *testing.T, outages bool) *harness {
 	t.Helper()
 	h := &harness{t: t}
 	h.ch = chtest.Start(t)
 	h.db = h.ch.NewDatabase(t)
 	h.dsn = h.ch.DSN + h.db
-	h.kafka = kafkatest.Start(t, "audit-events", 4)
+	// Ingest's own deduplication window is off so that a resent batch
+	// reaches Kafka again and the store's deduplication is what is tested.
+	pcfg, hcfg := kafka.ProducerConfig{}, ingest.Config{DisableDedup: true}
+	if outages {
+		h.kafka = kafkatest.Start(t, "audit-events", 4, kafkatest.WithOutages())
+		pcfg.WriteTimeout, pcfg.MaxAttempts = 2*time.Second, 2
+		hcfg.RetryAfter = time.Second
+	} else {
+		h.kafka = kafkatest.Start(t, "audit-events", 4)
+	}
+	pcfg.Brokers, pcfg.Topic = h.kafka.Brokers, h.kafka.Topic
 
-	prod, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: h.kafka.Brokers, Topic: h.kafka.Topic}, nil, nil)
+	prod, err := kafka.NewProducer(pcfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,9 +131,7 @@ func newHarness(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Ingest's own deduplication window is off so that a resent batch
-	// reaches Kafka again and the store's deduplication is what is tested.
-	handler, err := ingest.New(ingest.Config{DisableDedup: true}, prod, red, prod, nil, nil)
+	handler, err := ingest.New(hcfg, prod, red, prod, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +214,55 @@ func (h *harness) consumer() *kafka.Consumer {
 	return c
 }
 
+// startDetect runs one detect instance on a new consumer until the test
+// ends.
+func (h *harness) startDetect() {
+	h.t.Helper()
+	cons := h.consumer()
+	stop := h.detect(cons)
+	h.t.Cleanup(func() {
+		if err := stop(); err != nil {
+			h.t.Error(err)
+		}
+		cons.Close()
+	})
+}
+
+// waitEventsFinal waits until events FINAL holds want rows and the Write
+// that stored the last of them has returned (its findings are in too), and
+// fails the test if it holds more.
+func (h *harness) waitEventsFinal(want uint64) {
+	h.t.Helper()
+	waitFor(h.t, "every event stored", func() bool {
+		return h.count("SELECT count() FROM {db}.events FINAL") >= want && h.sinkCnt.writing.Load() == 0
+	})
+	if got := h.count("SELECT count() FROM {db}.events FINAL"); got != want {
+		h.t.Fatalf("events FINAL = %d, want %d distinct (auditID, stage)", got, want)
+	}
+}
+
+// checkAnonymousOnce checks that every anonymous-access attack in s raised
+// exactly one finding, leaving out the auditIDs keep refuses (nil keeps
+// all), and that there was at least one.
+func (h *harness) checkAnonymousOnce(s stream, keep func(auditID string) bool) {
+	h.t.Helper()
+	anon := 0
+	for id, dets := range s.expect {
+		for _, d := range dets {
+			if d != "anonymous-access" || (keep != nil && !keep(id)) {
+				continue
+			}
+			anon++
+			if n := h.count("SELECT count() FROM {db}.findings FINAL WHERE detector = 'anonymous-access' AND audit_id = ?", id); n != 1 {
+				h.t.Errorf("anonymous-access findings for attack %s = %d, want 1", id, n)
+			}
+		}
+	}
+	if anon == 0 {
+		h.t.Fatal("the stream held no anonymous-access attack")
+	}
+}
+
 func (h *harness) count(query string, args ...any) uint64 {
 	h.t.Helper()
 	var n uint64
@@ -218,14 +291,7 @@ func TestEndToEnd(t *testing.T) {
 	if len(s.expect) == 0 || len(s.lookalikes) == 0 {
 		t.Fatalf("generator produced %d attacks and %d look-alikes; the test needs both", len(s.expect), len(s.lookalikes))
 	}
-	cons := h.consumer()
-	stop := h.detect(cons)
-	defer func() {
-		if err := stop(); err != nil {
-			t.Error(err)
-		}
-		cons.Close()
-	}()
+	h.startDetect()
 
 	h.send(s.events)
 	want := uint64(len(s.keys))
@@ -238,21 +304,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// Every anonymous-access attack is reported exactly once, and nothing
 	// is reported about the look-alike health probes.
-	anon := 0
-	for id, dets := range s.expect {
-		for _, d := range dets {
-			if d != "anonymous-access" {
-				continue
-			}
-			anon++
-			if n := h.count("SELECT count() FROM {db}.findings FINAL WHERE detector = 'anonymous-access' AND audit_id = ?", id); n != 1 {
-				t.Errorf("anonymous-access findings for attack %s = %d, want 1", id, n)
-			}
-		}
-	}
-	if anon == 0 {
-		t.Fatal("the stream held no anonymous-access attack")
-	}
+	h.checkAnonymousOnce(s, nil)
 	for id, scenario := range s.lookalikes {
 		if n := h.count("SELECT count() FROM {db}.findings FINAL WHERE detector = 'anonymous-access' AND audit_id = ?", id); n != 0 {
 			t.Errorf("look-alike %s (%s) raised %d anonymous-access findings", id, scenario, n)

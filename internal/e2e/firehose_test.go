@@ -7,18 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
-	chgo "github.com/ClickHouse/clickhouse-go/v2"
-
 	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/ingest"
-	"github.com/auditpipe/auditpipe/internal/kafka"
-	"github.com/auditpipe/auditpipe/internal/redact"
-	"github.com/auditpipe/auditpipe/internal/testutil/chtest"
-	"github.com/auditpipe/auditpipe/internal/testutil/kafkatest"
 )
 
 // firehoseRequests wraps events as EKS's path delivers them: CloudWatch
@@ -118,34 +111,7 @@ func deliverLikeFirehose(t *testing.T, url string, body []byte) []int {
 // anonymous-access finding once: nothing lost, nothing duplicated, and
 // the two paths collapse into the same rows.
 func TestFirehoseEndToEnd(t *testing.T) {
-	h := &harness{t: t}
-	h.ch = chtest.Start(t)
-	h.db = h.ch.NewDatabase(t)
-	h.dsn = h.ch.DSN + h.db
-	h.kafka = kafkatest.Start(t, "audit-events", 4, kafkatest.WithOutages())
-	prod, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: h.kafka.Brokers, Topic: h.kafka.Topic, WriteTimeout: 2 * time.Second, MaxAttempts: 2}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { prod.Close() })
-	red, err := redact.New(redact.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler, err := ingest.New(ingest.Config{DisableDedup: true, RetryAfter: time.Second}, prod, red, prod, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.ingest = httptest.NewServer(handler)
-	t.Cleanup(h.ingest.Close)
-	opts, err := chgo.ParseDSN(h.ch.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.conn, err = chgo.Open(opts); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.conn.Close() })
+	h := newOutageHarness(t)
 
 	s := generate(t, 1200)
 	bodies := firehoseRequests(s.events, 50, 4) // 6 requests of 200 events
@@ -172,34 +138,10 @@ func TestFirehoseEndToEnd(t *testing.T) {
 	}
 	t.Logf("%d answers during the outage told Firehose to retry", refused)
 
-	cons := h.consumer()
-	stop := h.detect(cons)
-	defer func() {
-		if err := stop(); err != nil {
-			t.Error(err)
-		}
-		cons.Close()
-	}()
+	h.startDetect()
 	want := uint64(len(s.keys))
-	waitFor(t, "every event stored", func() bool { return h.count("SELECT count() FROM {db}.events FINAL") >= want })
-	if got := h.count("SELECT count() FROM {db}.events FINAL"); got != want {
-		t.Fatalf("events FINAL = %d, want %d distinct (auditID, stage)", got, want)
-	}
-	anon := 0
-	for id, dets := range s.expect {
-		for _, d := range dets {
-			if d != "anonymous-access" {
-				continue
-			}
-			anon++
-			if n := h.count("SELECT count() FROM {db}.findings FINAL WHERE detector = 'anonymous-access' AND audit_id = ?", id); n != 1 {
-				t.Errorf("anonymous-access findings for attack %s = %d, want 1", id, n)
-			}
-		}
-	}
-	if anon == 0 {
-		t.Fatal("the stream held no anonymous-access attack")
-	}
+	h.waitEventsFinal(want)
+	h.checkAnonymousOnce(s, nil)
 	// Every stored row says where it came from.
 	if n := h.count("SELECT count() FROM {db}.events FINAL WHERE has(annotations.key, 'auditpipe.io/source') AND has(annotations.key, 'auditpipe.io/eks-log')"); n != want {
 		t.Errorf("%d of %d rows carry the EKS annotations", n, want)

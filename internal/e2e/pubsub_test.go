@@ -5,25 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	chgo "github.com/ClickHouse/clickhouse-go/v2"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/cloud/gke"
 	"github.com/auditpipe/auditpipe/internal/gen"
-	"github.com/auditpipe/auditpipe/internal/ingest"
-	"github.com/auditpipe/auditpipe/internal/kafka"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
-	"github.com/auditpipe/auditpipe/internal/redact"
-	"github.com/auditpipe/auditpipe/internal/testutil/chtest"
-	"github.com/auditpipe/auditpipe/internal/testutil/kafkatest"
 )
 
 // httpToGRPC is the google.rpc.Code GKE writes for an HTTP status.
@@ -154,34 +147,7 @@ func deliverLikePubSub(t *testing.T, url string, body []byte) int {
 // expected anonymous-access finding once: nothing lost, nothing
 // duplicated.
 func TestPubSubEndToEnd(t *testing.T) {
-	h := &harness{t: t}
-	h.ch = chtest.Start(t)
-	h.db = h.ch.NewDatabase(t)
-	h.dsn = h.ch.DSN + h.db
-	h.kafka = kafkatest.Start(t, "audit-events", 4, kafkatest.WithOutages())
-	prod, err := kafka.NewProducer(kafka.ProducerConfig{Brokers: h.kafka.Brokers, Topic: h.kafka.Topic, WriteTimeout: 2 * time.Second, MaxAttempts: 2}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { prod.Close() })
-	red, err := redact.New(redact.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler, err := ingest.New(ingest.Config{DisableDedup: true, RetryAfter: time.Second}, prod, red, prod, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.ingest = httptest.NewServer(handler)
-	t.Cleanup(h.ingest.Close)
-	opts, err := chgo.ParseDSN(h.ch.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.conn, err = chgo.Open(opts); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.conn.Close() })
+	h := newOutageHarness(t)
 
 	s := generate(t, 800)
 	var pushes [][]byte
@@ -239,34 +205,10 @@ func TestPubSubEndToEnd(t *testing.T) {
 	}
 	t.Logf("%d pushes, %d answers during the outage told Pub/Sub to retry", len(pushes), refused)
 
-	cons := h.consumer()
-	stop := h.detect(cons)
-	defer func() {
-		if err := stop(); err != nil {
-			t.Error(err)
-		}
-		cons.Close()
-	}()
+	h.startDetect()
 	want := uint64(len(keys))
-	waitFor(t, "every event stored", func() bool { return h.count("SELECT count() FROM {db}.events FINAL") >= want })
-	if got := h.count("SELECT count() FROM {db}.events FINAL"); got != want {
-		t.Fatalf("events FINAL = %d, want %d distinct (auditID, stage)", got, want)
-	}
-	anon := 0
-	for id, dets := range s.expect {
-		for _, d := range dets {
-			if d != "anonymous-access" || !exported[id] {
-				continue
-			}
-			anon++
-			if n := h.count("SELECT count() FROM {db}.findings FINAL WHERE detector = 'anonymous-access' AND audit_id = ?", id); n != 1 {
-				t.Errorf("anonymous-access findings for attack %s = %d, want 1", id, n)
-			}
-		}
-	}
-	if anon == 0 {
-		t.Fatal("the stream held no anonymous-access attack")
-	}
+	h.waitEventsFinal(want)
+	h.checkAnonymousOnce(s, func(id string) bool { return exported[id] })
 	if n := h.count("SELECT count() FROM {db}.events FINAL WHERE has(annotations.value, 'gke') AND has(annotations.key, 'auditpipe.io/gke-cluster-name')"); n != want {
 		t.Errorf("%d of %d rows carry the GKE annotations", n, want)
 	}
