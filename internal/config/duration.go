@@ -1,6 +1,7 @@
-// Package config holds what every configuration file of auditpipe shares:
-// the Duration type, written as "30s" in YAML and JSON. Each component's
-// config struct lives with the component and has WithDefaults and Validate.
+// Package config holds what every configuration of auditpipe shares: the
+// Duration type, written as "30s" in YAML and JSON, and the Secret type,
+// a credential that prints redacted. Each component's config struct lives
+// with the component and has WithDefaults and Validate.
 package config
 
 import (
