@@ -91,17 +91,15 @@ var accessors = func() map[string]func(any) any {
 	return m
 }()
 
-// fieldGetters maps a field path to its plain read, for what is shown of
-// a field rather than tested: a rule's evidence and the {{ field }} parts
-// of its output read the field straight from the Env, without running a
-// program, when they name nothing but the field.
-var fieldGetters = func() map[string]func(*Env) any {
-	m := make(map[string]func(*Env) any, len(accessorDefs))
-	for _, d := range accessorDefs {
-		m[d.path] = d.get
-	}
-	return m
-}()
+// fieldGetter is the accessor a compiled program calls for the field
+// path n reads, or nil: a rule's evidence, the {{ field }} parts of its
+// output and the fields of a new_terms block that name nothing but a
+// field call it directly instead of running a program, and share the
+// event's boxed value with the conditions (a fresh interface per read
+// would allocate).
+func fieldGetter(n ast.Node) func(any) any {
+	return accessors[fieldPathOf(n)]
+}
 
 // The Env's functions as constants; the body functions find the event
 // through the evaluator the Env points back to.

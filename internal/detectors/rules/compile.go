@@ -608,7 +608,7 @@ func isFieldPath(n ast.Node) bool {
 type templatePart struct {
 	text string
 	prog *vm.Program
-	get  func(*Env) any // set when the expression is a field: prog's value
+	get  func(any) any // set when the expression is a field: prog's value
 }
 
 // template compiles an output like "{{ user.username }} opened a shell".
@@ -648,7 +648,7 @@ func (c *compiler) template(name string, part condPart) ([]templatePart, bool) {
 			var x expansion
 			c.expand(&tree.Node, nil, &x)
 			// Read before program rewrites the tree.
-			get := fieldGetters[fieldPathOf(tree.Node)]
+			get := fieldGetter(tree.Node)
 			if x.broken {
 				good = false
 			} else if prog, err := c.program(tree.Node, src, c.cfgAny); err != nil {
@@ -667,9 +667,9 @@ func (c *compiler) template(name string, part condPart) ([]templatePart, bool) {
 // evidenceSpec is one field a condition reads, reported with a finding.
 type evidenceSpec struct {
 	field string
-	prog  *vm.Program    // env fields
-	get   func(*Env) any // prog's value, for a plain field read
-	fn    string         // body functions: request, response, object, has
+	prog  *vm.Program   // env fields
+	get   func(any) any // prog's value, for a plain field read
+	fn    string        // body functions: request, response, object, has
 	path  any
 }
 
@@ -727,7 +727,7 @@ func (c *compiler) evidence(node ast.Node) []evidenceSpec {
 		if err != nil {
 			continue
 		}
-		get := fieldGetters[fieldPathOf(tree.Node)] // before program rewrites the tree
+		get := fieldGetter(tree.Node) // before program rewrites the tree
 		prog, err := c.program(tree.Node, text, c.cfgAny)
 		if err != nil {
 			continue

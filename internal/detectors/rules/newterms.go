@@ -73,7 +73,7 @@ type termFieldDef struct {
 type termField struct {
 	text string
 	prog *vm.Program
-	get  func(*Env) any // prog's value, when the field is a plain read
+	get  func(any) any // prog's value, when the field is a plain read
 	norm func(string) string
 }
 
@@ -230,7 +230,7 @@ func (c *compiler) compileTerms(name string, def *newTermsDef) (*termSpec, bool)
 			ok = false
 			return tf
 		}
-		tf.get = fieldGetters[fieldPathOf(tree.Node)] // before program rewrites the tree
+		tf.get = fieldGetter(tree.Node) // before program rewrites the tree
 		prog, err := c.program(tree.Node, f.part.text, c.cfgAny)
 		if err != nil {
 			c.exprError(f.part, 0, err, "rule "+name+" new_terms: ")
