@@ -60,52 +60,8 @@ var eventFields = []string{
 	"annotations",
 }
 
-// eventField maps a member name of an event to its field index, or -1.
-func eventField(k []byte) int {
-	// A switch on string(k) neither allocates nor hashes; it is the common
-	// path, the folded comparison below the rare one.
-	switch string(k) {
-	case "kind":
-		return evKind
-	case "apiVersion":
-		return evAPIVersion
-	case "level":
-		return evLevel
-	case "auditID":
-		return evAuditID
-	case "stage":
-		return evStage
-	case "requestURI":
-		return evRequestURI
-	case "verb":
-		return evVerb
-	case "user":
-		return evUser
-	case "impersonatedUser":
-		return evImpersonatedUser
-	case "authenticationMetadata":
-		return evAuthenticationMetadata
-	case "sourceIPs":
-		return evSourceIPs
-	case "userAgent":
-		return evUserAgent
-	case "objectRef":
-		return evObjectRef
-	case "responseStatus":
-		return evResponseStatus
-	case "requestObject":
-		return evRequestObject
-	case "responseObject":
-		return evResponseObject
-	case "requestReceivedTimestamp":
-		return evRequestReceivedTimestamp
-	case "stageTimestamp":
-		return evStageTimestamp
-	case "annotations":
-		return evAnnotations
-	}
-	return foldField(eventFields, k)
-}
+// eventMembers is eventFields prepared for member's fast path.
+var eventMembers = jsonscan.NewMembers(eventFields...)
 
 // lookupField finds k among names, exactly or else case-insensitively.
 func lookupField(names []string, k []byte) int {
@@ -145,6 +101,9 @@ type eventDecoder struct {
 	// (groups, sourceIPs, each user.extra value) are carved from; see
 	// stringsOf.
 	strs []string
+	// stamps carries the date and second of the event's first timestamp
+	// to its second.
+	stamps lastSecond
 }
 
 // stringBlock is how many strings stringsOf allocates at once: enough for
@@ -204,14 +163,38 @@ func decodeEventFast(data []byte, ev *auditv1.Event) (kind, apiVersion string, e
 	return kind, apiVersion, nil
 }
 
+// member reads the name of the member at d.Pos, leaving d.Pos at its
+// value, and returns the name's index in names, or -1. *next is where
+// jsonscan's MemberIn starts looking: one past the last member matched,
+// since members come in field order. Names it does not find as they are
+// spelt (out of order, escaped, spaced, in another case) go through Key and
+// lookupField, encoding/json's rules.
+func (d *eventDecoder) member(names *jsonscan.Members, next *int) (int, error) {
+	i := d.MemberIn(names, *next)
+	if i < 0 {
+		k, err := d.Key()
+		if err != nil {
+			return 0, err
+		}
+		if i = lookupField(names.Names(), k); i < 0 {
+			return -1, nil
+		}
+	} else if _, err := d.Peek(); err != nil {
+		return 0, err
+	}
+	*next = i + 1
+	return i, nil
+}
+
 func (d *eventDecoder) event(ev *auditv1.Event, kind, apiVersion *string) error {
+	next := 0
 	more, err := d.ObjectStart()
 	for more && err == nil {
-		var k []byte
-		if k, err = d.Key(); err != nil {
+		var f int
+		if f, err = d.member(eventMembers, &next); err != nil {
 			return err
 		}
-		switch eventField(k) {
+		switch f {
 		case evKind:
 			err = d.internString(kind, 1, "kind")
 		case evAPIVersion:
@@ -438,7 +421,10 @@ func (d *eventDecoder) stringMap(dst *map[string]string, depth int, field string
 	return nil
 }
 
-var userFields = []string{"username", "uid", "groups", "extra"}
+var (
+	userFields  = []string{"username", "uid", "groups", "extra"}
+	userMembers = jsonscan.NewMembers(userFields...)
+)
 
 // userValue decodes into a UserInfo struct value (the event's user).
 func (d *eventDecoder) userValue(u *authnv1.UserInfo, depth int, field string) error {
@@ -484,20 +470,12 @@ var (
 
 func (d *eventDecoder) user(u *authnv1.UserInfo, depth int, field string) error {
 	p := pathsOf(field)
+	next := 0
 	more, err := d.ObjectStart()
 	for more && err == nil {
-		var k []byte
-		if k, err = d.Key(); err != nil {
-			return err
-		}
 		var f int
-		switch string(k) {
-		case "username":
-			f = 0
-		case "groups":
-			f = 2
-		default:
-			f = lookupField(userFields, k)
+		if f, err = d.member(userMembers, &next); err != nil {
+			return err
 		}
 		switch f {
 		case 0:
@@ -606,10 +584,13 @@ func (d *eventDecoder) authnMetadata(dst **auditv1.AuthenticationMetadata, depth
 	return err
 }
 
-var objectRefFields = []string{
-	"resource", "namespace", "name", "uid", "apiGroup", "apiVersion",
-	"resourceVersion", "subresource",
-}
+var (
+	objectRefFields = []string{
+		"resource", "namespace", "name", "uid", "apiGroup", "apiVersion",
+		"resourceVersion", "subresource",
+	}
+	objectRefMembers = jsonscan.NewMembers(objectRefFields...)
+)
 
 func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error {
 	switch d.Data[d.Pos] {
@@ -626,13 +607,14 @@ func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error
 		*dst = &a.objectRef
 	}
 	o := *dst
+	next := 0
 	more, err := d.ObjectStart()
 	for more && err == nil {
-		var k []byte
-		if k, err = d.Key(); err != nil {
+		var f int
+		if f, err = d.member(objectRefMembers, &next); err != nil {
 			return err
 		}
-		switch lookupField(objectRefFields, k) {
+		switch f {
 		case 0:
 			err = d.internString(&o.Resource, depth+1, "objectRef.resource")
 		case 1:
@@ -660,7 +642,10 @@ func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error
 	return err
 }
 
-var statusFields = []string{"kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"}
+var (
+	statusFields  = []string{"kind", "apiVersion", "metadata", "status", "message", "reason", "details", "code"}
+	statusMembers = jsonscan.NewMembers(statusFields...)
+)
 
 func (d *eventDecoder) status(dst **metav1.Status, depth int) error {
 	switch d.Data[d.Pos] {
@@ -677,13 +662,14 @@ func (d *eventDecoder) status(dst **metav1.Status, depth int) error {
 		*dst = &a.status
 	}
 	s := *dst
+	next := 0
 	more, err := d.ObjectStart()
 	for more && err == nil {
-		var k []byte
-		if k, err = d.Key(); err != nil {
+		var f int
+		if f, err = d.member(statusMembers, &next); err != nil {
 			return err
 		}
-		switch lookupField(statusFields, k) {
+		switch f {
 		case 0:
 			err = d.internString(&s.Kind, depth+1, "responseStatus.kind")
 		case 1:
@@ -1017,7 +1003,7 @@ func (d *eventDecoder) timestamp(dst *metav1.MicroTime, depth int, field string)
 	}
 	// Like the tolerant parser before it, this reads the string's raw
 	// text: a timestamp spelt with escapes is not a timestamp.
-	t, err := parseTimestamp(d.Data[start:end])
+	t, err := parseTimestamp(d.Data[start:end], &d.stamps)
 	if err != nil {
 		return err
 	}

@@ -11,10 +11,12 @@ import (
 // internTable holds the strings audit events repeat on nearly every line:
 // levels, stages, verbs, the built-in API's resources and groups, system
 // identities and the well-known annotation and extra keys. Decoding one of
-// them returns the table's copy instead of allocating a new string; the
-// lookup m[string(b)] does not allocate either. The table is immutable
-// after init, so concurrent decoders share it safely.
-var internTable = func() map[string]string {
+// them returns the table's copy instead of allocating a new string. It is
+// an open-addressing hash table keyed by the cache's hash, so that a string
+// it does not hold goes on to the cache (see cached) without being hashed
+// twice; it is immutable after init, so concurrent decoders share it
+// safely.
+var internTable = func() *[internSlots]string {
 	words := strings.Fields(`
 		Event EventList audit.k8s.io/v1 Status v1
 		None Metadata Request RequestResponse
@@ -104,20 +106,43 @@ var internTable = func() map[string]string {
 	`) {
 		words = append(words, "system:serviceaccount:kube-system:"+c)
 	}
-	m := make(map[string]string, len(words))
-	for _, w := range words {
-		m[w] = w
+	if 2*len(words) > internSlots {
+		panic("auditjson: internTable is over half full")
 	}
-	return m
+	var t [internSlots]string
+	for _, w := range words {
+		if len(w) > maxCached {
+			panic("auditjson: internTable word longer than maxCached: " + w)
+		}
+		i := maphash.String(cacheSeed, w) & (internSlots - 1)
+		for t[i] != "" && t[i] != w {
+			i = (i + 1) & (internSlots - 1)
+		}
+		t[i] = w
+	}
+	return &t
 }()
+
+// internSlots is internTable's size: a power of two, at least twice the
+// number of words so that probe sequences stay short.
+const internSlots = 1 << 10
 
 // intern returns b as a string, from the table when it is a common one,
 // else from the cache of recent strings.
 func intern(b []byte) string {
-	if s, ok := internTable[string(b)]; ok {
-		return s
+	if len(b) == 0 {
+		return ""
 	}
-	return cached(b)
+	if len(b) > maxCached {
+		return string(b)
+	}
+	h := maphash.Bytes(cacheSeed, b)
+	for i := h & (internSlots - 1); internTable[i] != ""; i = (i + 1) & (internSlots - 1) {
+		if internTable[i] == string(b) {
+			return internTable[i]
+		}
+	}
+	return cachedHash(b, h)
 }
 
 // The cache of recently decoded strings. Beyond the fixed vocabulary of
@@ -135,7 +160,8 @@ func intern(b []byte) string {
 // without locks; a race between two misses only decides which string the
 // slot keeps.
 const (
-	cacheSlots = 1 << 13
+	cacheBits  = 13
+	cacheSlots = 1 << cacheBits
 	// maxCached bounds the strings cached: longer ones are rarely
 	// repeated byte for byte and would make the cache's worst case large.
 	maxCached = 256
@@ -154,7 +180,14 @@ func cached(b []byte) string {
 	if len(b) > maxCached {
 		return string(b)
 	}
-	slot := &stringCache[maphash.Bytes(cacheSeed, b)&(cacheSlots-1)]
+	return cachedHash(b, maphash.Bytes(cacheSeed, b))
+}
+
+// cachedHash is cached for b of 1 to maxCached bytes whose hash
+// (maphash.Bytes with cacheSeed) is h. The slot is taken from h's high
+// bits, internTable's probe from its low ones.
+func cachedHash(b []byte, h uint64) string {
+	slot := &stringCache[h>>(64-cacheBits)]
 	if p := slot.Load(); p != nil && *p == string(b) {
 		return *p
 	}

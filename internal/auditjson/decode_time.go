@@ -15,11 +15,14 @@ import (
 // (section 5.6, NOTE); encoding/json's time.Time does not, so this is a
 // deliberate difference from decoding with encoding/json. Empty means no
 // timestamp. The result is in UTC.
-func parseTimestamp(s []byte) (time.Time, error) {
+//
+// last, when not nil, carries the date and second of the previous
+// timestamp from call to call (see lastSecond).
+func parseTimestamp(s []byte, last *lastSecond) (time.Time, error) {
 	if len(s) == 0 {
 		return time.Time{}, nil
 	}
-	if t, ok := parseRFC3339(s); ok {
+	if t, ok := parseRFC3339(s, last); ok {
 		return t, nil
 	}
 	// Anything the fast path does not recognise goes to the standard
@@ -44,26 +47,37 @@ func (e *TimestampError) Error() string {
 	return fmt.Sprintf("parsing timestamp %q: want RFC 3339", e.Value)
 }
 
+// lastSecond remembers the first 19 bytes ("2006-01-02T15:04:05") of the
+// last timestamp parseRFC3339 accepted and the instant they denote. An
+// event's two timestamps nearly always fall in the same second, so the
+// second one's date and time need neither validating nor converting
+// again: only the fraction and the zone are read.
+type lastSecond struct {
+	prefix [19]byte
+	base   time.Time
+	ok     bool
+}
+
 // parseRFC3339 is the common shape, "2006-01-02T15:04:05[.1-9 digits]" (or
-// a space for the T) then "Z" or "±hh:mm", parsed without allocating. It reports false for anything
-// else, including out-of-range fields, leaving those to time.Parse.
-func parseRFC3339(s []byte) (time.Time, bool) {
+// a space for the T) then "Z" or "±hh:mm", parsed without allocating. It
+// reports false for anything else, including out-of-range fields, leaving
+// those to time.Parse. last may be nil.
+func parseRFC3339(s []byte, last *lastSecond) (time.Time, bool) {
 	if len(s) < len("2006-01-02T15:04:05Z") {
 		return time.Time{}, false
 	}
-	if s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') || s[13] != ':' || s[16] != ':' {
-		return time.Time{}, false
-	}
-	year, ok1 := digits(s[0:4])
-	month, ok2 := digits(s[5:7])
-	day, ok3 := digits(s[8:10])
-	hour, ok4 := digits(s[11:13])
-	minute, ok5 := digits(s[14:16])
-	sec, ok6 := digits(s[17:19])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) ||
-		month < 1 || month > 12 || day < 1 || day > daysIn(month, year) ||
-		hour > 23 || minute > 59 || sec > 59 {
-		return time.Time{}, false
+	var base time.Time
+	if last != nil && last.ok && string(s[:19]) == string(last.prefix[:]) {
+		base = last.base
+	} else {
+		var ok bool
+		if base, ok = parseSecond(s); !ok {
+			return time.Time{}, false
+		}
+		if last != nil {
+			copy(last.prefix[:], s[:19])
+			last.base, last.ok = base, true
+		}
 	}
 	rest := s[19:]
 	nsec := 0
@@ -97,11 +111,34 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 	default:
 		return time.Time{}, false
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	// base has no fraction and no monotonic reading, so adding nsec gives
+	// the very value time.Date would with nsec.
+	t := base.Add(time.Duration(nsec))
 	if offset != 0 {
 		t = t.Add(-time.Duration(offset) * time.Second)
 	}
 	return t, true
+}
+
+// parseSecond validates and converts the date and time of day at the
+// start of s (at least 20 bytes): "2006-01-02T15:04:05", or a space for
+// the T.
+func parseSecond(s []byte) (time.Time, bool) {
+	if s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != ' ') || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	year, ok1 := digits(s[0:4])
+	month, ok2 := digits(s[5:7])
+	day, ok3 := digits(s[8:10])
+	hour, ok4 := digits(s[11:13])
+	minute, ok5 := digits(s[14:16])
+	sec, ok6 := digits(s[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) ||
+		month < 1 || month > 12 || day < 1 || day > daysIn(month, year) ||
+		hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	return time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC), true
 }
 
 // digits parses a short run of ASCII digits.
