@@ -13,9 +13,11 @@ package clickhouse
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,11 +145,56 @@ func open(cfg Config, readTimeout time.Duration, conns int) (driver.Conn, string
 	opts.ReadTimeout = readTimeout
 	opts.MaxOpenConns = conns
 	opts.MaxIdleConns = conns
+	opts.DialContext = dialWithWriteTimeout(cfg.DialTimeout, readTimeout, opts.TLS)
 	conn, err := ch.Open(opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("opening ClickHouse connection: %w", err)
 	}
 	return conn, strings.Join(opts.Addr, ","), nil
+}
+
+// dialWithWriteTimeout dials as clickhouse-go does by default (TCP, or TLS
+// with tlsConfig), and bounds every write on the connection by
+// writeTimeout.
+//
+// Write sends an INSERT's blocks with batch.Flush, which clickhouse-go runs
+// with neither a write deadline nor a watch on ctx (only Send closes the
+// connection when ctx ends). Against a server that stops reading (hung,
+// SIGSTOPped, a dead peer whose socket buffers are full) such a write would
+// block forever, and with it detect's store stage, past WriteTimeout and
+// the shutdown bound. With the deadline the write fails after writeTimeout
+// and Write returns a retryable error.
+func dialWithWriteTimeout(dialTimeout, writeTimeout time.Duration, tlsConfig *tls.Config) func(context.Context, string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		d := &net.Dialer{Timeout: dialTimeout}
+		var c net.Conn
+		var err error
+		if tlsConfig != nil {
+			c, err = (&tls.Dialer{NetDialer: d, Config: tlsConfig}).DialContext(ctx, "tcp", addr)
+		} else {
+			c, err = d.DialContext(ctx, "tcp", addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &writeDeadlineConn{Conn: c, timeout: writeTimeout}, nil
+	}
+}
+
+// writeDeadlineConn sets a write deadline of timeout from now before each
+// Write. clickhouse-go's own deadlines (for a query's ctx) are set and
+// cleared around its calls; this one is renewed on every write, so it
+// bounds a stalled write without limiting a long transfer that progresses.
+type writeDeadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *writeDeadlineConn) Write(b []byte) (int, error) {
+	if err := c.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
 }
 
 // clusterInsertSettings are the settings of every INSERT on a cluster.
@@ -268,18 +315,26 @@ func (s *Store) insert(ctx context.Context, table, query string, rows int, appen
 	if err != nil {
 		return classify(fmt.Errorf("preparing insert into %s: %w", table, err))
 	}
-	// Close after Send is a no-op; after a failed Append it ends the
-	// INSERT so the connection returns to the pool clean. A failed
-	// Append or Flush closes the connection instead, which aborts the
-	// INSERT with the blocks already sent: the server stores nothing of
-	// it.
+	// Close after Send, Abort or a failed Append is a no-op (a failed
+	// Append releases the connection with its error, which closes it).
+	// Every failure thus drops the connection, and the server discards
+	// the blocks already sent: an INSERT stores all its rows or none.
 	defer func() { _ = batch.Close() }()
 	for i := range rows {
 		if err := appendRow(batch, i); err != nil {
 			return pipeline.Permanent(fmt.Errorf("inserting into %s: %w", table, err))
 		}
 		if (i+1)%insertBlockRows == 0 && i+1 < rows {
+			// Flush does not watch ctx (see dialWithWriteTimeout): check
+			// it between blocks, so a slow server cannot stretch one
+			// Write far past WriteTimeout. Abort, not Close, on failure:
+			// Close would end the INSERT and so commit the blocks sent.
+			if err := ctx.Err(); err != nil {
+				_ = batch.Abort()
+				return classify(fmt.Errorf("sending rows to %s: %w", table, err))
+			}
 			if err := batch.Flush(); err != nil {
+				_ = batch.Abort()
 				return classify(fmt.Errorf("sending rows %d-%d of %d to %s: %w", i+2-insertBlockRows, i+1, rows, table, err))
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -610,5 +612,43 @@ func TestStoreHungServer(t *testing.T) {
 	}
 	if err := st.Write(testContext(t), testBatch(t)); err != nil {
 		t.Fatalf("Write after resume: %v", err)
+	}
+}
+
+// TestWriteDeadlineConn checks the bound on Write's block sends: a write
+// the peer never reads fails once the timeout passes instead of blocking
+// (a net.Pipe write blocks until read), and writes the peer reads pass.
+func TestWriteDeadlineConn(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	c := &writeDeadlineConn{Conn: client, timeout: 50 * time.Millisecond}
+
+	done := make(chan []byte)
+	go func() {
+		buf := make([]byte, 5)
+		_, _ = io.ReadFull(server, buf)
+		done <- buf
+	}()
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatalf("write the peer reads: %v", err)
+	}
+	if got := <-done; string(got) != "hello" {
+		t.Fatalf("peer read %q", got)
+	}
+
+	result := make(chan error, 1)
+	go func() {
+		_, err := c.Write([]byte("nobody reads this"))
+		result <- err
+	}()
+	select {
+	case err := <-result:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("unread write returned %v, want a timeout", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("unread write still blocked after a minute: no write deadline")
 	}
 }
