@@ -30,6 +30,24 @@ func jwtHeaderAt(v []byte, i int) bool {
 	return b0 == '{' && (b1 == '"' || isSpace(b1))
 }
 
+// hasJWTHeader reports whether a JWT header can start anywhere in v. A
+// token is only found from a header, so FindJWTs need not walk the
+// segments of a string without one (a host name, a version, a dotted
+// annotation key), which most strings with dots are. It visits each 'e'
+// once.
+func hasJWTHeader(v []byte) bool {
+	for i := 0; i < len(v); i++ {
+		j := bytes.IndexByte(v[i:], 'e')
+		if j < 0 {
+			return false
+		}
+		if i += j; jwtHeaderAt(v, i) {
+			return true
+		}
+	}
+	return false
+}
+
 // FindJWTs calls yield with the bounds of every JWT in v: runs of segments joined by dots (white space allowed
 // around a dot) in which a segment holding a JWT header is followed by a
 // payload segment of two or more characters and a third segment, possibly
@@ -37,7 +55,7 @@ func jwtHeaderAt(v []byte, i int) bool {
 // the end of the run is the token: a JWE's further segments, or text glued
 // to the signature, go with it.
 func FindJWTs(v []byte, yield func(start, end int)) {
-	if bytes.IndexByte(v, '.') < 0 {
+	if bytes.IndexByte(v, '.') < 0 || !hasJWTHeader(v) {
 		return
 	}
 	for i := 0; i < len(v); {

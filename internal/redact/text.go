@@ -82,7 +82,10 @@ func (t *textState) scrub(r *Redactor, s []byte) []byte {
 	if bytes.IndexByte(v, ':') >= 0 || bytes.IndexByte(v, '=') >= 0 {
 		t.findKeyValues(v)
 	}
-	if bytes.Contains(v, []byte("-----")) {
+	// findPEM finds only blocks whose label says PRIVATE KEY: looking
+	// for that is cheaper than for "-----", which each dash of a UUID or
+	// a hyphenated name starts to match.
+	if bytes.Contains(v, []byte("PRIVATE KEY")) {
 		t.findPEM(v)
 	}
 	if bytes.IndexByte(v, '@') >= 0 {

@@ -71,12 +71,20 @@ type member struct {
 	credential, hashable bool // named like a credential; like a token
 }
 
-// classify reads a member name. ASCII names (all that apiservers write)
-// are lower-cased into a small buffer and looked up once; others go the
-// slow way, with Unicode case folding as encoding/json matches names.
+// maxRoleName is the length of the longest name classify recognises
+// ("responseobject"): a longer ASCII name has no role and is none of kind,
+// path, value or token, so only credentialName needs to read it.
+const maxRoleName = len("responseobject")
+
+// classify reads a member name. It runs on every member of every event, so
+// ASCII names (all that apiservers write) take a fast way: lower-cased
+// into a small buffer and matched by a switch, and names longer than any
+// role (annotation keys) only searched for a credential's suffix. Others
+// go the slow way, with Unicode case folding as encoding/json matches
+// names.
 func classify(key []byte) member {
 	var m member
-	if len(key) > 32 || !isASCII(key) {
+	if !isASCII(key) {
 		for name, r := range roleNames {
 			if keyIs(key, name) {
 				m.role = r
@@ -87,7 +95,12 @@ func classify(key []byte) member {
 		m.hashable = m.credential && len(key) >= 5 && bytes.EqualFold(key[len(key)-5:], []byte("token"))
 		return m
 	}
-	var buf [32]byte
+	if len(key) > maxRoleName {
+		m.credential = credentialName(key)
+		m.hashable = m.credential && bytes.EqualFold(key[len(key)-5:], []byte("token"))
+		return m
+	}
+	var buf [maxRoleName]byte
 	lower := buf[:len(key)]
 	for i, c := range key {
 		if 'A' <= c && c <= 'Z' {
@@ -95,7 +108,7 @@ func classify(key []byte) member {
 		}
 		lower[i] = c
 	}
-	m.role = roleNames[string(lower)]
+	m.role = roleOf(lower)
 	switch string(lower) {
 	case "kind":
 		m.kind = true
@@ -109,6 +122,36 @@ func classify(key []byte) member {
 	m.credential = credentialName(lower)
 	m.hashable = m.credential && bytes.HasSuffix(lower, []byte("token"))
 	return m
+}
+
+// roleOf is roleNames[string(lower)] as a switch, which the compiler turns
+// into a search by length and bytes without hashing.
+func roleOf(lower []byte) role {
+	switch string(lower) {
+	case "data":
+		return roleData
+	case "stringdata":
+		return roleStringData
+	case "items":
+		return roleItems
+	case "rows":
+		return roleRows
+	case "object":
+		return roleObject
+	case "metadata":
+		return roleMetadata
+	case "annotations":
+		return roleAnnotations
+	case "spec":
+		return roleSpec
+	case "status":
+		return roleStatus
+	case "requestobject", "responseobject":
+		return roleBody
+	case "objectref":
+		return roleObjectRef
+	}
+	return roleOther
 }
 
 // keyIs matches an unescaped member name against a field name the way
@@ -274,20 +317,45 @@ func (d *doc) value(depth int, parent int32, r role, k keyKind) error {
 var ownAnnotations = []string{"authentication.k8s.io/", "authorization.k8s.io/", "audit.k8s.io/", "pod-security.kubernetes.io/", "apiserver.latency.k8s.io/", "mutation.webhook.admission.k8s.io/", "validation.policy.admission.k8s.io/"}
 
 // credentialName reports a member name that says its value is a
-// credential, as the text search reads "name: value".
+// credential, as the text search reads "name: value". The suffixes are
+// tried first, on the name's last byte: most names end in none of them,
+// and the apiserver's own prefixes only matter for a name that does.
 func credentialName(key []byte) bool {
+	if len(key) == 0 || !kvKeyLast[key[len(key)-1]] {
+		return false
+	}
+	named := false
+	for _, name := range kvKeys {
+		if len(key) >= len(name) && bytes.EqualFold(key[len(key)-len(name):], []byte(name)) {
+			named = true
+			break
+		}
+	}
+	if !named {
+		return false
+	}
 	for _, prefix := range ownAnnotations {
 		if len(key) > len(prefix) && bytes.EqualFold(key[:len(prefix)], []byte(prefix)) {
 			return false
 		}
 	}
+	return true
+}
+
+// kvKeyLast marks the bytes a kvKeys name can end with, in either case.
+// bytes.EqualFold matches the last len(name) bytes of a name only when
+// they are ASCII (a rune that folds to a letter takes more bytes than the
+// letter), so a name ending in any other byte matches none.
+var kvKeyLast = func() (t [256]bool) {
 	for _, name := range kvKeys {
-		if len(key) >= len(name) && bytes.EqualFold(key[len(key)-len(name):], []byte(name)) {
-			return true
+		c := name[len(name)-1]
+		t[c] = true
+		if 'a' <= c && c <= 'z' {
+			t[c-'a'+'A'] = true
 		}
 	}
-	return false
-}
+	return t
+}()
 
 func (d *doc) object(depth int, parent int32, r role) error {
 	if depth >= jsonscan.MaxDepth {

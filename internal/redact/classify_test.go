@@ -1,0 +1,91 @@
+package redact
+
+import (
+	"bytes"
+	"testing"
+)
+
+// classifySlow is classify without its fast ways: every name matched with
+// keyIs and every prefix and suffix tried, as encoding/json matches field
+// names. classify must agree with it on every name.
+func classifySlow(key []byte) member {
+	var m member
+	for name, r := range roleNames {
+		if keyIs(key, name) {
+			m.role = r
+		}
+	}
+	m.kind, m.path, m.value, m.token = keyIs(key, "kind"), keyIs(key, "path"), keyIs(key, "value"), keyIs(key, "token")
+	for _, prefix := range ownAnnotations {
+		if len(key) > len(prefix) && bytes.EqualFold(key[:len(prefix)], []byte(prefix)) {
+			return m
+		}
+	}
+	for _, name := range kvKeys {
+		if len(key) >= len(name) && bytes.EqualFold(key[len(key)-len(name):], []byte(name)) {
+			m.credential = true
+		}
+	}
+	m.hashable = m.credential && len(key) >= 5 && bytes.EqualFold(key[len(key)-5:], []byte("token"))
+	return m
+}
+
+func TestClassify(t *testing.T) {
+	f := func(name string, want member) {
+		t.Helper()
+		if got := classify([]byte(name)); got != want {
+			t.Errorf("classify(%q) = %+v, want %+v", name, got, want)
+		}
+		if slow := classifySlow([]byte(name)); slow != want {
+			t.Errorf("classifySlow(%q) = %+v, want %+v", name, slow, want)
+		}
+	}
+	f("", member{})
+	f("data", member{role: roleData})
+	f("StringData", member{role: roleStringData})
+	f("RESPONSEOBJECT", member{role: roleBody})
+	f("responseObjects", member{})
+	f("objectRef", member{role: roleObjectRef})
+	f("Kind", member{kind: true})
+	f("path", member{path: true})
+	f("value", member{value: true})
+	f("token", member{token: true, credential: true, hashable: true})
+	f("TOKEN", member{token: true, credential: true, hashable: true})
+	f("tokens", member{})
+	f("access_token", member{credential: true, hashable: true})
+	f("password", member{credential: true})
+	f("db.Password", member{credential: true})
+	f("apiKey", member{credential: true})
+	// Annotation keys, longer than any role: only the suffix counts, and
+	// the apiserver's own annotations are never credentials.
+	f("example.com/very-long-annotation-name-with-a-token", member{credential: true, hashable: true})
+	f("example.com/very-long-annotation-name-with-a-tokens", member{})
+	f("authentication.k8s.io/legacy-token", member{})
+	f("Authentication.K8s.io/legacy-TOKEN", member{})
+	f("kubectl.kubernetes.io/last-applied-configuration", member{})
+	f("my-client-secret", member{credential: true})
+	// Unicode folding: the Kelvin sign folds to k, the long s to s.
+	f("\u212aind", member{kind: true})
+	f("\u017fpec", member{role: roleSpec})
+	// As a suffix only bytes compare: the three-byte sign is no k there.
+	f("to\u212aen", member{token: true})
+	f("\u212aubectl.kubernetes.io/last-applied-configuration-password", member{credential: true})
+	f("pa\u017f\u017fword", member{})
+	f("caf\u00e9-token", member{credential: true, hashable: true})
+}
+
+// TestClassifyAgrees compares classify with classifySlow on names built
+// from pieces of every name classify knows, in mixed case.
+func TestClassifyAgrees(t *testing.T) {
+	pieces := []string{"", "x", "X", "-", "/", ".", "\u212a", "\u017f", "é", "data", "DATA", "spec", "token", "Token", "password", "api_key", "authentication.k8s.io/", "audit.k8s.io/", "requestobject", "kind", "value"}
+	for _, a := range pieces {
+		for _, b := range pieces {
+			for _, c := range pieces {
+				name := []byte(a + b + c)
+				if got, want := classify(name), classifySlow(name); got != want {
+					t.Errorf("classify(%q) = %+v, slow way %+v", name, got, want)
+				}
+			}
+		}
+	}
+}
