@@ -89,3 +89,30 @@ func TestClassifyAgrees(t *testing.T) {
 		}
 	}
 }
+
+// TestTriggers checks that the one-pass and the vectorised trigger
+// searches agree, so that a string's length never decides whether a
+// credential in it is looked for.
+func TestTriggers(t *testing.T) {
+	f := func(s string, want uint8, wantDots int) {
+		t.Helper()
+		trig, dots := shortTriggers([]byte(s))
+		if trig&^(trigDot|trigPercent) != want || min(dots, 2) != wantDots {
+			t.Errorf("shortTriggers(%q) = %b, %d dots; want %b, %d", s, trig, dots, want, wantDots)
+		}
+		trig, dots = longTriggers([]byte(s))
+		if trig != want || dots != wantDots {
+			t.Errorf("longTriggers(%q) = %b, %d dots; want %b, %d", s, trig, dots, want, wantDots)
+		}
+	}
+	f("", 0, 0)
+	f("kube-system", trigB, 0)
+	f("a.c", 0, 1)
+	f("eyJhbGciOiJub25lIn0.e30.", trigB, 2)
+	f("v1.2.3", 0, 2)
+	f("Authorization: Bearer x", trigB|trigSep, 0)
+	f("api_key=1", trigSep, 0)
+	f("-----BEGIN RSA PRIVATE KEY-----", trigB|trigP, 0)
+	f("https://u:p@host", trigSep|trigAt, 0)
+	f("https://h/p?a%3Db", trigB|trigSep, 0)
+}

@@ -66,29 +66,41 @@ func (t *textState) scrub(r *Redactor, s []byte) []byte {
 	}
 	v := s
 	t.index = t.index[:0]
-	if bytes.IndexByte(s, '%') >= 0 {
-		v = t.percentDecode(s)
+	// Each search runs only where the byte it hinges on occurs. A short
+	// string (names, UIDs, paths: most of an event) is read once for all
+	// of them; a long one is searched by the vectorised checks, each far
+	// faster per byte than a loop, so either way the common string costs
+	// little more than one look at its bytes.
+	var trig uint8
+	dots := 0
+	if len(s) <= maxShortText {
+		if trig, dots = shortTriggers(s); trig&trigPercent != 0 {
+			v = t.percentDecode(s)
+			trig, dots = shortTriggers(v)
+		}
+	} else {
+		if bytes.IndexByte(s, '%') >= 0 {
+			v = t.percentDecode(s)
+		}
+		trig, dots = longTriggers(v)
 	}
 	t.found = t.found[:0]
-	// Each search runs only where the byte it hinges on occurs; the
-	// checks are vectorised, so the common string (a name, a UID, a path)
-	// costs a few of them and nothing more.
-	if bytes.Count(v, []byte{'.'}) >= 2 {
+	if dots >= 2 {
 		t.findJWTs(v)
 	}
-	if bytes.IndexByte(v, 'b') >= 0 || bytes.IndexByte(v, 'B') >= 0 {
+	if trig&trigB != 0 {
 		t.findAuthSchemes(v)
 	}
-	if bytes.IndexByte(v, ':') >= 0 || bytes.IndexByte(v, '=') >= 0 {
+	if trig&trigSep != 0 {
 		t.findKeyValues(v)
 	}
 	// findPEM finds only blocks whose label says PRIVATE KEY: looking
 	// for that is cheaper than for "-----", which each dash of a UUID or
 	// a hyphenated name starts to match.
-	if bytes.Contains(v, []byte("PRIVATE KEY")) {
+	if trig&trigP != 0 && bytes.Contains(v, []byte("PRIVATE KEY")) {
 		t.findPEM(v)
 	}
-	if bytes.IndexByte(v, '@') >= 0 {
+	if trig&trigAt != 0 {
 		t.findUserinfo(v)
 	}
 	if len(t.found) == 0 {
@@ -122,6 +134,68 @@ func (t *textState) scrub(r *Redactor, s []byte) []byte {
 	out = append(out, s[prev:]...)
 	t.out = out
 	return out
+}
+
+// Trigger bytes of the text searches, as bits of textTriggers.
+const (
+	trigPercent = 1 << iota // '%': percent-decode first
+	trigB                   // 'b' or 'B': Bearer, Basic
+	trigSep                 // ':' or '=': key and value
+	trigP                   // 'P': PRIVATE KEY
+	trigAt                  // '@': URL user information
+	trigDot                 // '.': JWT segments, counted apart
+)
+
+// maxShortText is the length up to which a string's trigger bytes are
+// found by one table-driven loop rather than one vectorised search each:
+// below it the calls cost more than the loop.
+const maxShortText = 128
+
+var textTriggers = func() (t [256]uint8) {
+	t['%'] = trigPercent
+	t['b'], t['B'] = trigB, trigB
+	t[':'], t['='] = trigSep, trigSep
+	t['P'] = trigP
+	t['@'] = trigAt
+	t['.'] = trigDot
+	return t
+}()
+
+// shortTriggers returns the trigger bytes v holds and its count of dots,
+// in one pass.
+func shortTriggers(v []byte) (trig uint8, dots int) {
+	for _, c := range v {
+		b := textTriggers[c]
+		trig |= b
+		if b == trigDot {
+			dots++
+		}
+	}
+	return trig, dots
+}
+
+// longTriggers is shortTriggers by vectorised searches, for long strings.
+// Of the dots it counts at most two, all the JWT search asks.
+func longTriggers(v []byte) (trig uint8, dots int) {
+	if i := bytes.IndexByte(v, '.'); i >= 0 {
+		dots = 1
+		if bytes.IndexByte(v[i+1:], '.') >= 0 {
+			dots = 2
+		}
+	}
+	if bytes.IndexByte(v, 'b') >= 0 || bytes.IndexByte(v, 'B') >= 0 {
+		trig |= trigB
+	}
+	if bytes.IndexByte(v, ':') >= 0 || bytes.IndexByte(v, '=') >= 0 {
+		trig |= trigSep
+	}
+	if bytes.IndexByte(v, 'P') >= 0 {
+		trig |= trigP
+	}
+	if bytes.IndexByte(v, '@') >= 0 {
+		trig |= trigAt
+	}
+	return trig, dots
 }
 
 // appendReplacement appends what stands in for a credential.
@@ -199,6 +273,11 @@ func (t *textState) findAuthSchemes(v []byte) {
 	for i := 0; i < len(v); i++ {
 		if i = next.index(v, i); i < 0 {
 			return
+		}
+		// Only "be…" and "ba…" can start a scheme: one byte rules out
+		// the other words before two case-folding compares.
+		if i+1 >= len(v) || (v[i+1]|0x20 != 'e' && v[i+1]|0x20 != 'a') {
+			continue
 		}
 		var n int
 		var hashed bool
@@ -296,7 +375,12 @@ func (t *textState) findKeyValues(v []byte) {
 		if k > 0 && (v[k-1] == '"' || v[k-1] == '\'') {
 			k--
 		}
+		// The byte before the separator ends every key: most ends are
+		// none of theirs (kvKeyLast), and then no compare is needed.
 		key := ""
+		if k == 0 || !kvKeyLast[v[k-1]] {
+			continue
+		}
 		for _, name := range kvKeys {
 			if k >= len(name) && bytes.EqualFold(v[k-len(name):k], []byte(name)) {
 				key = name
