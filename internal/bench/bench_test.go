@@ -20,10 +20,15 @@ const streamSize = 20000
 
 func realisticStream(b testing.TB) (events [][]byte, bytes int64) {
 	b.Helper()
-	g := gen.New(gen.Config{Seed: 7, AttackRatio: 0.02})
-	// The stream as it travels through Kafka: ingest has already replaced
-	// every token and secret value with its redacted record, so detect
-	// never parses a raw JWT.
+	return redactedStream(b, 0.02)
+}
+
+// redactedStream is the generator's stream with the given share of attacks,
+// as it travels through Kafka: ingest has already replaced every token and
+// secret value with its redacted record, so detect never parses a raw JWT.
+func redactedStream(b testing.TB, attackRatio float64) (events [][]byte, bytes int64) {
+	b.Helper()
+	g := gen.New(gen.Config{Seed: 7, AttackRatio: attackRatio})
 	red, err := redact.New(redact.Config{})
 	if err != nil {
 		b.Fatal(err)
@@ -35,7 +40,7 @@ func realisticStream(b testing.TB) (events [][]byte, bytes int64) {
 			b.Fatal(err)
 		}
 		events[i] = out
-		bytes += int64(len(events[i]))
+		bytes += int64(len(out))
 	}
 	return events, bytes
 }
@@ -155,22 +160,8 @@ func BenchmarkDecodeDetectFindingHeavy(b *testing.B) {
 }
 
 // findingHeavyStream is realisticStream with every generated request an
-// attack's, redacted as ingest does.
+// attack's.
 func findingHeavyStream(b testing.TB) (events [][]byte, bytes int64) {
 	b.Helper()
-	g := gen.New(gen.Config{Seed: 7, AttackRatio: 1})
-	red, err := redact.New(redact.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	events = make([][]byte, streamSize)
-	for i := range events {
-		out, _, err := red.Event(g.Next().JSON)
-		if err != nil {
-			b.Fatal(err)
-		}
-		events[i] = out
-		bytes += int64(len(out))
-	}
-	return events, bytes
+	return redactedStream(b, 1)
 }

@@ -9,9 +9,7 @@ import (
 	"github.com/auditpipe/auditpipe/internal/detectors"
 	"github.com/auditpipe/auditpipe/internal/detectors/rules"
 	"github.com/auditpipe/auditpipe/internal/firstseen"
-	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
-	"github.com/auditpipe/auditpipe/internal/redact"
 )
 
 // userRuleTemplates are the shapes of rules a security team writes on top
@@ -102,7 +100,7 @@ func BenchmarkDecodeDetectUserRules1000(b *testing.B) { benchDetectRules(b, 1000
 // default pack including its first-seen rules, and every finding printed
 // as a JSON line into a reused buffer.
 func BenchmarkDecodeDetectFindings(b *testing.B) {
-	events, bytes := findingsStream(b)
+	events, bytes := findingHeavyStream(b)
 	builtins, err := detectors.New(detectors.DefaultConfig())
 	if err != nil {
 		b.Fatal(err)
@@ -133,27 +131,6 @@ func BenchmarkDecodeDetectFindings(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(found)/float64(b.N), "findings/event")
-}
-
-// findingsStream is realisticStream with every generated request an
-// attack's.
-func findingsStream(b testing.TB) (events [][]byte, bytes int64) {
-	b.Helper()
-	g := gen.New(gen.Config{Seed: 7, AttackRatio: 1})
-	red, err := redact.New(redact.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	events = make([][]byte, streamSize)
-	for i := range events {
-		out, _, err := red.Event(g.Next().JSON)
-		if err != nil {
-			b.Fatal(err)
-		}
-		events[i] = out
-		bytes += int64(len(out))
-	}
-	return events, bytes
 }
 
 // TestUserRulesLoad keeps the generated rules loadable: a template the rule
