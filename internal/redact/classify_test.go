@@ -2,6 +2,8 @@ package redact
 
 import (
 	"bytes"
+	"encoding/base64"
+	"strings"
 	"testing"
 )
 
@@ -115,4 +117,39 @@ func TestTriggers(t *testing.T) {
 	f("-----BEGIN RSA PRIVATE KEY-----", trigB|trigP, 0)
 	f("https://u:p@host", trigSep|trigAt, 0)
 	f("https://h/p?a%3Db", trigB|trigSep, 0)
+}
+
+// TestRecordCache checks that a token's record is the same whether built
+// or taken from the cache, that a small one is cached and a large one is
+// not kept.
+func TestRecordCache(t *testing.T) {
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt := func(sub string) []byte {
+		payload := base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"https://kubernetes.default.svc","sub":"` + sub + `"}`))
+		return []byte("eyJhbGciOiJub25lIn0." + payload + ".")
+	}
+	small, large := jwt("system:serviceaccount:ns:sa"), jwt(strings.Repeat("x", 4<<10))
+	for _, tc := range []struct {
+		tok    []byte
+		cached bool
+	}{{small, true}, {large, false}} {
+		first := r.recordJSON(tc.tok)
+		second := r.recordJSON(bytes.Clone(tc.tok))
+		if !bytes.Equal(first, second) {
+			t.Errorf("record from the cache differs:\n%s\n%s", first, second)
+		}
+		if !bytes.Contains(first, []byte(`"redacted":"jwt"`)) || bytes.Contains(first, tc.tok) {
+			t.Errorf("not a JWT record without the token: %s", first)
+		}
+		if same := &first[0] == &second[0]; same != tc.cached {
+			t.Errorf("record of %d bytes shared from the cache: %v, want %v", len(first), same, tc.cached)
+		}
+	}
+	other := r.recordJSON(jwt("system:serviceaccount:ns:other"))
+	if bytes.Equal(other, r.recordJSON(small)) {
+		t.Error("two tokens share a record")
+	}
 }

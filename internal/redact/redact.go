@@ -59,7 +59,12 @@ type Redactor struct {
 	docs sync.Pool
 }
 
-type verifyResult struct{ verified, why string }
+// verifyResult is what the cache keeps of a token: its verification, and
+// its whole record as JSON when that is at most maxCachedRecord bytes.
+type verifyResult struct {
+	verified, why string
+	enc           []byte
+}
 
 // New builds a Redactor, loading cfg.JWKSFile if set.
 func New(cfg Config) (*Redactor, error) {
@@ -162,30 +167,49 @@ func mustJSON(v any) []byte {
 	return out
 }
 
-// record builds the record for a token field: a credential.JWTRecord when the value
-// has a JWT's shape, malformed or not; else (a bootstrap or static token)
-// a credential.SecretRecord.
-func (r *Redactor) record(tok []byte) any {
+// maxCachedRecord bounds a record kept in the verification cache as
+// JSON: the records of real tokens take a few hundred bytes, and the bound
+// keeps the cache within verifyCacheSize × 2 KiB (8 MiB) whatever tokens a
+// sender makes up; a larger record is built again each time.
+const maxCachedRecord = 2 << 10
+
+// recordJSON builds the record for a token field, as JSON: a
+// credential.JWTRecord when the value has a JWT's shape, malformed or
+// not; else (a bootstrap or static token) a credential.SecretRecord. A
+// JWT's record depends on its bytes alone (and the key set, fixed for the
+// Redactor), so the record of a token seen before comes from the cache:
+// clients present the same token for up to an hour, and parsing its
+// claims with encoding/json and encoding the record cost more than the
+// rest of the event's redaction. The slice is shared: callers only read
+// it.
+func (r *Redactor) recordJSON(tok []byte) []byte {
 	if !credential.IsJWT(tok) {
-		return r.secretRecord(tok)
+		return mustJSON(r.secretRecord(tok))
 	}
 	sum := sha256.Sum256(tok)
-	rec := credential.ParseJWT(tok)
-	rec.SHA256 = hex.EncodeToString(sum[:])
 	r.mu.Lock()
 	res, ok := r.cache[sum]
 	r.mu.Unlock()
+	if ok && res.enc != nil {
+		return res.enc
+	}
+	rec := credential.ParseJWT(tok)
+	rec.SHA256 = hex.EncodeToString(sum[:])
 	if !ok {
 		res.verified, res.why = credential.VerifyJWT(tok, &rec, r.keys)
-		r.mu.Lock()
-		if len(r.cache) >= verifyCacheSize {
-			clear(r.cache)
-		}
-		r.cache[sum] = res
-		r.mu.Unlock()
 	}
 	rec.Verified, rec.VerifyError = res.verified, res.why
-	return rec
+	enc := mustJSON(rec)
+	if len(enc) <= maxCachedRecord {
+		res.enc = enc
+	}
+	r.mu.Lock()
+	if len(r.cache) >= verifyCacheSize {
+		clear(r.cache)
+	}
+	r.cache[sum] = res
+	r.mu.Unlock()
+	return enc
 }
 
 func (r *Redactor) secretRecord(val []byte) credential.SecretRecord {

@@ -293,7 +293,7 @@ func (d *doc) value(depth int, parent int32, r role, k keyKind) error {
 		switch {
 		case len(s) == 0 || bytes.HasPrefix(s, []byte("redacted:")):
 		case k == tokenField:
-			d.replace(start, end, d.r.record(s))
+			d.edits = append(d.edits, edit{start: start, end: end, repl: d.r.recordJSON(s)})
 			return nil
 		case k == credentialKey || k == tokenKey:
 			d.edits = append(d.edits, edit{start: start, end: end, repl: mustJSON(string(d.r.appendReplacement(nil, s, k == tokenKey)))})
@@ -586,7 +586,7 @@ func (d *doc) secretValue(start, end int, base64Value bool) {
 		val = b[start:end]
 	}
 	if credential.IsJWT(val) {
-		d.replace(start, end, d.r.record(val))
+		d.edits = append(d.edits, edit{start: start, end: end, repl: d.r.recordJSON(val)})
 		return
 	}
 	d.replace(start, end, d.r.secretRecord(val))
