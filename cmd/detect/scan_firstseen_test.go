@@ -22,9 +22,11 @@ func TestScanFirstSeen(t *testing.T) {
 	var buf bytes.Buffer
 	injected := map[string]string{} // auditID -> rule id that must report it
 	next, kind := gen.DefaultStart.Add(20*time.Minute), 0
-	n := 30000
+	n, step := 30000, time.Minute
 	if testing.Short() {
-		n = 8000
+		// 8,000 events at 20/s span 400 s: one injection every 30 s
+		// from the fourth minute fits every kind in.
+		n, step = 8000, 30*time.Second
 		next = gen.DefaultStart.Add(4 * time.Minute)
 	}
 	for range n {
@@ -32,7 +34,7 @@ func TestScanFirstSeen(t *testing.T) {
 		if e.Time.After(next) {
 			g.Inject(gen.FirstSeenKinds[kind%len(gen.FirstSeenKinds)], e.Time.Add(time.Second))
 			kind++
-			next = next.Add(time.Minute)
+			next = next.Add(step)
 		}
 		if strings.HasPrefix(e.Scenario, gen.FirstSeenPrefix) && len(e.Expect) > 0 {
 			injected[e.AuditID] = e.Expect[0]
