@@ -29,7 +29,7 @@ func BenchmarkStageGate(b *testing.B) {
 }
 
 // TestStageGateMemory checks the per-entry cost the constants' comment
-// states (about 150 bytes), so the documented bound stays true.
+// states (about 120 bytes), so the documented bound stays true.
 func TestStageGateMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates")
@@ -52,7 +52,7 @@ func TestStageGateMemory(t *testing.T) {
 	per := float64(after.HeapAlloc-before.HeapAlloc) / n
 	t.Logf("%.0f bytes per remembered request", per)
 	if per > 250 {
-		t.Fatalf("%.0f bytes per remembered request; the documented bound assumes about 150", per)
+		t.Fatalf("%.0f bytes per remembered request; the documented bound assumes about 120", per)
 	}
 	runtime.KeepAlive(g)
 }

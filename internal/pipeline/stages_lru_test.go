@@ -1,0 +1,92 @@
+package pipeline
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// refLRU is requestLRU written plainly: keys in a slice from most to least
+// recently seen.
+type refLRU struct {
+	max   int
+	ttl   time.Duration
+	order []requestKey
+	seen  map[requestKey]time.Time
+}
+
+func (r *refLRU) drop(k requestKey) {
+	r.order = slices.DeleteFunc(r.order, func(x requestKey) bool { return x == k })
+	delete(r.seen, k)
+}
+
+func (r *refLRU) front(k requestKey) {
+	r.order = slices.DeleteFunc(r.order, func(x requestKey) bool { return x == k })
+	r.order = slices.Insert(r.order, 0, k)
+}
+
+func (r *refLRU) has(k requestKey, now time.Time) bool {
+	s, ok := r.seen[k]
+	if !ok {
+		return false
+	}
+	if now.Sub(s) > r.ttl {
+		r.drop(k)
+		return false
+	}
+	r.front(k)
+	return true
+}
+
+func (r *refLRU) add(k requestKey, now time.Time) {
+	if _, ok := r.seen[k]; !ok && len(r.order) >= r.max {
+		r.drop(r.order[len(r.order)-1])
+	}
+	r.seen[k] = now
+	r.front(k)
+}
+
+// TestRequestLRUModel runs random operations on a requestLRU and on
+// refLRU and compares every answer and, after each, the order of what
+// each remembers: the index links, the free list and eviction of the
+// least recently seen must agree with the plain version.
+func TestRequestLRUModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for run := range 50 {
+		l := newRequestLRU(1+rng.IntN(6), 10*time.Second)
+		r := &refLRU{max: l.max, ttl: l.ttl, seen: map[requestKey]time.Time{}}
+		for step := range 400 {
+			k := requestKey{cluster: []string{"a", "b"}[rng.IntN(2)], hash: uint64(rng.IntN(10))}
+			now := base.Add(time.Duration(step+rng.IntN(30)) * time.Second)
+			var got, want bool
+			switch op := rng.IntN(4); op {
+			case 0:
+				got, want = l.has(k, now), r.has(k, now)
+			case 1:
+				got = l.remove(k, now)
+				want = r.has(k, now)
+				r.drop(k)
+			case 2:
+				l.add(k, now)
+				r.add(k, now)
+			case 3:
+				got = l.hasOrAdd(k, now)
+				if want = r.has(k, now); !want {
+					r.add(k, now)
+				}
+			}
+			if got != want {
+				t.Fatalf("run %d step %d: got %v, want %v", run, step, got, want)
+			}
+			var order []requestKey
+			for i := l.head; i != noEntry; i = l.ents[i].next {
+				order = append(order, l.ents[i].key)
+			}
+			if !slices.Equal(order, r.order) || l.len() != len(r.order) {
+				t.Fatalf("run %d step %d: remembers %v (len %d), want %v", run, step, order, l.len(), r.order)
+			}
+		}
+	}
+}
