@@ -135,6 +135,34 @@ func (b *jsonBuffer) Write(p []byte) (int, error) {
 
 const hexDigits = "0123456789abcdef"
 
+// Bytes repeated in every lane of a word, for plain8.
+const (
+	lanes01  = 0x0101010101010101
+	lanes80  = 0x8080808080808080
+	lanesSp  = 0x20 * lanes01
+	lanesQt  = '"' * lanes01
+	lanesBs  = '\\' * lanes01
+	lanesLt  = '<' * lanes01
+	lanesGt  = '>' * lanes01
+	lanesAmp = '&' * lanes01
+)
+
+// plain8 reports whether AppendJSONString copies the 8 bytes of s as they
+// are: ASCII from space on, neither " nor \, nor with escapeHTML < > &.
+// The tests are the usual word-at-a-time ones: x-lanes01 & ^x & lanes80
+// is non-zero iff a byte of x is zero, and w-n*lanes01 & ^w & lanes80 iff
+// a byte of w is below n (n at most 128).
+func plain8(s string, escapeHTML bool) bool {
+	w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	zero := func(x uint64) uint64 { return (x - lanes01) & ^x & lanes80 }
+	bad := w&lanes80 | (w-lanesSp)&^w&lanes80 | zero(w^lanesQt) | zero(w^lanesBs)
+	if escapeHTML {
+		bad |= zero(w^lanesLt) | zero(w^lanesGt) | zero(w^lanesAmp)
+	}
+	return bad == 0
+}
+
 // AppendJSONString appends s as encoding/json encodes a string: ", \ and control
 // characters escaped (\b \f \n \r \t by name, others as \u00XX), with
 // escapeHTML <, > and & as \u003c \u003e \u0026, invalid UTF-8 as \ufffd,
@@ -143,6 +171,14 @@ func AppendJSONString(dst []byte, s string, escapeHTML bool) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight bytes at a time while none needs a look: most of a
+		// finding's strings are plain ASCII (ids, names, URIs).
+		for i+8 <= len(s) && plain8(s[i:i+8], escapeHTML) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		b := s[i]
 		if b < utf8.RuneSelf {
 			if b >= 0x20 && b != '"' && b != '\\' && (!escapeHTML || (b != '<' && b != '>' && b != '&')) {
