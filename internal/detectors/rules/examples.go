@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
@@ -28,6 +30,23 @@ type example struct {
 // (ResponseComplete, which every request may be judged at; see
 // pipeline.Event.IsAuthoritative), the level and an auditID.
 func exampleEvent(n *yaml.Node) ([]byte, error) {
+	data, ok := exampleJSON(n)
+	if !ok {
+		var err error
+		if data, err = exampleEventDecoded(n); err != nil {
+			return nil, err
+		}
+	}
+	var ev pipeline.Event
+	if err := auditjson.Decode(&ev, exampleCluster, data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// exampleEventDecoded is exampleEvent's JSON by way of yaml's Decode and
+// json.Marshal, for what exampleJSON does not take.
+func exampleEventDecoded(n *yaml.Node) ([]byte, error) {
 	var v any
 	if err := n.Decode(&v); err != nil {
 		return nil, err
@@ -49,11 +68,121 @@ func exampleEvent(n *yaml.Node) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("converting to JSON: %w", err)
 	}
-	var ev pipeline.Event
-	if err := auditjson.Decode(&ev, exampleCluster, data); err != nil {
-		return nil, err
-	}
 	return data, nil
+}
+
+// exampleJSON writes the JSON exampleEventDecoded makes of n, byte for byte
+// (keys sorted, HTML escaped, as json.Marshal writes a map), straight from
+// the node tree: decoding every example into maps and marshalling them was
+// a fifth of loading the default pack, which every detect scan pays before
+// it judges an event. It takes only mappings with plain string keys,
+// sequences, strings, decimal integers, true, false and null, and reports
+// false for anything else (aliases, merge keys, floats, other tags,
+// duplicate keys), which exampleEventDecoded then converts or rejects.
+func exampleJSON(n *yaml.Node) ([]byte, bool) {
+	if n.Kind != yaml.MappingNode || n.Tag != "!!map" {
+		return nil, false
+	}
+	extra := map[string]string{
+		"level":   string(auditv1.LevelRequestResponse),
+		"auditID": fmt.Sprintf("example-%d-%d", n.Line, n.Column),
+		"stage":   string(auditv1.StageResponseComplete),
+	}
+	return appendExampleMapping(nil, n, extra)
+}
+
+func appendExampleNode(dst []byte, n *yaml.Node) ([]byte, bool) {
+	switch {
+	case n.Kind == yaml.MappingNode && n.Tag == "!!map":
+		return appendExampleMapping(dst, n, nil)
+	case n.Kind == yaml.SequenceNode && n.Tag == "!!seq":
+		dst = append(dst, '[')
+		for i, c := range n.Content {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var ok bool
+			if dst, ok = appendExampleNode(dst, c); !ok {
+				return nil, false
+			}
+		}
+		return append(dst, ']'), true
+	case n.Kind != yaml.ScalarNode:
+		return nil, false
+	}
+	switch n.Tag {
+	case "!!str":
+		return pipeline.AppendJSONString(dst, n.Value, true), true
+	case "!!null":
+		return append(dst, "null"...), true
+	case "!!bool":
+		if n.Value == "true" || n.Value == "false" {
+			return append(dst, n.Value...), true
+		}
+	case "!!int":
+		if decimalInt(n.Value) {
+			return append(dst, n.Value...), true
+		}
+	}
+	return nil, false
+}
+
+// appendExampleMapping writes mapping n with extra's members for the keys
+// n lacks, sorted by key.
+func appendExampleMapping(dst []byte, n *yaml.Node, extra map[string]string) ([]byte, bool) {
+	type member struct {
+		key   string
+		value *yaml.Node // nil: extra's
+	}
+	members := make([]member, 0, len(n.Content)/2+len(extra))
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if k.Kind != yaml.ScalarNode || k.Tag != "!!str" || k.Value == "<<" {
+			return nil, false
+		}
+		members = append(members, member{k.Value, n.Content[i+1]})
+	}
+	for k := range extra {
+		if !slices.ContainsFunc(members, func(m member) bool { return m.key == k }) {
+			members = append(members, member{key: k})
+		}
+	}
+	slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.key, b.key) })
+	dst = append(dst, '{')
+	for i, m := range members {
+		if i > 0 {
+			if members[i-1].key == m.key {
+				return nil, false // yaml's Decode rejects it
+			}
+			dst = append(dst, ',')
+		}
+		dst = pipeline.AppendJSONString(dst, m.key, true)
+		dst = append(dst, ':')
+		if m.value == nil {
+			dst = pipeline.AppendJSONString(dst, extra[m.key], true)
+			continue
+		}
+		var ok bool
+		if dst, ok = appendExampleNode(dst, m.value); !ok {
+			return nil, false
+		}
+	}
+	return append(dst, '}'), true
+}
+
+// decimalInt reports an integer written plainly in decimal that fits an
+// int64, which yaml decodes to the number it reads as.
+func decimalInt(s string) bool {
+	digits := strings.TrimPrefix(s, "-")
+	if digits == "" || len(digits) > 18 || (digits[0] == '0' && len(digits) > 1) || s == "-0" {
+		return false
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // ExampleResult is the outcome of one example of one rule.
