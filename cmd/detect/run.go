@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,6 +102,9 @@ type runConfig struct {
 	Alerts *alert.Config
 }
 
+// runMemoryLimit is the soft memory limit detect run sets (see run).
+const runMemoryLimit = 384 << 20
+
 // run runs detect until SIGINT or SIGTERM (or --exit-when-idle): it reads
 // the flags, builds the components from them, and runs them.
 func run(args []string, stdout, stderr io.Writer) error {
@@ -109,6 +113,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.level}))
+	// Two batches of --batch-records events are in hand at once (one
+	// being stored, one being prepared), with their decoded events: a few
+	// hundred MB live at 20,000 a batch, which the collector at GOGC 100
+	// would let grow to twice that before collecting. The soft limit keeps
+	// the process under detect's 512 MiB target: near it the collector
+	// runs as often as it must. GOMEMLIMIT in the environment still
+	// decides.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(runMemoryLimit)
+	}
 	if cfg.cpuProfile != "" {
 		stopProfile, err := startCPUProfile(cfg.cpuProfile)
 		if err != nil {

@@ -48,7 +48,13 @@ const (
 // Config bounds detect's batches and retries.
 type Config struct {
 	// BatchRecords flushes once this many records are pending. ClickHouse
-	// wants thousands of rows per insert. Default 10000.
+	// wants thousands of rows per insert. Default 20000: each INSERT
+	// writes one part per table and day, and the server's background
+	// merges read and rewrite every part's rows again (most of its CPU
+	// under load, the raw column dominating), so half as many parts as
+	// at 10,000 cut the server's CPU per row by a fifth to a quarter
+	// under end-to-end load. Realistic events (about 1 KiB each) fill
+	// BatchRecords well before BatchBytes.
 	BatchRecords int
 	// BatchBytes flushes once the pending records' values reach this size,
 	// bounding memory for large RequestResponse events. Default 32 MiB.
@@ -83,7 +89,7 @@ type Config struct {
 // its default.
 func (c Config) WithDefaults() Config {
 	if c.BatchRecords <= 0 {
-		c.BatchRecords = 10000
+		c.BatchRecords = 20000
 	}
 	if c.BatchBytes <= 0 {
 		c.BatchBytes = 32 << 20
