@@ -147,21 +147,21 @@ const (
 	lanesAmp = '&' * lanes01
 )
 
-// plain8 reports whether AppendJSONString copies the 8 bytes of s as they
-// are: ASCII from space on, neither " nor \, nor with escapeHTML < > &.
-// The tests are the usual word-at-a-time ones: x-lanes01 & ^x & lanes80
-// is non-zero iff a byte of x is zero, and w-n*lanes01 & ^w & lanes80 iff
-// a byte of w is below n (n at most 128).
-func plain8(s string, escapeHTML bool) bool {
-	w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-	zero := func(x uint64) uint64 { return (x - lanes01) & ^x & lanes80 }
-	bad := w&lanes80 | (w-lanesSp)&^w&lanes80 | zero(w^lanesQt) | zero(w^lanesBs)
-	if escapeHTML {
-		bad |= zero(w^lanesLt) | zero(w^lanesGt) | zero(w^lanesAmp)
-	}
-	return bad == 0
+// plainWord is non-zero when a byte of the word w needs AppendJSONString's
+// look: not ASCII, below space, " or \. htmlWord is non-zero when one is
+// < > or &, which escapeHTML escapes. The tests are the usual
+// word-at-a-time ones: x-lanes01 & ^x & lanes80 is non-zero iff a byte of
+// x is zero, and w-n*lanes01 & ^w & lanes80 iff a byte of w is below n
+// (n at most 128).
+func plainWord(w uint64) uint64 {
+	return w&lanes80 | (w-lanesSp)&^w&lanes80 | zeroByte(w^lanesQt) | zeroByte(w^lanesBs)
 }
+
+func htmlWord(w uint64) uint64 {
+	return zeroByte(w^lanesLt) | zeroByte(w^lanesGt) | zeroByte(w^lanesAmp)
+}
+
+func zeroByte(x uint64) uint64 { return (x - lanes01) & ^x & lanes80 }
 
 // AppendJSONString appends s as encoding/json encodes a string: ", \ and control
 // characters escaped (\b \f \n \r \t by name, others as \u00XX), with
@@ -172,8 +172,16 @@ func AppendJSONString(dst []byte, s string, escapeHTML bool) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		// Eight bytes at a time while none needs a look: most of a
-		// finding's strings are plain ASCII (ids, names, URIs).
-		for i+8 <= len(s) && plain8(s[i:i+8], escapeHTML) {
+		// finding's strings are plain ASCII (ids, names, URIs). Written
+		// out here rather than called: a call per word cost as much as
+		// the test (plain8 is too large to inline).
+		for i+8 <= len(s) {
+			t := s[i : i+8]
+			w := uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |
+				uint64(t[4])<<32 | uint64(t[5])<<40 | uint64(t[6])<<48 | uint64(t[7])<<56
+			if plainWord(w) != 0 || escapeHTML && htmlWord(w) != 0 {
+				break
+			}
 			i += 8
 		}
 		if i >= len(s) {
