@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
 
 	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -22,6 +23,18 @@ import (
 
 // clientID names auditpipe in broker logs, quotas and ACL audit.
 const clientID = "auditpipe"
+
+// zstdLevel is the zstd level of everything this process produces.
+// kafka-go compresses with one process-wide codec per algorithm, at
+// zstd's level 3 unless its Level is set, and has no per-writer setting,
+// so init sets it. Level 1 (klauspost's SpeedFastest) keeps about 96 % of
+// level 3's ratio on audit events (7.4x against 7.7x in 50-event
+// batches of the generated stream) at a fraction of the CPU: level 3's
+// encoder was a fifth of ingest's CPU under end-to-end load. Readers
+// are unaffected: the level is the producer's choice alone.
+const zstdLevel = 1
+
+func init() { compress.ZstdCodec.Level = zstdLevel }
 
 // dialTimeout bounds connecting to one broker. A broker that does not answer
 // a TCP handshake in 5 s is down for our purposes.
