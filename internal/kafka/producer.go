@@ -29,9 +29,11 @@ const clientID = "auditpipe"
 // zstd's level 3 unless its Level is set, and has no per-writer setting,
 // so init sets it. Level 1 (klauspost's SpeedFastest) keeps about 96 % of
 // level 3's ratio on audit events (7.4x against 7.7x in 50-event
-// batches of the generated stream) at a fraction of the CPU: level 3's
-// encoder was a fifth of ingest's CPU under end-to-end load. Readers
-// are unaffected: the level is the producer's choice alone.
+// batches of the generated stream) and encodes them in 2.35 µs an event
+// instead of 2.95 (-20 %; the encoder is about a sixth of ingest's CPU
+// under end-to-end load, so ingest saves about 3 %), with less memory
+// per pooled encoder. Readers are unaffected: the level is the
+// producer's choice alone.
 const zstdLevel = 1
 
 func init() { compress.ZstdCodec.Level = zstdLevel }
