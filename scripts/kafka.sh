@@ -139,8 +139,13 @@ logger.request.level = WARN
 EOF
 	echo "127.0.0.1:$port" >"$state/bootstrap"
 	# A cluster id is a base64url UUID; any random 16 bytes but all zeros do.
-	local id
-	id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+	# One in 64 starts with "-", which StorageTool's argument parser takes
+	# for an option ("argument --cluster-id/-t: expected one argument"):
+	# draw again until it does not.
+	local id=-
+	while [[ $id == -* ]]; do
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+	done
 	java -cp "$cache/libs/*" -Dlog4j2.configurationFile="$state/log4j2.properties" \
 		kafka.tools.StorageTool format -t "$id" -c "$state/server.properties" >"$state/format.log" 2>&1 ||
 		{ cat "$state/format.log" >&2; die "formatting $state/data failed"; }
