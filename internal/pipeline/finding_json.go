@@ -135,7 +135,7 @@ func (b *jsonBuffer) Write(p []byte) (int, error) {
 
 const hexDigits = "0123456789abcdef"
 
-// Bytes repeated in every lane of a word, for plain8.
+// Bytes repeated in every lane of a word, for plainWord and htmlWord.
 const (
 	lanes01  = 0x0101010101010101
 	lanes80  = 0x8080808080808080
@@ -174,7 +174,7 @@ func AppendJSONString(dst []byte, s string, escapeHTML bool) []byte {
 		// Eight bytes at a time while none needs a look: most of a
 		// finding's strings are plain ASCII (ids, names, URIs). Written
 		// out here rather than called: a call per word cost as much as
-		// the test (plain8 is too large to inline).
+		// the test (a function holding this loop was too large to inline).
 		for i+8 <= len(s) {
 			t := s[i : i+8]
 			w := uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -68,11 +69,12 @@ func (c StageGateConfig) WithDefaults() StageGateConfig {
 // c.WithDefaults(): zero means "default".
 func (c StageGateConfig) Validate() error {
 	var errs []error
-	if c.OpenRequests <= 0 {
-		errs = append(errs, fmt.Errorf("open_requests must be positive, got %d", c.OpenRequests))
+	// The LRUs index their entries with int32.
+	if c.OpenRequests <= 0 || c.OpenRequests > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("open_requests must be between 1 and %d, got %d", math.MaxInt32, c.OpenRequests))
 	}
-	if c.DoneRequests <= 0 {
-		errs = append(errs, fmt.Errorf("done_requests must be positive, got %d", c.DoneRequests))
+	if c.DoneRequests <= 0 || c.DoneRequests > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("done_requests must be between 1 and %d, got %d", math.MaxInt32, c.DoneRequests))
 	}
 	if c.OpenTTL <= 0 {
 		errs = append(errs, fmt.Errorf("open_ttl must be positive, got %s", c.OpenTTL))

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -87,6 +88,27 @@ func TestRequestLRUModel(t *testing.T) {
 			if !slices.Equal(order, r.order) || l.len() != len(r.order) {
 				t.Fatalf("run %d step %d: remembers %v (len %d), want %v", run, step, order, l.len(), r.order)
 			}
+		}
+	}
+}
+
+// TestStageGateConfigBounds: the LRUs index entries with int32, so a
+// bound past math.MaxInt32 is refused rather than wrapping.
+func TestStageGateConfigBounds(t *testing.T) {
+	tooMany := math.MaxInt32
+	tooMany++ // a variable, so that 32-bit builds compile (it wraps negative there, still refused)
+	for _, c := range []struct {
+		cfg StageGateConfig
+		ok  bool
+	}{
+		{StageGateConfig{}.WithDefaults(), true},
+		{StageGateConfig{OpenRequests: math.MaxInt32, DoneRequests: math.MaxInt32}.WithDefaults(), true},
+		{StageGateConfig{OpenRequests: tooMany}.WithDefaults(), false},
+		{StageGateConfig{DoneRequests: tooMany}.WithDefaults(), false},
+		{StageGateConfig{OpenRequests: -1, DoneRequests: 1, OpenTTL: 1, DoneTTL: 1}, false},
+	} {
+		if err := c.cfg.Validate(); (err == nil) != c.ok {
+			t.Errorf("%+v: Validate() = %v, want ok %v", c.cfg, err, c.ok)
 		}
 	}
 }
