@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math"
-	"slices"
 	"strings"
 )
 
@@ -181,163 +179,34 @@ func NewJWTRecord(tok []byte, keys *KeySet) JWTRecord {
 // ParseJWT fills everything but SHA256 and the verification result.
 func ParseJWT(tok []byte) JWTRecord {
 	rec := JWTRecord{Redacted: KindJWT, Length: len(tok), Signature: SignatureAbsent}
-	var problems []string
-	parts := bytes.Split(bytes.TrimSpace(tok), []byte{'.'})
+	var buf [3]string
+	problems := buf[:0]
+	tok = bytes.TrimSpace(tok)
+	// The first three dot-separated segments, without splitting the token
+	// into a slice of all of them.
+	n := bytes.Count(tok, []byte{'.'}) + 1
+	head, rest, _ := bytes.Cut(tok, []byte{'.'})
+	claims, rest, _ := bytes.Cut(rest, []byte{'.'})
+	sig, _, _ := bytes.Cut(rest, []byte{'.'})
 	switch {
-	case len(parts) == 5:
+	case n == 5:
 		problems = append(problems, "5 segments: an encrypted JWE, not a signed token")
-	case len(parts) != 3:
-		problems = append(problems, fmt.Sprintf("%d segments, want 3", len(parts)))
+	case n != 3:
+		problems = append(problems, fmt.Sprintf("%d segments, want 3", n))
 	}
-	if len(parts) >= 3 && len(parts[2]) > 0 {
+	if n >= 3 && len(sig) > 0 {
 		rec.Signature = SignaturePresent
 	}
-	if p := parseHeader(parts[0], &rec.Header); p != "" {
+	if p := parseHeader(head, &rec.Header); p != "" {
 		problems = append(problems, p)
 	}
-	if len(parts) >= 2 {
-		if p := parseClaims(parts[1], &rec.Claims); p != "" {
+	if n >= 2 {
+		if p := parseClaims(claims, &rec.Claims); p != "" {
 			problems = append(problems, p)
 		}
 	}
 	rec.ParseError = strings.Join(problems, "; ")
 	return rec
-}
-
-func parseHeader(seg []byte, h *JWTHeader) string {
-	raw, err := b64(string(seg))
-	if err != nil {
-		return "header is not base64url"
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return "header is not a JSON object"
-	}
-	var problems []string
-	for k, v := range m {
-		var dst *string
-		switch k {
-		case "alg":
-			dst = &h.Alg
-		case "kid":
-			dst = &h.Kid
-		case "typ":
-			dst = &h.Typ
-		default:
-			h.Other = append(h.Other, k)
-			continue
-		}
-		if err := json.Unmarshal(v, dst); err != nil {
-			problems = append(problems, "header "+k+" is not a string")
-		}
-	}
-	slices.Sort(h.Other)
-	slices.Sort(problems)
-	return strings.Join(problems, "; ")
-}
-
-func parseClaims(seg []byte, c *JWTClaims) string {
-	raw, err := b64(string(seg))
-	if err != nil {
-		return "claims are not base64url"
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return "claims are not a JSON object"
-	}
-	var problems []string
-	str := func(name string, dst *string) {
-		if v, ok := m[name]; ok && json.Unmarshal(v, dst) != nil {
-			problems = append(problems, "claim "+name+" is not a string")
-		}
-	}
-	num := func(name string) *int64 {
-		v, ok := m[name]
-		if !ok {
-			return nil
-		}
-		n, ok := numericDate(v)
-		if !ok {
-			problems = append(problems, "claim "+name+" is not a number")
-			return nil
-		}
-		return &n
-	}
-	str("iss", &c.Iss)
-	str("sub", &c.Sub)
-	str("jti", &c.Jti)
-	c.Exp, c.Iat, c.Nbf = num("exp"), num("iat"), num("nbf")
-	if v, ok := m["aud"]; ok {
-		// aud is a string or an array of strings (RFC 7519 §4.1.3).
-		var one string
-		if json.Unmarshal(v, &one) == nil {
-			c.Aud = []string{one}
-		} else if json.Unmarshal(v, &c.Aud) != nil {
-			problems = append(problems, "claim aud is not a string or list of strings")
-		}
-	}
-	var k JWTKubernetes
-	if v, ok := m["kubernetes.io"]; ok {
-		var w struct {
-			Namespace      string          `json:"namespace"`
-			ServiceAccount *JWTObjectRef   `json:"serviceaccount"`
-			Pod            *JWTObjectRef   `json:"pod"`
-			Node           *JWTObjectRef   `json:"node"`
-			Secret         *JWTObjectRef   `json:"secret"`
-			WarnAfter      json.RawMessage `json:"warnafter"`
-		}
-		if err := json.Unmarshal(v, &w); err != nil {
-			problems = append(problems, "claim kubernetes.io is malformed")
-		} else {
-			k = JWTKubernetes{Namespace: w.Namespace, ServiceAccount: w.ServiceAccount, Pod: w.Pod, Node: w.Node, Secret: w.Secret}
-			if len(w.WarnAfter) > 0 && string(w.WarnAfter) != "null" {
-				if n, ok := numericDate(w.WarnAfter); ok {
-					k.WarnAfter = &n
-				} else {
-					problems = append(problems, "claim kubernetes.io.warnafter is not a number")
-				}
-			}
-		}
-	}
-	// Legacy secret-based tokens (before 1.24) use flat claim names.
-	const legacy = "kubernetes.io/serviceaccount/"
-	var ns, sa, saUID, secret string
-	str(legacy+"namespace", &ns)
-	str(legacy+"service-account.name", &sa)
-	str(legacy+"service-account.uid", &saUID)
-	str(legacy+"secret.name", &secret)
-	if k.Namespace == "" {
-		k.Namespace = ns
-	}
-	if k.ServiceAccount == nil && (sa != "" || saUID != "") {
-		k.ServiceAccount = &JWTObjectRef{Name: sa, UID: saUID}
-	}
-	if k.Secret == nil && secret != "" {
-		k.Secret = &JWTObjectRef{Name: secret}
-	}
-	if k != (JWTKubernetes{}) {
-		c.Kubernetes = &k
-	}
-	slices.Sort(problems)
-	return strings.Join(problems, "; ")
-}
-
-// numericDate reads a JSON number of seconds, truncating fractions (RFC
-// 7519 allows them) and clamping to int64.
-func numericDate(v json.RawMessage) (int64, bool) {
-	var f float64
-	if err := json.Unmarshal(v, &f); err != nil {
-		return 0, false
-	}
-	switch {
-	case math.IsNaN(f):
-		return 0, false
-	case f >= math.MaxInt64:
-		return math.MaxInt64, true
-	case f <= math.MinInt64:
-		return math.MinInt64, true
-	}
-	return int64(f), true
 }
 
 // VerifyJWT decides rec.Verified. Tokens that cannot verify whatever the
