@@ -49,7 +49,9 @@ func checkTypeMeta(kind, apiVersion, wantKind string) error {
 // exactly as encoding/json would decode it into auditv1.Event (with
 // timestamps of any precision), but in a single pass without reflection:
 // see decode_event.go. ev always comes out as v1. The request and response
-// bodies alias data: callers that keep ev must keep data unchanged. ev is
+// bodies alias data: callers that keep ev must keep data unchanged. The
+// Annotations and User/ImpersonatedUser.Extra maps (and Extra's values)
+// may be shared with other events: callers must not write to them. ev is
 // left as it was when data does not decode.
 func DecodeEvent(data []byte, ev *auditv1.Event) error {
 	_, err := decodeEvent(data, ev)

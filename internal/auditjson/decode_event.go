@@ -2,6 +2,7 @@ package auditjson
 
 import (
 	"bytes"
+	"maps"
 	"math"
 	"time"
 
@@ -27,7 +28,10 @@ import (
 //     pointers, slices and maps to nil; an empty array or object gives an
 //     empty, non-nil slice or map;
 //   - requestObject and responseObject are validated and kept as raw slices
-//     of the input, never decoded.
+//     of the input, never decoded;
+//   - annotations and user.extra maps that repeat one decoded before come
+//     from a cache, shared between events and read-only
+//     (decode_mapcache.go).
 
 // Field indexes per struct, in the order of their names in the tables below.
 const (
@@ -370,7 +374,8 @@ func (d *eventDecoder) element(dst *string, depth int, field string, interned bo
 	return d.string(dst, depth, field)
 }
 
-// stringMap decodes annotations.
+// stringMap decodes annotations. A map decoded before, byte for byte,
+// comes from annotationCache, shared (see decode_mapcache.go).
 func (d *eventDecoder) stringMap(dst *map[string]string, depth int, field string) error {
 	switch d.Data[d.Pos] {
 	case '{':
@@ -381,9 +386,22 @@ func (d *eventDecoder) stringMap(dst *map[string]string, depth int, field string
 		return d.Mismatch(depth, field, "map[string]string")
 	}
 	type kv struct{ k, v string }
-	var buf [8]kv
+	var buf [maxMapMembers]kv
 	pairs := buf[:0]
+	start, probe := d.Pos, mapProbe{}
 	m := *dst
+	if m == nil {
+		if c, ok := annotationCache.lookup(d.Data[start:], &probe); ok {
+			d.Pos += probe.n
+			*dst = c
+			return nil
+		}
+	} else {
+		// An earlier member of the same name filled *dst, and
+		// encoding/json merges into it; but it may be a cached map,
+		// shared: merge into a copy.
+		m = maps.Clone(m)
+	}
 	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
@@ -416,6 +434,7 @@ func (d *eventDecoder) stringMap(dst *map[string]string, depth int, field string
 		for _, p := range pairs {
 			m[p.k] = p.v
 		}
+		annotationCache.store(d.Data[start:d.Pos], &probe, m)
 	}
 	*dst = m
 	return nil
@@ -498,7 +517,8 @@ func (d *eventDecoder) user(u *authnv1.UserInfo, depth int, field string) error 
 }
 
 // extra decodes user.extra. Each value decodes afresh (encoding/json zeroes
-// a map element before decoding into it), so no in-place merging here.
+// a map element before decoding into it), so no in-place merging here. A
+// map decoded before comes from extraCache, shared, like annotations.
 func (d *eventDecoder) extra(dst *map[string]authnv1.ExtraValue, depth int, field string) error {
 	switch d.Data[d.Pos] {
 	case '{':
@@ -512,9 +532,22 @@ func (d *eventDecoder) extra(dst *map[string]authnv1.ExtraValue, depth int, fiel
 		k string
 		v []string
 	}
-	var buf [8]kv
+	var buf [maxMapMembers]kv
 	pairs := buf[:0]
+	start, probe := d.Pos, mapProbe{}
 	m := *dst
+	if m == nil {
+		if c, ok := extraCache.lookup(d.Data[start:], &probe); ok {
+			d.Pos += probe.n
+			*dst = c
+			return nil
+		}
+	} else {
+		// A repeated extra member: merge into a copy, as in stringMap.
+		// The copy shares the old values, which a merge replaces but
+		// never writes to.
+		m = maps.Clone(m)
+	}
 	more, err := d.ObjectStart()
 	for more && err == nil {
 		var k []byte
@@ -546,6 +579,7 @@ func (d *eventDecoder) extra(dst *map[string]authnv1.ExtraValue, depth int, fiel
 		for _, p := range pairs {
 			m[p.k] = p.v
 		}
+		extraCache.store(d.Data[start:d.Pos], &probe, m)
 	}
 	*dst = m
 	return nil
