@@ -65,7 +65,7 @@ type scanChunk struct {
 
 	// Filled by the workers' decode, one entry per line.
 	events  []pipeline.Event
-	shard   []int32 // the worker judging events[i]; -1: it did not decode
+	shard   []int32 // the worker judging events[i], or shardUndecodable, shardSkipped
 	noStage []bool  // events[i] had no stage (Admit sets one)
 	reasons []string
 	errs    []error
@@ -96,6 +96,13 @@ type scanChunk struct {
 	slabs   [][]byte // every slab the chunk filled, reused in order
 	slabIdx int      // slabs[slabIdx] is slab
 }
+
+// The shard of a line no worker judges: it did not decode, or it was
+// not decoded (skipLine).
+const (
+	shardUndecodable = -1
+	shardSkipped     = -2
+)
 
 func newScanChunk(workers int) *scanChunk {
 	return &scanChunk{
@@ -195,7 +202,7 @@ func (c *scanChunk) keep(data []byte) []byte {
 // claim, and shards each event. Every worker calls it as soon as it
 // receives the chunk, so a worker busy judging leaves the decoding to
 // the others.
-func (c *scanChunk) decode(cluster string, workers int) {
+func (c *scanChunk) decode(cluster string, workers int, fullDecode bool) {
 	n := int32(len(c.raw))
 	for {
 		lo := c.claimed.Add(scanDecodeBlock) - scanDecodeBlock
@@ -204,10 +211,14 @@ func (c *scanChunk) decode(cluster string, workers int) {
 		}
 		hi := min(lo+scanDecodeBlock, n)
 		for i := lo; i < hi; i++ {
+			if skipLine(fullDecode, c.raw[i]) {
+				c.shard[i] = shardSkipped
+				continue
+			}
 			ev := &c.events[i] // zero: see release
 			reason, err := decodeLine(ev, cluster, c.raw[i])
 			if err != nil {
-				c.shard[i], c.reasons[i], c.errs[i] = -1, reason, err
+				c.shard[i], c.reasons[i], c.errs[i] = shardUndecodable, reason, err
 				continue
 			}
 			c.noStage[i] = ev.Stage == ""
@@ -262,6 +273,8 @@ type scanWorker struct {
 	in       chan *scanChunk
 	verdicts map[pipeline.StageVerdict]int
 	buf      []pipeline.Finding
+	// fullDecode is the scanner's: no stage peek (see skipLine).
+	fullDecode bool
 }
 
 // run decodes its share of each chunk as it arrives and judges its shard
@@ -296,7 +309,7 @@ func (w *scanWorker) run(ctx context.Context, idx int, cluster string, workers i
 			}
 			return nil
 		}
-		c.decode(cluster, workers)
+		c.decode(cluster, workers, w.fullDecode)
 		if prev != nil {
 			if err := w.judge(ctx, prev, idx); err != nil {
 				return err
@@ -369,6 +382,8 @@ func (s *scanner) scanParallel(ctx context.Context, files []string, workers int,
 			set:      detectorChain{builtins, ruleSet},
 			in:       make(chan *scanChunk, scanQueueChunks),
 			verdicts: map[pipeline.StageVerdict]int{},
+
+			fullDecode: s.fullDecode,
 		}
 		if terms != nil {
 			ws[i].termSet = terms.Set()
@@ -470,7 +485,11 @@ func (s *scanner) merge(ctx context.Context, files []string, ordered <-chan *sca
 		}
 		path := files[c.file]
 		for i := range c.raw {
-			if c.shard[i] < 0 {
+			switch c.shard[i] {
+			case shardSkipped:
+				s.skipped()
+				continue
+			case shardUndecodable:
 				s.undecodable(path, c.lines[i], c.items[i], c.reasons[i], c.errs[i])
 				continue
 			}
