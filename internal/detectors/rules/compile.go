@@ -317,23 +317,38 @@ func (c *compiler) check(tree *parser.Tree, cfg *conf.Config) error {
 
 // program checks, optimizes and compiles a tree.
 func (c *compiler) program(node ast.Node, src string, cfg *conf.Config) (*vm.Program, error) {
+	prog, _, err := c.condition2(node, src, cfg)
+	return prog, err
+}
+
+// condition2 is program that also compiles the tree to Go where it can
+// (native.go); the native condition is nil otherwise.
+func (c *compiler) condition2(node ast.Node, src string, cfg *conf.Config) (*vm.Program, nativeCond, error) {
 	tree := &parser.Tree{Node: node, Source: file.NewSource(src)}
 	if _, err := checker.Check(tree, cfg); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// zeroFill reads the types the check annotated; its new nodes need a
 	// second check before the optimizer and compiler read their types.
 	zeroFill(&tree.Node, cfg.Expect == reflect.Bool)
 	if _, err := checker.Check(tree, cfg); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var native nativeCond
+	if cfg.Expect == reflect.Bool && cfg.ShortCircuit {
+		native = compileNative(tree.Node)
 	}
 	// Last, after every check: the rewritten nodes carry the natures the
 	// check gave the reads they replace.
 	directAccess(&tree.Node)
-	return exprcompiler.Compile(tree, cfg)
+	prog, err := exprcompiler.Compile(tree, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return prog, native, nil
 }
 
 // checkMacro reports a macro's own errors once, after those of the macros
@@ -518,7 +533,7 @@ func partPos(part condPart) pos { return pos{part.src, part.node.Line, part.node
 
 // exception compiles one exception to a program that is true when every
 // field equals the value at its place in one of the tuples.
-func (c *compiler) exception(rule string, ex exceptionDef) (*vm.Program, bool) {
+func (c *compiler) exception(rule string, ex exceptionDef) (ruleException, bool) {
 	ok := true
 	fields := make([]string, len(ex.fields))
 	for i, f := range ex.fields {
@@ -541,7 +556,7 @@ func (c *compiler) exception(rule string, ex exceptionDef) (*vm.Program, bool) {
 		fields[i] = tree.Node.String()
 	}
 	if !ok {
-		return nil, false
+		return ruleException{}, false
 	}
 	var or ast.Node
 	for _, tuple := range ex.values {
@@ -566,11 +581,11 @@ func (c *compiler) exception(rule string, ex exceptionDef) (*vm.Program, bool) {
 	}
 	if n := c.treeSize(or); n > MaxExpandedNodes {
 		c.errorAt(ex.at, "exception %q: its values make more than %d expression nodes (the limit for one condition)", ex.name, MaxExpandedNodes)
-		return nil, false
+		return ruleException{}, false
 	} else if !c.spend(ex.at, rule, n) {
-		return nil, false
+		return ruleException{}, false
 	}
-	prog, err := c.program(or, or.String(), c.cfgBool)
+	prog, native, err := c.condition2(or, or.String(), c.cfgBool)
 	if err != nil {
 		msg := err.Error()
 		var fe *file.Error
@@ -578,9 +593,9 @@ func (c *compiler) exception(rule string, ex exceptionDef) (*vm.Program, bool) {
 			msg = fe.Message
 		}
 		c.errorAt(ex.at, "exception %q: %s", ex.name, msg)
-		return nil, false
+		return ruleException{}, false
 	}
-	return prog, true
+	return ruleException{name: ex.name, prog: prog, native: native}, true
 }
 
 // isFieldPath reports whether n is an identifier or a chain of member
@@ -771,9 +786,9 @@ func (c *compiler) compileRule(mr *mergedRule) *rule {
 		}
 	}
 	for _, ex := range d.exceptions {
-		prog, good := c.exception(d.name, ex)
+		rex, good := c.exception(d.name, ex)
 		ok = ok && good
-		r.exceptions = append(r.exceptions, ruleException{name: ex.name, prog: prog})
+		r.exceptions = append(r.exceptions, rex)
 	}
 	if d.output != nil {
 		tmpl, good := c.template(d.name, *d.output)
@@ -829,12 +844,12 @@ func (c *compiler) compileRule(mr *mergedRule) *rule {
 	r.reqs = requirementsOf(fresh)
 	r.substrings = substringsOf(fresh)
 	r.evidence = c.evidence(fresh)
-	prog, err := c.program(cond, cond.String(), c.cfgBool)
+	prog, native, err := c.condition2(cond, cond.String(), c.cfgBool)
 	if err != nil {
 		c.errorAt(d.at, "rule %q: compiling condition: %v", d.name, err)
 		return nil
 	}
-	r.cond = prog
+	r.cond, r.native = prog, native
 	return r
 }
 

@@ -48,6 +48,10 @@ type Env struct {
 	eval  *evaluator
 	boxes [numAccessors]any
 	boxed uint32
+	// The let variables and predicate items of native conditions
+	// (native.go), by the slots their compiler gave them.
+	nativeVars, nativeItems []any
+	nativeMem               uint // the VM's memory budget, spent
 }
 
 // SelectorsEnv holds the request's label and field selectors, URL-decoded.
@@ -163,6 +167,8 @@ func (e *evaluator) release() {
 	e.env.SourceIPs, e.env.Annotations = nil, nil
 	e.env.boxed = 0
 	clear(e.env.boxes[:])
+	clear(e.env.nativeVars)
+	clear(e.env.nativeItems)
 }
 
 // parseSelectors reads labelSelector and fieldSelector from a raw query

@@ -45,6 +45,7 @@ type rule struct {
 	at       pos
 
 	cond       *vm.Program
+	native     nativeCond // cond compiled to Go; nil when it could not be
 	exceptions []ruleException
 	output     []templatePart
 	evidence   []evidenceSpec
@@ -61,8 +62,9 @@ type rule struct {
 }
 
 type ruleException struct {
-	name string
-	prog *vm.Program
+	name   string
+	prog   *vm.Program
+	native nativeCond // nil: prog only
 }
 
 // Set is a compiled rule set. It implements pipeline.EventDetector and is
@@ -241,29 +243,45 @@ func deferred(ids []string, ev *pipeline.Event, out []pipeline.Finding) bool {
 // match evaluates r's condition, then its exceptions. A failing exception
 // does not suppress: an error must not hide an attack.
 func (s *Set) match(st *state, r *rule) (fired bool, suppressedBy string, err error) {
-	v, err := st.vm.Run(r.cond, &st.env)
+	b, err := st.run(r.cond, r.native)
 	if err != nil {
 		return false, "", err
-	}
-	b, ok := v.(bool)
-	if !ok {
-		return false, "", fmt.Errorf("condition yielded %T, not bool", v)
 	}
 	if !b {
 		return false, "", nil
 	}
 	var exErr error
 	for _, ex := range r.exceptions {
-		v, err := st.vm.Run(ex.prog, &st.env)
+		b, err := st.run(ex.prog, ex.native)
 		if err != nil {
 			exErr = errors.Join(exErr, fmt.Errorf("exception %s: %w", ex.name, err))
 			continue
 		}
-		if b, _ := v.(bool); b {
+		if b {
 			return false, ex.name, nil
 		}
 	}
 	return true, "", exErr
+}
+
+// run evaluates a condition: natively where it was compiled to Go and
+// ran without failing, else with the VM, which also yields the error of
+// a condition that fails.
+func (st *state) run(prog *vm.Program, native nativeCond) (bool, error) {
+	if native != nil {
+		if b, ok := runNative(native, &st.env); ok {
+			return b, nil
+		}
+	}
+	v, err := st.vm.Run(prog, &st.env)
+	if err != nil {
+		return false, err
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf("condition yielded %T, not bool", v)
+	}
+	return b, nil
 }
 
 func (s *Set) evalError(i int, err error) {
