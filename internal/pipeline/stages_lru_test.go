@@ -59,7 +59,7 @@ func TestRequestLRUModel(t *testing.T) {
 		l := newRequestLRU(1+rng.IntN(6), 10*time.Second)
 		r := &refLRU{max: l.max, ttl: l.ttl, seen: map[requestKey]time.Time{}}
 		for step := range 400 {
-			k := requestKey{cluster: []string{"a", "b"}[rng.IntN(2)], hash: uint64(rng.IntN(10))}
+			k := newRequestKey([]string{"a", "b"}[rng.IntN(2)], uint64(rng.IntN(10)))
 			now := base.Add(time.Duration(step+rng.IntN(30)) * time.Second)
 			var got, want bool
 			switch op := rng.IntN(4); op {
