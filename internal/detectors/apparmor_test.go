@@ -1,10 +1,13 @@
 package detectors
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/auditpipe/auditpipe/internal/auditjson"
+	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -101,6 +104,12 @@ func TestAppArmorCases(t *testing.T) {
 		{"privileged alone is not this detector's", nil, podSpecTestReq{req: pod("shop", "", `{"containers":[{"name":"api","image":"`+img+`","securityContext":{"privileged":true}}]}`)}, nil},
 		{"both unconfined", nil, podSpecTestReq{req: pod("shop", "", `{"securityContext":{"seccompProfile":{"type":"Unconfined"}},"containers":[{"name":"api","image":"`+img+`","securityContext":{"appArmorProfile":{"type":"Unconfined"}}}]}`)},
 			[]imageWant{{"apparmor-unconfined:api", pipeline.SeverityHigh}, {"seccomp-unconfined:api", pipeline.SeverityMedium}}},
+		// Escapes reach the decoded strings without their raw bytes:
+		// the check before decoding must not skip these.
+		{"escaped Unconfined", nil, podSpecTestReq{req: pod("shop", "", `{"containers":[{"name":"api","image":"`+img+`","securityContext":{"appArmorProfile":{"type":"Unc\u006fnfined"}}}]}`)},
+			[]imageWant{{"apparmor-unconfined:api", pipeline.SeverityHigh}}},
+		{"escaped annotation value", nil, podSpecTestReq{req: pod("shop", `{"container.apparmor.security.beta.kubernetes.io/api":"unc\u006fnfined"}`, `{"containers":[{"name":"api","image":"`+img+`"}]}`)},
+			[]imageWant{{"apparmor-unconfined:api", pipeline.SeverityHigh}}},
 		{"windows pod", nil, podSpecTestReq{req: pod("shop", "", `{"os":{"name":"windows"},"containers":[{"name":"api","image":"`+img+`","securityContext":{"appArmorProfile":{"type":"Unconfined"}}}]}`)}, nil},
 		{"rejected by pod security", nil, podSpecTestReq{code: 403, req: pod("shop", "", unconfinedCtr),
 			resp: `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"pods \"api\" is forbidden: violates PodSecurity \"baseline:latest\": forbidden AppArmor profile","reason":"Forbidden","code":403}`},
@@ -120,6 +129,11 @@ func TestAppArmorCases(t *testing.T) {
 			[]imageWant{{"apparmor-weaker-ephemeral:dbg", pipeline.SeverityMedium}, {"seccomp-unconfined:dbg", pipeline.SeverityMedium}}},
 		{"ephemeral seccomp weaker than containers", nil, podSpecTestReq{verb: "update", sub: "ephemeralcontainers", code: 200,
 			resp: pod("shop", "", `{"containers":[{"name":"api","image":"`+img+`","securityContext":{"seccompProfile":{"type":"Localhost","localhostProfile":"profiles/api.json"}}}],"ephemeralContainers":[{"name":"dbg","image":"busybox:1.36"}]}`)},
+			[]imageWant{{"seccomp-weaker-ephemeral:dbg", pipeline.SeverityMedium}}},
+		// No profile named anywhere: only the ephemeralContainers member
+		// tells the check before decoding that this may fire.
+		{"ephemeral without a profile into RuntimeDefault containers", nil, podSpecTestReq{verb: "update", sub: "ephemeralcontainers", code: 200,
+			resp: pod("shop", "", `{"containers":[{"name":"api","image":"`+img+`","securityContext":{"seccompProfile":{"type":"RuntimeDefault"}}}],"ephemeralContainers":[{"name":"dbg","image":"busybox:1.36"}]}`)},
 			[]imageWant{{"seccomp-weaker-ephemeral:dbg", pipeline.SeverityMedium}}},
 		{"ephemeral into an unconfined pod is not weaker", nil, podSpecTestReq{verb: "update", sub: "ephemeralcontainers", code: 200,
 			resp: pod("shop", "", `{"containers":[{"name":"api","image":"`+img+`","securityContext":{"appArmorProfile":{"type":"Unconfined"}}}],"ephemeralContainers":[{"name":"dbg","image":"busybox:1.36","securityContext":{"appArmorProfile":{"type":"Unconfined"}}}]}`)},
@@ -199,4 +213,43 @@ func BenchmarkAppArmor(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestAppArmorRawPrecheck holds apparmorRawMayFire to the decoded check:
+// on generated streams (attacks included) the detector reports the same
+// with it as when it decodes every pod's body.
+func TestAppArmorRawPrecheck(t *testing.T) {
+	fast := apparmorTestDetector(t, nil)
+	slow := apparmorTestDetector(t, nil)
+	slow.decodeAll = true
+	n := 30000
+	if testing.Short() {
+		n = 6000
+	}
+	found, skipped := 0, 0
+	for _, ratio := range []float64{0.05, 1} {
+		g := gen.New(gen.Config{Seed: 9, AttackRatio: ratio})
+		for i := 0; i < n; i++ {
+			data := g.Next().JSON
+			var a, b pipeline.Event
+			if err := auditjson.Decode(&a, "prod", data); err != nil {
+				t.Fatal(err)
+			}
+			if err := auditjson.Decode(&b, "prod", data); err != nil {
+				t.Fatal(err)
+			}
+			got, want := fast.Detect(&a, nil), slow.Detect(&b, nil)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("ratio %v event %d: with the raw check %v, decoding %v", ratio, i, got, want)
+			}
+			found += len(want)
+			if _, ok := podSpecMatch(&a); ok && a.BodyDecodes() < b.BodyDecodes() {
+				skipped++
+			}
+		}
+	}
+	if found == 0 || skipped == 0 {
+		t.Fatalf("%d findings, %d pod writes skipped: the comparison proves nothing", found, skipped)
+	}
+	t.Logf("%d findings, %d pod writes not decoded", found, skipped)
 }
