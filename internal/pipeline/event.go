@@ -135,6 +135,18 @@ func (d *decodedBody) get(u *runtime.Unknown, decodes *int, decode BodyDecoder) 
 	return v
 }
 
+// BodyDecoded reports whether the request body (src FromRequest) or the
+// response body (FromResponse) has been decoded already, so that its next
+// read costs nothing: a reader may prefer a cheaper test on the raw bytes
+// before a first decode.
+func (e *Event) BodyDecoded(src string) bool {
+	d, u := &e.bodies.req, e.RequestObject
+	if src == FromResponse {
+		d, u = &e.bodies.resp, e.ResponseObject
+	}
+	return u != nil && len(u.Raw) > 0 && d.src == u && len(d.raw) == len(u.Raw) && &d.raw[0] == &u.Raw[0]
+}
+
 // RequestBody returns the request body decoded as by json.Unmarshal into
 // an any (objects are map[string]any, numbers float64), or nil when there
 // is none or it is not valid JSON. It is decoded on the first call and

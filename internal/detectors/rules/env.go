@@ -198,23 +198,6 @@ func parseSelectors(query string) SelectorsEnv {
 	return s
 }
 
-// requestBody returns the event's decoded request body, decoded on first
-// use by whichever rule or detector asked first.
-func (e *evaluator) requestBody() any {
-	if e.ev == nil {
-		return nil
-	}
-	return e.ev.RequestBody()
-}
-
-// responseBody is requestBody for the response.
-func (e *evaluator) responseBody() any {
-	if e.ev == nil {
-		return nil
-	}
-	return e.ev.ResponseBody()
-}
-
 // path returns the parsed form of a path argument. Load parses every
 // literal, so the map lookup succeeds; anything else yields no path.
 func (e *evaluator) path(arg any) *bodyPath {
@@ -234,7 +217,7 @@ func (e *evaluator) request(arg any) any {
 	if p == nil {
 		return nil
 	}
-	v, _ := p.eval(e.requestBody())
+	v, _ := e.read(p, pipeline.FromRequest)
 	return v
 }
 
@@ -243,8 +226,30 @@ func (e *evaluator) response(arg any) any {
 	if p == nil {
 		return nil
 	}
-	v, _ := p.eval(e.responseBody())
+	v, _ := e.read(p, pipeline.FromResponse)
 	return v
+}
+
+// read evaluates p on the request or response body, without decoding a
+// body whose raw bytes show it lacks the path (bodyPath.absentIn).
+func (e *evaluator) read(p *bodyPath, src string) (any, bool) {
+	if e.ev == nil {
+		return nil, false
+	}
+	u := e.ev.RequestObject
+	if src == pipeline.FromResponse {
+		u = e.ev.ResponseObject
+	}
+	if u == nil {
+		return nil, false
+	}
+	if !e.ev.BodyDecoded(src) && p.absentIn(u.Raw) {
+		return nil, false
+	}
+	if src == pipeline.FromResponse {
+		return p.eval(e.ev.ResponseBody())
+	}
+	return p.eval(e.ev.RequestBody())
 }
 
 // objectSource reads path from the response (what was stored, after
@@ -254,10 +259,10 @@ func (e *evaluator) objectSource(arg any) (any, string, bool) {
 	if p == nil {
 		return nil, "", false
 	}
-	if v, ok := p.eval(e.responseBody()); ok {
+	if v, ok := e.read(p, pipeline.FromResponse); ok {
 		return v, pipeline.FromResponse, true
 	}
-	if v, ok := p.eval(e.requestBody()); ok {
+	if v, ok := e.read(p, pipeline.FromRequest); ok {
 		return v, pipeline.FromRequest, true
 	}
 	return nil, "", false
