@@ -116,3 +116,32 @@ func BenchmarkDecodeBody(b *testing.B) {
 		}
 	}
 }
+
+// TestDecodeBodySharesEmptyObjects: every {} is the one shared empty map,
+// so a stored object's managedFields cost no map per leaf; a non-empty
+// object is its own.
+func TestDecodeBodySharesEmptyObjects(t *testing.T) {
+	body := []byte(`{"metadata":{"managedFields":[{"fieldsV1":{"f:metadata":{"f:labels":{".":{},"f:app":{}}}}}]},"spec":{}}`)
+	v, ok := decodeBody(body)
+	if !ok {
+		t.Fatal("body did not decode")
+	}
+	fields := v.(map[string]any)["metadata"].(map[string]any)["managedFields"].([]any)[0].(map[string]any)["fieldsV1"].(map[string]any)
+	labels := fields["f:metadata"].(map[string]any)["f:labels"].(map[string]any)
+	spec := v.(map[string]any)["spec"].(map[string]any)
+	ptr := func(x any) uintptr { return reflect.ValueOf(x).Pointer() }
+	if ptr(labels["."]) != ptr(labels["f:app"]) || ptr(labels["."]) != ptr(spec) || len(spec) != 0 {
+		t.Error("empty objects are not one shared map")
+	}
+	if ptr(labels) == ptr(fields) {
+		t.Error("non-empty objects share a map")
+	}
+	if std, _ := stdBody(body); !reflect.DeepEqual(v, std) {
+		t.Errorf("decoded %v, encoding/json %v", v, std)
+	}
+	// 6 non-empty objects (a map and its group each), the array and its
+	// element: 14, where each of the 3 empty objects added one more.
+	if n := testing.AllocsPerRun(100, func() { decodeBody(body) }); n > 14 {
+		t.Errorf("%v allocations, want at most 14", n)
+	}
+}
