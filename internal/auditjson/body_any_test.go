@@ -28,6 +28,9 @@ var bodyCases = []string{
 	`"\u00e9\ud83d\ude00\ud800\udc00\ud800 \\ \/ \b\f\n\r\t"`, "\"\xff\xfe bad utf8 \xe2\x82\"", "{\"\xff\":1}",
 	`{"a":1}x`, `{"a":1,}`, `[1,]`, `[1 2]`, `{"a" 1}`, `{a:1}`, `01`, `1.`, `.5`, `-`, `+1`, `1e`, `tru`, `nul`, `nulll`,
 	`"abc`, "\"a\x01\"", `"\x"`, `"\u12"`, ``, ` `, `[`, `{`, `{"a":`, `[[[[]]]]`, "\t\r\n[\n1\n]\n",
+	// fieldsV1 objects are cached by their bytes (bodyDecoder.fieldsV1).
+	`{"fieldsV1":{"f:metadata":{"f:labels":{".":{},"f:app":{}}}}}`, `{"fieldsV1":{"x":1e400}}`, `{"fieldsV1":{"x":1}x`,
+	`{"fieldsV1":{"fieldsV1":{"a":[1,{"fieldsV1":{}}]}},"fieldsV1":{"b":2}}`, `{"fieldsV1":[1]}`, `{"fieldsV1":"x"}`,
 }
 
 // TestDecodeBodyMatchesEncodingJSON: decodeBody yields what json.Unmarshal
@@ -43,7 +46,9 @@ func TestDecodeBodyMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 	for _, c := range bodyCases {
-		check(c, []byte(c))
+		for range 3 { // see FuzzDecodeBody
+			check(c, []byte(c))
+		}
 	}
 	for _, n := range []int{9999, 10000, 10001} {
 		check("depth", []byte(strings.Repeat("[", n)+strings.Repeat("]", n)))
@@ -74,9 +79,13 @@ func FuzzDecodeBody(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		want, wantOK := stdBody(data)
-		got, ok := decodeBody(data)
-		if ok != wantOK || !reflect.DeepEqual(got, want) {
-			t.Fatalf("decodeBody(%q) = %#v, %v; json.Unmarshal = %#v, %v", data, got, ok, want, wantOK)
+		// Three times: the fieldsV1 cache stores an object on its
+		// second miss and serves it on the third decode.
+		for range 3 {
+			got, ok := decodeBody(data)
+			if ok != wantOK || !reflect.DeepEqual(got, want) {
+				t.Fatalf("decodeBody(%q) = %#v, %v; json.Unmarshal = %#v, %v", data, got, ok, want, wantOK)
+			}
 		}
 	})
 }
@@ -143,5 +152,46 @@ func TestDecodeBodySharesEmptyObjects(t *testing.T) {
 	// element: 14, where each of the 3 empty objects added one more.
 	if n := testing.AllocsPerRun(100, func() { decodeBody(body) }); n > 14 {
 		t.Errorf("%v allocations, want at most 14", n)
+	}
+}
+
+// TestDecodeBodyFieldsV1Cache: a repeated fieldsV1 object is decoded once
+// and shared from its third sighting; one byte more is another object; a
+// cached object is refused where its depth in the body would take it past
+// encoding/json's limit, as when it is decoded.
+func TestDecodeBodyFieldsV1Cache(t *testing.T) {
+	const fv = `{"f:metadata":{"f:ownerReferences":{".":{},"k:{\"uid\":\"6c1f0e3a-77b1-4bde-9a2d-1b0e4d7f2c11\"}":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"api\"}":{".":{},"f:image":{},"f:name":{}}}}}`
+	body := func(fields string) []byte {
+		return []byte(`{"kind":"Pod","metadata":{"name":"api-0","managedFields":[{"manager":"kube-controller-manager","fieldsType":"FieldsV1","fieldsV1":` + fields + `}]}}`)
+	}
+	fieldsOf := func(v any) map[string]any {
+		return v.(map[string]any)["metadata"].(map[string]any)["managedFields"].([]any)[0].(map[string]any)["fieldsV1"].(map[string]any)
+	}
+	ptr := func(m map[string]any) uintptr { return reflect.ValueOf(m).Pointer() }
+	var got []map[string]any
+	for range 3 {
+		v, ok := decodeBody(body(fv))
+		want, _ := stdBody(body(fv))
+		if !ok || !reflect.DeepEqual(v, want) {
+			t.Fatalf("decoded %v, encoding/json %v", v, want)
+		}
+		got = append(got, fieldsOf(v))
+	}
+	if ptr(got[0]) == ptr(got[1]) || ptr(got[1]) != ptr(got[2]) {
+		t.Error("fieldsV1 not stored on its second miss and shared on its third decode")
+	}
+	other := fv[:len(fv)-2] + `,"f:x":{}}}`
+	v, ok := decodeBody(body(other))
+	if want, _ := stdBody(body(other)); !ok || !reflect.DeepEqual(v, want) || ptr(fieldsOf(v)) == ptr(got[2]) {
+		t.Errorf("an object one member longer: decoded %v, encoding/json %v", v, want)
+	}
+	// The cached object nests 4 levels; around the limit its depth in
+	// the body decides, hit or not.
+	for n := 9994; n <= 9998; n++ {
+		deep := []byte(strings.Repeat(`{"a":`, n) + `{"fieldsV1":` + fv + `}` + strings.Repeat("}", n))
+		want, wantOK := stdBody(deep)
+		if got, ok := decodeBody(deep); ok != wantOK || (ok && !reflect.DeepEqual(got, want)) {
+			t.Errorf("nested %d deep: decoded ok %v, encoding/json ok %v", n, ok, wantOK)
+		}
 	}
 }
