@@ -220,7 +220,7 @@ func (d *AppArmor) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipeline
 	if t.ephemeral {
 		prefer = pipeline.FromResponse
 	}
-	if !d.decodeAll && !apparmorRawMayFire(ev.RequestObject) && !apparmorRawMayFire(ev.ResponseObject) {
+	if !d.decodeAll && !apparmorRawMayFire(ev.RequestObject) && !apparmorResponseMayFire(ev, t) {
 		// Whichever body podSpecDecode picks, apparmorMayFire is false.
 		return out
 	}
@@ -323,6 +323,18 @@ func apparmorRawMayFire(body *runtime.Unknown) bool {
 		bytes.Contains(raw, []byte("nconfined")) ||
 		bytes.Contains(raw, []byte("ocalhost")) ||
 		bytes.Contains(raw, []byte("phemeralContainers"))
+}
+
+// apparmorResponseMayFire is apparmorRawMayFire for the response body, or,
+// once it is decoded (unsecured-image-pull, which runs first, reads it on
+// most pod writes), apparmorMayFire of its pod-spec view, which is then
+// cheaper than searching its raw bytes (a stored object's are several KiB).
+func apparmorResponseMayFire(ev *pipeline.Event, t podSpecTarget) bool {
+	if ev.BodyDecoded(pipeline.FromResponse) {
+		o, ok := podSpecView(ev, t, pipeline.FromResponse)
+		return ok && apparmorMayFire(o)
+	}
+	return apparmorRawMayFire(ev.ResponseObject)
 }
 
 // apparmorContextMayFire is apparmorMayFire for one security context.
