@@ -31,7 +31,13 @@ FUZZ_TARGETS ?= \
 	./internal/cloud/gke:FuzzDecodePush \
 	./internal/cloud/eks:FuzzFirehoseRequest \
 	./internal/cloud/eks:FuzzSubscription \
-	./internal/ingest:FuzzFirehoseBody
+	./internal/ingest:FuzzFirehoseBody \
+	./internal/auditjson:FuzzPeekStage \
+	./internal/credential:FuzzParseJWT \
+	./internal/detectors/rules:FuzzNativeMatchesVM \
+	./internal/detectors:FuzzAdmissionAnnotations \
+	./internal/detectors:FuzzJWTRecordView \
+	./internal/detectors:FuzzPodSpecView
 
 # golangci-lint, pinned: `go run pkg@version` fetches it from the module
 # proxy into the module cache on first use (about a minute to build on two
