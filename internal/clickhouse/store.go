@@ -16,11 +16,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -290,6 +292,33 @@ func (s *Store) Write(ctx context.Context, b pipeline.Batch) error {
 	return nil
 }
 
+// prepare is PrepareBatch, tried again on another connection when the
+// one the pool handed out turns out closed by the server: a pooled
+// connection idle across a server restart passes the driver's health
+// check until the server's FIN arrives, and the INSERT's first read then
+// meets EOF (TestStoreOutage saw it fail the first Write after a restart).
+// No row has been sent at that point, so trying again cannot duplicate
+// any. Each failed connection is closed by the driver, so at most the
+// pool's size of attempts can meet a stale one.
+func (s *Store) prepare(ctx context.Context, query string) (driver.Batch, error) {
+	var err error
+	for range s.cfg.MaxOpenConns + 1 {
+		var batch driver.Batch
+		batch, err = s.conn.PrepareBatch(ctx, query)
+		if err == nil || !closedByServer(err) || ctx.Err() != nil {
+			return batch, err
+		}
+	}
+	return nil, err
+}
+
+// closedByServer reports an error of a connection the server had closed
+// before the request reached it.
+func closedByServer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
 // insert runs one INSERT of rows rows into table, sending them in blocks
 // of insertBlockRows, and records its metrics. appendRow appends row i;
 // its errors are about the data and so are permanent.
@@ -311,7 +340,7 @@ func (s *Store) insert(ctx context.Context, table, query string, rows int, appen
 	if s.cfg.Cluster != "" {
 		ctx = ch.Context(ctx, ch.WithSettings(clusterInsertSettings))
 	}
-	batch, err := s.conn.PrepareBatch(ctx, query)
+	batch, err := s.prepare(ctx, query)
 	if err != nil {
 		return classify(fmt.Errorf("preparing insert into %s: %w", table, err))
 	}
