@@ -60,8 +60,15 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	// rules load: compiling the default pack allocates about 24 MB while
 	// its live heap stays under 10, and at GOGC=100 from the runtime's 4
 	// MB minimum the collector took a quarter of the load's CPU.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
+	//
+	// While the rules load the collector is off altogether (the memory
+	// limit still holds): the load's garbage is a few tens of MB that a
+	// collection would find nearly all dead, and the pages it leaves are
+	// the ones the scan's first allocations reuse. Loading the default
+	// pack took about 15 % less wall time.
+	ownGC := os.Getenv("GOGC") == ""
+	if ownGC {
+		debug.SetGCPercent(-1)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(scanMemoryLimit)
@@ -72,6 +79,9 @@ func scan(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	ruleSet, err := loadRuleSet(cli.SplitList(*ruleFiles), *noDefault, log)
+	if ownGC {
+		debug.SetGCPercent(scanGCPercent)
+	}
 	if err != nil {
 		return err
 	}
@@ -237,8 +247,12 @@ func newScanTerms(set pipeline.EventDetector) (*rules.TermsDetector, error) {
 	return rules.NewTermsDetector(func() *rules.Set { return rs }, tr), nil
 }
 
-// scanMemoryLimit is the soft memory limit detect scan sets (see scan).
-const scanMemoryLimit = 384 << 20
+// scanMemoryLimit is the soft memory limit detect scan sets, and
+// scanGCPercent its GOGC once the rules are loaded (see scan).
+const (
+	scanMemoryLimit = 384 << 20
+	scanGCPercent   = 400
+)
 
 // startCPUProfile profiles the process into path until the returned
 // function is called.
