@@ -147,8 +147,17 @@ type scanner struct {
 	// by service account) can raise the same finding in two workers, and a
 	// request the stage gate has forgotten can be judged twice. One entry
 	// per distinct finding, far fewer than events.
-	printed map[string]struct{}
-	toPrint []pipeline.Finding
+	// Keyed by the 16 bytes an id's hex encodes (findingKey): compared
+	// in the map's slots, without reading a string elsewhere in memory.
+	// printedOther holds any id that is not FindingID's hex.
+	printed      map[[16]byte]struct{}
+	printedOther map[string]struct{}
+	toPrint      []pipeline.Finding
+	// With a JSON printer, lines holds findings' JSON lines not written
+	// yet (linesN of them): see scan_print.go.
+	json   bool
+	lines  []byte
+	linesN int
 
 	// fullDecode turns off the stage peek (see skipLine): every line is
 	// decoded. Tests set it to show the peek changes nothing.
@@ -163,27 +172,12 @@ type scanner struct {
 	emit   func(ev *pipeline.Event) error
 }
 
-// print prints the findings whose id has not been printed before.
-func (s *scanner) print(findings []pipeline.Finding) error {
-	s.toPrint = s.toPrint[:0]
-	for _, f := range findings {
-		if _, ok := s.printed[f.ID]; ok {
-			continue
-		}
-		s.printed[f.ID] = struct{}{}
-		s.toPrint = append(s.toPrint, f)
-	}
-	if len(s.toPrint) == 0 {
-		return nil
-	}
-	return s.printer.Print(s.toPrint)
-}
-
 func newScanner(cluster string, printer *console.Printer, stderr io.Writer) *scanner {
 	return &scanner{
 		cluster: cluster, printer: printer, stderr: stderr,
 		verdicts: map[pipeline.StageVerdict]int{}, bad: map[string]int{},
-		printed: map[string]struct{}{},
+		printed: map[[16]byte]struct{}{}, printedOther: map[string]struct{}{},
+		json: printer.Format() == console.FormatJSON,
 	}
 }
 

@@ -89,8 +89,15 @@ type scanChunk struct {
 	// termsFound holds, per worker, the matches terms[i] slices, as found
 	// does for findings.
 	termsFound [][]rules.TermMatch
-	pending    atomic.Int32
-	done       chan struct{}
+	// With JSON output, jsonLines holds per worker the JSON lines of the
+	// findings in found (formatted where they were raised: see
+	// scan_print.go), refs one lineRef per finding in found, and refAt[i]
+	// the index in refs of events[i]'s first.
+	jsonLines [][]byte
+	refs      [][]lineRef
+	refAt     []int32
+	pending   atomic.Int32
+	done      chan struct{}
 
 	slab    []byte   // copies of the raw lines events alias
 	slabs   [][]byte // every slab the chunk filled, reused in order
@@ -111,6 +118,8 @@ func newScanChunk(workers int) *scanChunk {
 		items:      make([]int, 0, scanChunkEvents),
 		found:      make([][]pipeline.Finding, workers),
 		termsFound: make([][]rules.TermMatch, workers),
+		jsonLines:  make([][]byte, workers),
+		refs:       make([][]lineRef, workers),
 	}
 }
 
@@ -127,6 +136,8 @@ func (c *scanChunk) reset() {
 		c.found[w] = c.found[w][:0]
 		clear(c.termsFound[w])
 		c.termsFound[w] = c.termsFound[w][:0]
+		c.jsonLines[w] = c.jsonLines[w][:0]
+		c.refs[w] = c.refs[w][:0]
 	}
 	clear(c.findings)
 	clear(c.terms)
@@ -164,6 +175,8 @@ func (c *scanChunk) ready(workers int) {
 	c.verdicts = sized(c.verdicts, n)
 	c.findings = sized(c.findings, n)
 	c.terms = sized(c.terms, n)
+	// Read only for events with findings, which set it.
+	c.refAt = grown(c.refAt, n)
 	c.claimed.Store(0)
 	c.undecoded.Store(int32(n))
 	c.decoded = make(chan struct{})
@@ -273,6 +286,8 @@ type scanWorker struct {
 	in       chan *scanChunk
 	verdicts map[pipeline.StageVerdict]int
 	buf      []pipeline.Finding
+	// json: format the findings' JSON lines (the printer's format).
+	json bool
 	// fullDecode is the scanner's: no stage peek (see skipLine).
 	fullDecode bool
 }
@@ -348,6 +363,10 @@ func (w *scanWorker) judge(ctx context.Context, c *scanChunk, idx int) error {
 			// Full slice expression: the merge's appends (first-seen
 			// findings) copy instead of writing over the next event's.
 			c.findings[i] = c.found[idx][start:n:n]
+			if w.json {
+				c.refAt[i] = int32(len(c.refs[idx]))
+				c.jsonLines[idx], c.refs[idx] = formatLines(c.jsonLines[idx], c.refs[idx], w.buf)
+			}
 		}
 		if w.termSet != nil {
 			start := len(c.termsFound[idx])
@@ -382,6 +401,7 @@ func (s *scanner) scanParallel(ctx context.Context, files []string, workers int,
 			set:      detectorChain{builtins, ruleSet},
 			in:       make(chan *scanChunk, scanQueueChunks),
 			verdicts: map[pipeline.StageVerdict]int{},
+			json:     s.json,
 
 			fullDecode: s.fullDecode,
 		}
@@ -497,10 +517,21 @@ func (s *scanner) merge(ctx context.Context, files []string, ordered <-chan *sca
 			if terms != nil && c.verdicts[i] == pipeline.StageJudged {
 				terms.See(terms.Set(), &c.events[i])
 			}
+			nw := len(c.findings[i]) // the worker's; Judge appends
 			for _, m := range c.terms[i] {
 				c.findings[i] = terms.Judge(&c.events[i], m, c.findings[i])
 			}
-			if err := s.print(c.findings[i]); err != nil {
+			if !s.json {
+				if err := s.print(c.findings[i]); err != nil {
+					return fmt.Errorf("scan: %w", err)
+				}
+			} else if err := s.addFormatted(c, i, nw); err != nil {
+				return fmt.Errorf("scan: %w", err)
+			}
+		}
+		// One write per chunk of the lines its events' findings added.
+		if s.json {
+			if err := s.flushLines(); err != nil {
 				return fmt.Errorf("scan: %w", err)
 			}
 		}

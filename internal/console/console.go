@@ -72,17 +72,12 @@ func (p *Printer) Print(fs []pipeline.Finding) error {
 	defer p.mu.Unlock()
 	p.count += len(fs)
 	if p.format == FormatJSON {
-		// What a json.Encoder without HTML escaping writes, byte for
-		// byte, without its reflection (pipeline.Finding.AppendJSON).
 		b := p.buf[:0]
 		var err error
 		for i := range fs {
-			n := len(b)
-			if b, err = fs[i].AppendJSON(b, false); err != nil {
-				b = b[:n]
+			if b, err = AppendJSONLine(b, &fs[i]); err != nil {
 				break
 			}
-			b = append(b, '\n')
 		}
 		p.buf = b
 		if _, werr := p.w.Write(b); werr != nil {
@@ -105,6 +100,43 @@ func (p *Printer) Print(fs []pipeline.Finding) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("printing findings: %w", err)
+	}
+	return nil
+}
+
+// AppendJSONLine appends the line Print prints for f in FormatJSON: what
+// a json.Encoder without HTML escaping writes, newline included, byte for
+// byte, without its reflection (pipeline.Finding.AppendJSON). When f cannot
+// be encoded (a year past 9999) it returns dst unchanged and the error.
+// Callers that format findings where they are raised (detect scan's
+// workers) print the lines with WriteJSONLines.
+func AppendJSONLine(dst []byte, f *pipeline.Finding) ([]byte, error) {
+	n := len(dst)
+	dst, err := f.AppendJSON(dst, false)
+	if err != nil {
+		return dst[:n], err
+	}
+	return append(dst, '\n'), nil
+}
+
+// Format returns the format p prints in.
+func (p *Printer) Format() Format { return p.format }
+
+// WriteJSONLines prints the lines of n findings made by AppendJSONLine,
+// as Print prints those findings in FormatJSON. It is for FormatJSON
+// printers only.
+func (p *Printer) WriteJSONLines(lines []byte, n int) error {
+	if n == 0 {
+		return nil
+	}
+	if p.format != FormatJSON {
+		return fmt.Errorf("printing findings: JSON lines to a printer of format %d", p.format)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.count += n
+	if _, err := p.w.Write(lines); err != nil {
+		return fmt.Errorf("printing finding: %w", err)
 	}
 	return nil
 }

@@ -48,3 +48,38 @@ func TestPrintJSONMatchesEncoder(t *testing.T) {
 		t.Fatalf("before the error, printed %q", got.String())
 	}
 }
+
+// TestWriteJSONLines: lines made by AppendJSONLine and printed with
+// WriteJSONLines are what Print prints for the same findings, and count
+// the same; a table printer refuses them.
+func TestWriteJSONLines(t *testing.T) {
+	at := time.Date(2026, 12, 4, 8, 0, 0, 5, time.FixedZone("x", 3600))
+	fs := []pipeline.Finding{
+		{ID: "a", Time: at, Summary: "<&>\u2028\xff\"", Evidence: []pipeline.Evidence{{Field: "f", Value: "v"}}, Groups: []string{"g", "h"}},
+		{ID: "b"},
+	}
+	var want, got bytes.Buffer
+	if err := NewPrinter(&want, FormatJSON).Print(fs); err != nil {
+		t.Fatal(err)
+	}
+	var lines []byte
+	for i := range fs {
+		var err error
+		if lines, err = AppendJSONLine(lines, &fs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := NewPrinter(&got, FormatJSON)
+	if err := p.WriteJSONLines(lines, len(fs)); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != want.String() || p.Count() != len(fs) {
+		t.Fatalf("got %d findings\n%s\nwant\n%s", p.Count(), got.String(), want.String())
+	}
+	if _, err := AppendJSONLine(lines, &pipeline.Finding{Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}); err == nil {
+		t.Error("formatted a finding of year 10000 without error")
+	}
+	if err := NewPrinter(&got, FormatTable).WriteJSONLines(lines, len(fs)); err == nil {
+		t.Error("a table printer printed JSON lines")
+	}
+}
