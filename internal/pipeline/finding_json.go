@@ -168,6 +168,70 @@ func zeroByte(x uint64) uint64 { return (x - lanes01) & ^x & lanes80 }
 // escapeHTML <, > and & as \u003c \u003e \u0026, invalid UTF-8 as \ufffd,
 // and U+2028 and U+2029 escaped.
 func AppendJSONString(dst []byte, s string, escapeHTML bool) []byte {
+	// Most of a finding's strings (ids, names, URIs, summaries) need no
+	// escape: found so a word at a time, then copied at once. This path
+	// cost a third of the instructions of the loop below, which was a
+	// twentieth of a scan's on an incident's logs.
+	if plainString(s, escapeHTML) {
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
+	return appendEscaped(dst, s, escapeHTML)
+}
+
+// plainBytes[b] and plainHTMLBytes[b] report an ASCII byte
+// AppendJSONString copies as it is, without and with escapeHTML.
+var plainBytes, plainHTMLBytes = func() (plain, html [256]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		plain[b] = b != '"' && b != '\\'
+		html[b] = plain[b] && b != '<' && b != '>' && b != '&'
+	}
+	return plain, html
+}()
+
+// plainString reports whether AppendJSONString copies every byte of s as
+// it is: ASCII, no control character, no " or \, and with escapeHTML no
+// <, > or &. A string of eight bytes or more is read a word at a time, its
+// last word overlapping the one before.
+func plainString(s string, escapeHTML bool) bool {
+	n := len(s)
+	if n < 8 {
+		tab := &plainBytes
+		if escapeHTML {
+			tab = &plainHTMLBytes
+		}
+		for i := 0; i < n; i++ {
+			if !tab[s[i]] {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; ; i += 8 {
+		if i+8 > n {
+			i = n - 8
+		}
+		w := load64(s[i : i+8])
+		if plainWord(w) != 0 || escapeHTML && htmlWord(w) != 0 {
+			return false
+		}
+		if i+8 == n {
+			return true
+		}
+	}
+}
+
+// load64 reads the eight bytes of t as a little-endian word: one load.
+func load64(t string) uint64 {
+	_ = t[7]
+	return uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |
+		uint64(t[4])<<32 | uint64(t[5])<<40 | uint64(t[6])<<48 | uint64(t[7])<<56
+}
+
+// appendEscaped is AppendJSONString for a string with a byte to escape or
+// to check as UTF-8.
+func appendEscaped(dst []byte, s string, escapeHTML bool) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -176,9 +240,7 @@ func AppendJSONString(dst []byte, s string, escapeHTML bool) []byte {
 		// out here rather than called: a call per word cost as much as
 		// the test (a function holding this loop was too large to inline).
 		for i+8 <= len(s) {
-			t := s[i : i+8]
-			w := uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |
-				uint64(t[4])<<32 | uint64(t[5])<<40 | uint64(t[6])<<48 | uint64(t[7])<<56
+			w := load64(s[i : i+8])
 			if plainWord(w) != 0 || escapeHTML && htmlWord(w) != 0 {
 				break
 			}

@@ -184,3 +184,30 @@ func TestFindingIDIsStable(t *testing.T) {
 		t.Errorf("FindingID allocates %v times, want 1 (its string)", n)
 	}
 }
+
+// TestAppendJSONStringEveryPosition: a byte that needs a look, at any
+// position of a plain string of any length up to three words (the word
+// loop, its overlapping last word, the bytewise check of short strings),
+// is encoded as encoding/json encodes it; so is the plain string.
+func TestAppendJSONStringEveryPosition(t *testing.T) {
+	plain := "abcdefghijklmnopqrstuvwx"
+	for n := 0; n <= len(plain); n++ {
+		for _, html := range []bool{true, false} {
+			for pos := -1; pos < n; pos++ {
+				for _, bad := range []string{`"`, `\`, "\n", "\x00", "\x1f", "\x7f", "<", ">", "&", "é", "\xff", "\u2028"} {
+					s := plain[:n]
+					if pos >= 0 {
+						s = s[:pos] + bad + s[pos+1:]
+					}
+					want, err := stdJSON(t, s, html)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := AppendJSONString(nil, s, html); !bytes.Equal(got, want) {
+						t.Fatalf("AppendJSONString(%q, html %v) = %s, want %s", s, html, got, want)
+					}
+				}
+			}
+		}
+	}
+}
