@@ -112,3 +112,21 @@ func TestStageGateConfigBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestInstantSince: an instant kept without its Location measures the
+// same durations as the time.Time it was made from, saturation included.
+func TestInstantSince(t *testing.T) {
+	at := time.Date(2026, 12, 5, 0, 30, 0, 123456789, time.UTC)
+	times := []time.Time{
+		{}, at, at.In(time.FixedZone("x", -8*3600)), at.Add(-time.Nanosecond), at.Add(time.Hour + 1),
+		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(-5, 1, 1, 0, 0, 0, 1, time.UTC),
+		time.Unix(0, 0), time.Unix(-1, 999999999),
+	}
+	for _, then := range times {
+		for _, now := range times {
+			if got, want := instantOf(then).since(now), now.Sub(then); got != want {
+				t.Errorf("instantOf(%v).since(%v) = %v, want %v", then, now, got, want)
+			}
+		}
+	}
+}
