@@ -136,7 +136,7 @@ type scanner struct {
 	stderr  io.Writer
 
 	events   int
-	verdicts map[pipeline.StageVerdict]int
+	verdicts verdictCounts
 	noStage  int
 	bad      map[string]int // undecodable events by auditjson.DecodeReason
 	badTotal int
@@ -175,7 +175,7 @@ type scanner struct {
 func newScanner(cluster string, printer *console.Printer, stderr io.Writer) *scanner {
 	return &scanner{
 		cluster: cluster, printer: printer, stderr: stderr,
-		verdicts: map[pipeline.StageVerdict]int{}, bad: map[string]int{},
+		bad:     map[string]int{},
 		printed: map[[16]byte]struct{}{}, printedOther: map[string]struct{}{},
 		json: printer.Format() == console.FormatJSON,
 	}

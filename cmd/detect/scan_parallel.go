@@ -284,7 +284,7 @@ type scanWorker struct {
 	set      pipeline.EventDetector
 	termSet  *rules.Set // nil without first-seen rules
 	in       chan *scanChunk
-	verdicts map[pipeline.StageVerdict]int
+	verdicts verdictCounts
 	buf      []pipeline.Finding
 	// json: format the findings' JSON lines (the printer's format).
 	json bool
@@ -397,11 +397,10 @@ func (s *scanner) scanParallel(ctx context.Context, files []string, workers int,
 			return err
 		}
 		ws[i] = &scanWorker{
-			gate:     pipeline.NewStageGate(pipeline.StageGateConfig{}),
-			set:      detectorChain{builtins, ruleSet},
-			in:       make(chan *scanChunk, scanQueueChunks),
-			verdicts: map[pipeline.StageVerdict]int{},
-			json:     s.json,
+			gate: pipeline.NewStageGate(pipeline.StageGateConfig{}),
+			set:  detectorChain{builtins, ruleSet},
+			in:   make(chan *scanChunk, scanQueueChunks),
+			json: s.json,
 
 			fullDecode: s.fullDecode,
 		}

@@ -17,6 +17,11 @@ import (
 // findings it raises while they are in its cache (formatLines) and notes
 // each id's key; the merge only looks the key up and copies the line.
 
+// verdictCounts counts events by the stage gate's verdict: an array
+// rather than a map, as it is counted per event (the merge of a parallel
+// scan counts every line the workers skipped).
+type verdictCounts [pipeline.StageDuplicate + 1]int
+
 // findingKey is the key a finding id is deduplicated by: the 16 bytes of
 // pipeline.FindingID's 32 lowercase hex digits. ok is false for any other
 // id, which is deduplicated as a string: two ids have the same key only
