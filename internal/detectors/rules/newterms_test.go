@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
+
 	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/firstseen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
@@ -161,4 +163,51 @@ func saEvent(t *testing.T, id, ip string, at time.Time) *pipeline.Event {
 		t.Fatal(err)
 	}
 	return &ev
+}
+
+// TestTermLine: termLine is oneLine(x, maxTermBytes) for terms that need
+// nothing done, control characters (ASCII or not), invalid UTF-8 and
+// terms to cut, at the bound and past it.
+func TestTermLine(t *testing.T) {
+	long := strings.Repeat("é", maxTermBytes) // cut inside a character
+	for _, x := range []string{
+		"", "10.244.3.0/24", "kubectl", "get | pods/exec", "tab\there", "nl\n", "del\x7f", "\x00",
+		"c1 \u0085 \u009f", "bad \xff\xfe", "日本 🙂", strings.Repeat("a", maxTermBytes), strings.Repeat("a", maxTermBytes+1),
+		long, long[:maxTermBytes-1] + "\n", strings.Repeat("\x01", maxTermBytes+3),
+	} {
+		if got, want := termLine(x), oneLine(x, maxTermBytes); got != want {
+			t.Errorf("termLine(%q) = %q, want %q", x, got, want)
+		}
+	}
+}
+
+// TestTermStringFields: a key or term that reads a string field directly
+// (termField.str) reads what the expression's accessor reads, for every
+// string field, on an event that sets them all.
+func TestTermStringFields(t *testing.T) {
+	ev := saEvent(t, "a1", "10.0.0.1", time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC))
+	ev.RequestURI += "?labelSelector=app%3Dweb&fieldSelector=x"
+	ev.ImpersonatedUser = &authnv1.UserInfo{Username: "imp"}
+	ev.User.UID = "uid-1"
+	ev.ObjectRef.Subresource, ev.ObjectRef.APIGroup = "status", "apps"
+	ev.ResponseStatus.Reason = "Forbidden"
+	var e evaluator
+	e.reset(ev, true)
+	seen := 0
+	for p, str := range stringFields {
+		get := accessors[p]
+		if get == nil {
+			t.Errorf("%s: no accessor", p)
+			continue
+		}
+		if got, want := str(&e.env), get(&e.env); got != want {
+			t.Errorf("%s: direct read %q, accessor %v", p, got, want)
+		}
+		if got := str(&e.env); got != "" {
+			seen++
+		}
+	}
+	if seen < len(stringFields)-2 {
+		t.Errorf("only %d of %d string fields set; the test compares empty strings", seen, len(stringFields))
+	}
 }
