@@ -66,6 +66,40 @@ func equivalent(data []byte) string {
 			return fmt.Sprintf("decoded again differently:\n got %#v\nwant %#v", again, want)
 		}
 	}
+	return reusedEquivalent(data, got, gerr)
+}
+
+// reusedEquivalent holds Decode to DecodeEvent's result (got, gerr) when
+// it decodes data into a new Event and into one that holds another
+// decoded event, whose objectRef, responseStatus and bodies it fills
+// again in place (pipeline.Event.Slots): the same event, or when data
+// does not decode, the earlier one intact.
+func reusedEquivalent(data []byte, got auditv1.Event, gerr error) string {
+	var prev auditv1.Event
+	if err := DecodeEvent([]byte(testEventJSON), &prev); err != nil {
+		return fmt.Sprintf("decoding testEventJSON: %v", err)
+	}
+	var fresh, reused pipeline.Event
+	if err := Decode(&reused, "c", []byte(testEventJSON)); err != nil {
+		return fmt.Sprintf("decoding testEventJSON: %v", err)
+	}
+	for _, c := range []struct {
+		name string
+		ev   *pipeline.Event
+		was  auditv1.Event
+	}{{"new", &fresh, auditv1.Event{}}, {"reused", &reused, prev}} {
+		err := Decode(c.ev, "c", data)
+		if (err == nil) != (gerr == nil) {
+			return fmt.Sprintf("Decode into a %s Event: err %v, DecodeEvent's %v", c.name, err, gerr)
+		}
+		want := got
+		if err != nil {
+			want = c.was
+		}
+		if !reflect.DeepEqual(c.ev.Event, want) {
+			return fmt.Sprintf("Decode into a %s Event (err %v):\n got %#v\nwant %#v", c.name, err, c.ev.Event, want)
+		}
+	}
 	return ""
 }
 

@@ -12,6 +12,7 @@ import (
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/auditpipe/auditpipe/internal/jsonscan"
+	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 // The structural half of the audit-event decoder: one function per Go type
@@ -88,19 +89,15 @@ func foldField(names []string, k []byte) int {
 	return -1
 }
 
-// eventAllocs holds the structs an event points to, allocated together
-// because nearly every event has an objectRef and most a responseStatus.
-type eventAllocs struct {
-	objectRef auditv1.ObjectReference
-	status    metav1.Status
-	request   runtime.Unknown
-	response  runtime.Unknown
-}
-
 // eventDecoder carries one event's decoding state.
 type eventDecoder struct {
 	jsonscan.Scanner
-	allocs *eventAllocs
+	// allocs holds the structs the event points to (objectRef,
+	// responseStatus, the raw bodies), allocated together on first use
+	// because nearly every event has an objectRef and most a
+	// responseStatus, unless the caller's Event provides them (see
+	// pipeline.Event.Slots).
+	allocs *pipeline.DecodeSlots
 	// strs is the unused rest of a block the event's []string members
 	// (groups, sourceIPs, each user.extra value) are carved from; see
 	// stringsOf.
@@ -132,17 +129,19 @@ func (d *eventDecoder) stringsOf(n int) []string {
 	return s
 }
 
-func (d *eventDecoder) alloc() *eventAllocs {
+func (d *eventDecoder) alloc() *pipeline.DecodeSlots {
 	if d.allocs == nil {
-		d.allocs = new(eventAllocs)
+		d.allocs = new(pipeline.DecodeSlots)
 	}
 	return d.allocs
 }
 
 // decodeEventFast decodes data into ev, which must be zero, reporting kind
-// and apiVersion for the caller to check.
-func decodeEventFast(data []byte, ev *auditv1.Event) (kind, apiVersion string, err error) {
-	d := eventDecoder{Scanner: jsonscan.Scanner{Data: data}}
+// and apiVersion for the caller to check. slots, when not nil, is where
+// ev's pointer fields are to point (pipeline.Event.Slots), overwriting
+// what they held; nil allocates them.
+func decodeEventFast(data []byte, ev *auditv1.Event, slots *pipeline.DecodeSlots) (kind, apiVersion string, err error) {
+	d := eventDecoder{Scanner: jsonscan.Scanner{Data: data}, allocs: slots}
 	c, err := d.Peek()
 	if err != nil {
 		return "", "", err
@@ -228,9 +227,9 @@ func (d *eventDecoder) event(ev *auditv1.Event, kind, apiVersion *string) error 
 		case evResponseStatus:
 			err = d.status(&ev.ResponseStatus, 1)
 		case evRequestObject:
-			err = d.raw(&ev.RequestObject, &d.alloc().request, 1)
+			err = d.raw(&ev.RequestObject, &d.alloc().Request, 1)
 		case evResponseObject:
-			err = d.raw(&ev.ResponseObject, &d.alloc().response, 1)
+			err = d.raw(&ev.ResponseObject, &d.alloc().Response, 1)
 		case evRequestReceivedTimestamp:
 			err = d.timestamp(&ev.RequestReceivedTimestamp, 1, "requestReceivedTimestamp")
 		case evStageTimestamp:
@@ -637,8 +636,8 @@ func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error
 	}
 	if *dst == nil {
 		a := d.alloc()
-		a.objectRef = auditv1.ObjectReference{} // an earlier objectRef may have been nulled
-		*dst = &a.objectRef
+		a.ObjectRef = auditv1.ObjectReference{} // an earlier objectRef, or event, may have filled it
+		*dst = &a.ObjectRef
 	}
 	o := *dst
 	next := 0
@@ -692,8 +691,8 @@ func (d *eventDecoder) status(dst **metav1.Status, depth int) error {
 	}
 	if *dst == nil {
 		a := d.alloc()
-		a.status = metav1.Status{}
-		*dst = &a.status
+		a.Status = metav1.Status{}
+		*dst = &a.Status
 	}
 	s := *dst
 	next := 0

@@ -190,3 +190,28 @@ func TestDecodeReason(t *testing.T) {
 	f(`{"kind":"EventList","items":[]}`, DecodeReasonNotAuditEvent)
 	f(`{"apiVersion":"audit.k8s.io/v1alpha1"}`, DecodeReasonNotAuditEvent)
 }
+
+// TestDecodeFillsSlots shows Decode pointing an event's objectRef,
+// responseStatus and bodies into the Event itself, which it can reuse,
+// while DecodeEvent into an auditv1.Event allocates them.
+func TestDecodeFillsSlots(t *testing.T) {
+	var ev pipeline.Event
+	if _, inUse := ev.Slots(); inUse {
+		t.Fatal("a zero Event's slots in use")
+	}
+	if err := Decode(&ev, "c", []byte(testEventJSON)); err != nil {
+		t.Fatal(err)
+	}
+	slots, inUse := ev.Slots()
+	if !inUse || ev.ObjectRef != &slots.ObjectRef || ev.ResponseStatus != &slots.Status ||
+		ev.RequestObject != &slots.Request || ev.ResponseObject != &slots.Response {
+		t.Fatal("Decode did not fill the Event's slots")
+	}
+	other := pipeline.Event{}
+	if err := DecodeEvent([]byte(testEventJSON), &other.Event); err != nil {
+		t.Fatal(err)
+	}
+	if _, inUse := other.Slots(); inUse {
+		t.Fatal("DecodeEvent used the slots of the Event around its argument")
+	}
+}
