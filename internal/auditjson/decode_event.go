@@ -102,6 +102,10 @@ type eventDecoder struct {
 	// (groups, sourceIPs, each user.extra value) are carved from; see
 	// stringsOf.
 	strs []string
+	// slotStrs is the unused rest of allocs.Strings when the caller's
+	// Event provides it, which the event's own groups and sourceIPs are
+	// carved from first.
+	slotStrs []string
 	// stamps carries the date and second of the event's first timestamp
 	// to its second.
 	stamps lastSecond
@@ -117,7 +121,16 @@ const stringBlock = 8
 // allocations of one to three strings each. Each slice's capacity is its
 // length, so appending to one reallocates instead of overwriting its
 // neighbour: the slices behave as if allocated one by one.
-func (d *eventDecoder) stringsOf(n int) []string {
+//
+// With inEvent (user.groups, sourceIPs: slices that belong to the event
+// alone, never to a cached map), they come from the Event's own slots
+// first (pipeline.DecodeSlots.Strings).
+func (d *eventDecoder) stringsOf(n int, inEvent bool) []string {
+	if inEvent && n <= len(d.slotStrs) {
+		s := d.slotStrs[:n:n]
+		d.slotStrs = d.slotStrs[n:]
+		return s
+	}
 	if n > len(d.strs) {
 		if n > stringBlock/2 {
 			return make([]string, n)
@@ -142,6 +155,9 @@ func (d *eventDecoder) alloc() *pipeline.DecodeSlots {
 // what they held; nil allocates them.
 func decodeEventFast(data []byte, ev *auditv1.Event, slots *pipeline.DecodeSlots) (kind, apiVersion string, err error) {
 	d := eventDecoder{Scanner: jsonscan.Scanner{Data: data}, allocs: slots}
+	if slots != nil {
+		d.slotStrs = slots.Strings[:]
+	}
 	c, err := d.Peek()
 	if err != nil {
 		return "", "", err
@@ -219,7 +235,7 @@ func (d *eventDecoder) event(ev *auditv1.Event, kind, apiVersion *string) error 
 		case evAuthenticationMetadata:
 			err = d.authnMetadata(&ev.AuthenticationMetadata, 1)
 		case evSourceIPs:
-			err = d.stringSlice(&ev.SourceIPs, 1, "sourceIPs", false)
+			err = d.stringSlice(&ev.SourceIPs, 1, "sourceIPs", false, true)
 		case evUserAgent:
 			err = d.string(&ev.UserAgent, 1, "userAgent")
 		case evObjectRef:
@@ -294,8 +310,10 @@ func (d *eventDecoder) internString(dst *string, depth int, field string) error 
 	return d.Mismatch(depth, field, "string")
 }
 
-// stringSlice decodes a []string member.
-func (d *eventDecoder) stringSlice(dst *[]string, depth int, field string, interned bool) error {
+// stringSlice decodes a []string member; interned says its elements come
+// from a small vocabulary (internString), inEvent that it belongs to this
+// event alone (see stringsOf).
+func (d *eventDecoder) stringSlice(dst *[]string, depth int, field string, interned, inEvent bool) error {
 	switch d.Data[d.Pos] {
 	case '[':
 	case 'n':
@@ -327,7 +345,7 @@ func (d *eventDecoder) stringSlice(dst *[]string, depth int, field string, inter
 		*dst = []string{}
 		return nil
 	}
-	out := d.stringsOf(len(elems))
+	out := d.stringsOf(len(elems), inEvent)
 	copy(out, elems)
 	*dst = out
 	return nil
@@ -501,7 +519,7 @@ func (d *eventDecoder) user(u *authnv1.UserInfo, depth int, field string) error 
 		case 1:
 			err = d.string(&u.UID, depth+1, p.uid)
 		case 2:
-			err = d.stringSlice(&u.Groups, depth+1, p.groups, true)
+			err = d.stringSlice(&u.Groups, depth+1, p.groups, true, p == &userFieldPaths)
 		case 3:
 			err = d.extra(&u.Extra, depth+1, p.extra)
 		default:
@@ -554,7 +572,7 @@ func (d *eventDecoder) extra(dst *map[string]authnv1.ExtraValue, depth int, fiel
 			return err
 		}
 		p := kv{k: intern(k)}
-		if err = d.stringSlice(&p.v, depth+1, field, false); err != nil {
+		if err = d.stringSlice(&p.v, depth+1, field, false, false); err != nil {
 			return err
 		}
 		if m != nil {

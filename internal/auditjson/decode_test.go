@@ -3,10 +3,12 @@ package auditjson
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
@@ -207,11 +209,46 @@ func TestDecodeFillsSlots(t *testing.T) {
 		ev.RequestObject != &slots.Request || ev.ResponseObject != &slots.Response {
 		t.Fatal("Decode did not fill the Event's slots")
 	}
+	if &ev.User.Groups[0] != &slots.Strings[0] || &ev.SourceIPs[0] != &slots.Strings[len(ev.User.Groups)] {
+		t.Fatal("Decode did not carve groups and sourceIPs from the Event's slots")
+	}
 	other := pipeline.Event{}
 	if err := DecodeEvent([]byte(testEventJSON), &other.Event); err != nil {
 		t.Fatal(err)
 	}
 	if _, inUse := other.Slots(); inUse {
 		t.Fatal("DecodeEvent used the slots of the Event around its argument")
+	}
+}
+
+// TestDecodeSlotsNotShared shows that the maps the decoder caches and
+// shares between events (decode_mapcache.go) take nothing from an
+// Event's slots: zeroing the Event to decode the next one, as the scan
+// does, must leave a cached user.extra map as it was.
+func TestDecodeSlotsNotShared(t *testing.T) {
+	const a = `{"user":{"username":"a","groups":["g1"],"extra":{"k":["v1","v2"]}},"sourceIPs":["10.0.0.1"]}`
+	const b = `{"user":{"username":"b","groups":["x1","x2","x3","x4","x5","x6","x7"]},"sourceIPs":["10.9.9.9"]}`
+	var ev pipeline.Event
+	// The second decode stores the map, the third returns it shared.
+	for range 3 {
+		ev = pipeline.Event{}
+		if err := Decode(&ev, "c", []byte(a)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shared := ev.User.Extra
+	ev = pipeline.Event{}
+	if err := Decode(&ev, "c", []byte(b)); err != nil {
+		t.Fatal(err)
+	}
+	if want := (map[string]authnv1.ExtraValue{"k": {"v1", "v2"}}); !reflect.DeepEqual(shared, want) {
+		t.Fatalf("cached extra map is %v after the Event was reused, want %v", shared, want)
+	}
+	var again pipeline.Event
+	if err := Decode(&again, "c", []byte(a)); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"v1", "v2"}; !reflect.DeepEqual([]string(again.User.Extra["k"]), want) {
+		t.Fatalf("extra decoded from the cache is %v, want %v", again.User.Extra["k"], want)
 	}
 }

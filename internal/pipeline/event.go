@@ -64,19 +64,41 @@ type DecodeSlots struct {
 	Status    metav1.Status
 	Request   runtime.Unknown
 	Response  runtime.Unknown
+	// Strings backs the elements of the event's user.groups and
+	// sourceIPs when they fit: three groups and one address on most
+	// events. Nothing a decoder may share between events (a cached
+	// user.extra map's values) may be carved from it.
+	Strings [8]string
+}
+
+// holds reports whether p's elements are carved from s.Strings.
+func (s *DecodeSlots) holds(p []string) bool {
+	if len(p) == 0 {
+		return false
+	}
+	for i := range s.Strings {
+		if &p[0] == &s.Strings[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // Slots returns e's slots, for the decoder to fill e from, and whether
-// any of e's pointer fields points into them now: a decoder that fills
+// any of e's pointer fields (or its groups' or source IPs' elements)
+// points into them now: a decoder that fills
 // them then must restore them when it fails, to leave e as it was. A
 // copy of e (or of e.Event) shares e's ObjectRef, ResponseStatus and
-// body structs, as it shares the input the bodies alias, only until e is
-// decoded again or zeroed: the scan, the processor and ingest keep no
-// copies.
+// body structs and its groups' and source IPs' elements, as it shares
+// the input the bodies alias, only until e is decoded again or zeroed:
+// the scan, the processor and ingest keep no copies. So does a Finding
+// made from e (its Groups), which the scan prints, and the processor
+// stores with e, before e is reused.
 func (e *Event) Slots() (s *DecodeSlots, inUse bool) {
 	s = &e.slots
 	return s, e.ObjectRef == &s.ObjectRef || e.ResponseStatus == &s.Status ||
-		e.RequestObject == &s.Request || e.ResponseObject == &s.Response
+		e.RequestObject == &s.Request || e.ResponseObject == &s.Response ||
+		s.holds(e.User.Groups) || s.holds(e.SourceIPs)
 }
 
 // bodyCache holds the request and response bodies of one event, each
