@@ -198,9 +198,21 @@ func (d *Scanner) Key() ([]byte, error) {
 // Members is a list of member names prepared for MemberIn.
 type Members struct {
 	names []string
-	pats  []string // `"name":`
-	heads []uint64 // each pattern's first 8 bytes, little-endian, zero-padded
-	masks []uint64 // which bytes of heads are the pattern's
+	pats  []memberPat
+}
+
+// memberWords is how many eight-byte words of a pattern MemberIn compares
+// as words: `"name":` patterns of up to 24 bytes (every member name of
+// an audit event but requestReceivedTimestamp and authenticationMetadata)
+// are matched without a call to compare the rest.
+const memberWords = 3
+
+// memberPat is one `"name":` pattern as MemberIn compares it.
+type memberPat struct {
+	words [memberWords]uint64 // its first bytes, little-endian, zero-padded
+	masks [memberWords]uint64 // which bytes of words are the pattern's
+	n     int                 // its length
+	pat   string
 }
 
 // NewMembers prepares names, which must need no escaping in JSON (plain
@@ -208,15 +220,13 @@ type Members struct {
 func NewMembers(names ...string) *Members {
 	m := &Members{names: names}
 	for _, n := range names {
-		pat := `"` + n + `":`
-		var head, mask uint64
-		for k := 0; k < 8 && k < len(pat); k++ {
-			head |= uint64(pat[k]) << (8 * k)
-			mask |= 0xff << (8 * k)
+		p := memberPat{pat: `"` + n + `":`}
+		p.n = len(p.pat)
+		for k := 0; k < 8*memberWords && k < p.n; k++ {
+			p.words[k/8] |= uint64(p.pat[k]) << (8 * (k % 8))
+			p.masks[k/8] |= 0xff << (8 * (k % 8))
 		}
-		m.pats = append(m.pats, pat)
-		m.heads = append(m.heads, head)
-		m.masks = append(m.masks, mask)
+		m.pats = append(m.pats, p)
 	}
 	return m
 }
@@ -232,32 +242,51 @@ func (m *Members) Names() []string { return m.names }
 // reads the member with Key. Encoders write a struct's members in its
 // field order, so a caller that passes the index after the last member
 // matched finds each name at the first or second try, each try one
-// comparison of eight bytes (and of the rest of a longer name once they
-// match), without scanning the name or looking it up. The names need no
-// escaping, so matching the raw bytes is matching the value. As with Key,
-// the caller must then check that a value follows (Peek).
+// comparison of eight bytes (and of a word or two more for a longer
+// name once they match), without scanning the name or looking it up.
+// The names need no escaping, so matching the raw bytes is matching the
+// value. As with Key, the caller must then check that a value follows
+// (Peek).
 func (d *Scanner) MemberIn(m *Members, from int) int {
 	data := d.Data[d.Pos:]
-	if len(data) < 8 {
-		for i := from; i < len(m.pats); i++ {
-			if len(data) >= len(m.pats[i]) && string(data[:len(m.pats[i])]) == m.pats[i] {
-				d.Pos += len(m.pats[i])
-				return i
-			}
-		}
-		return -1
+	if len(data) < 8*memberWords {
+		return d.memberInShort(m, from)
 	}
 	x := binary.LittleEndian.Uint64(data)
-	for i := from; i < len(m.pats); i++ {
-		if x&m.masks[i] != m.heads[i] {
+	pats := m.pats
+	for i := from; i < len(pats); i++ {
+		p := &pats[i]
+		if x&p.masks[0] != p.words[0] {
 			continue
 		}
-		pat := m.pats[i]
-		if len(pat) > 8 && (len(data) < len(pat) || string(data[8:len(pat)]) != pat[8:]) {
-			continue
+		if p.n > 8 {
+			if binary.LittleEndian.Uint64(data[8:])&p.masks[1] != p.words[1] {
+				continue
+			}
+			if p.n > 16 {
+				if binary.LittleEndian.Uint64(data[16:])&p.masks[2] != p.words[2] {
+					continue
+				}
+				if p.n > 24 && (len(data) < p.n || string(data[24:p.n]) != p.pat[24:]) {
+					continue
+				}
+			}
 		}
-		d.Pos += len(pat)
+		d.Pos += p.n
 		return i
+	}
+	return -1
+}
+
+// memberInShort is MemberIn near the end of the input, where the words
+// cannot be loaded.
+func (d *Scanner) memberInShort(m *Members, from int) int {
+	data := d.Data[d.Pos:]
+	for i := from; i < len(m.pats); i++ {
+		if pat := m.pats[i].pat; len(data) >= len(pat) && string(data[:len(pat)]) == pat {
+			d.Pos += len(pat)
+			return i
+		}
 	}
 	return -1
 }

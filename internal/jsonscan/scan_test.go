@@ -84,7 +84,7 @@ func TestUnquote(t *testing.T) {
 // whatever the input's length; prefixes, other cases, escapes and spaces
 // do not, and consume nothing.
 func TestMemberIn(t *testing.T) {
-	m := NewMembers("uid", "name", "namespace", "apiVersion", "requestReceivedTimestamp")
+	m := NewMembers("uid", "name", "namespace", "apiVersion", "requestReceivedTimestamp", "resourceVersion", "authenticationMetadata")
 	for _, c := range []struct {
 		in   string
 		from int
@@ -105,15 +105,30 @@ func TestMemberIn(t *testing.T) {
 		{`"requestReceivedTimestamX":"2026"}`, 0, -1},
 		{`"nam":1}`, 0, -1},
 		{`"`, 0, -1},
+		// Names compared in two or three words: a difference in each.
+		{`"apiVersioN":"v1"}`, 0, -1},
+		{`"resourceVersion":"1"}`, 0, 5},
+		{`"resourceVersioN":"1"}`, 0, -1},
+		{`"resourceVersion" :"1"}`, 0, -1},
+		{`"resourceVersion"`, 0, -1},
+		{`"authenticationMetadata":{}}`, 0, 6},
+		{`"authenticationMetadatA":{}}`, 0, -1},
+		{`"authenticationMetadata" :{}}`, 0, -1},
+		{`"authenticationMetadata"`, 0, -1},
 	} {
-		d := Scanner{Data: []byte(c.in)}
-		got := d.MemberIn(m, c.from)
-		wantPos := 0
-		if c.want >= 0 {
-			wantPos = len(m.Names()[c.want]) + 3
-		}
-		if got != c.want || d.Pos != wantPos {
-			t.Errorf("MemberIn(%q, %d) = %d at %d, want %d at %d", c.in, c.from, got, d.Pos, c.want, wantPos)
+		// As given (most are shorter than the words MemberIn loads at
+		// once), and followed by more members, which must not change
+		// what matches.
+		for _, in := range []string{c.in, c.in + `,"padding":"0123456789abcdefghijklmnopqrstuvwxyz"}`} {
+			d := Scanner{Data: []byte(in)}
+			got := d.MemberIn(m, c.from)
+			wantPos := 0
+			if c.want >= 0 {
+				wantPos = len(m.Names()[c.want]) + 3
+			}
+			if got != c.want || d.Pos != wantPos {
+				t.Errorf("MemberIn(%q, %d) = %d at %d, want %d at %d", in, c.from, got, d.Pos, c.want, wantPos)
+			}
 		}
 	}
 }
