@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -281,8 +282,11 @@ func shardOf(cluster string, ev *pipeline.Event, workers int) int {
 // which is read-only and safe to share.
 type scanWorker struct {
 	gate     *pipeline.StageGate
-	set      pipeline.EventDetector
-	termSet  *rules.Set // nil without first-seen rules
+	builtins pipeline.EventDetector
+	rules    pipeline.EventDetector
+	// termSet is rules when it has first-seen rules, nil otherwise: its
+	// DetectTerms judges both kinds of rule on one reading of an event.
+	termSet  *rules.Set
 	in       chan *scanChunk
 	verdicts verdictCounts
 	buf      []pipeline.Finding
@@ -355,7 +359,13 @@ func (w *scanWorker) judge(ctx context.Context, c *scanChunk, idx int) error {
 		}
 		// Detect gets an empty slice, as in the single-worker scan:
 		// the rules' deference looks at what out already holds.
-		w.buf = w.set.Detect(ev, w.buf[:0])
+		w.buf = w.builtins.Detect(ev, w.buf[:0])
+		termsStart := len(c.termsFound[idx])
+		if w.termSet != nil {
+			w.buf, c.termsFound[idx] = w.termSet.DetectTerms(ev, w.buf, c.termsFound[idx])
+		} else {
+			w.buf = w.rules.Detect(ev, w.buf)
+		}
 		if len(w.buf) > 0 {
 			start := len(c.found[idx])
 			c.found[idx] = append(c.found[idx], w.buf...)
@@ -368,12 +378,8 @@ func (w *scanWorker) judge(ctx context.Context, c *scanChunk, idx int) error {
 				c.jsonLines[idx], c.refs[idx] = formatLines(c.jsonLines[idx], c.refs[idx], w.buf)
 			}
 		}
-		if w.termSet != nil {
-			start := len(c.termsFound[idx])
-			c.termsFound[idx] = w.termSet.Terms(ev, c.termsFound[idx])
-			if n := len(c.termsFound[idx]); n > start {
-				c.terms[i] = c.termsFound[idx][start:n:n]
-			}
+		if n := len(c.termsFound[idx]); n > termsStart {
+			c.terms[i] = c.termsFound[idx][termsStart:n:n]
 		}
 	}
 	if c.pending.Add(-1) == 0 {
@@ -397,15 +403,20 @@ func (s *scanner) scanParallel(ctx context.Context, files []string, workers int,
 			return err
 		}
 		ws[i] = &scanWorker{
-			gate: pipeline.NewStageGate(pipeline.StageGateConfig{}),
-			set:  detectorChain{builtins, ruleSet},
-			in:   make(chan *scanChunk, scanQueueChunks),
-			json: s.json,
+			gate:     pipeline.NewStageGate(pipeline.StageGateConfig{}),
+			builtins: builtins,
+			rules:    ruleSet,
+			in:       make(chan *scanChunk, scanQueueChunks),
+			json:     s.json,
 
 			fullDecode: s.fullDecode,
 		}
 		if terms != nil {
+			// newScanTerms judges the first-seen rules of ruleSet itself.
 			ws[i].termSet = terms.Set()
+			if ws[i].termSet != ruleSet {
+				return errors.New("scan: the first-seen rules are not those of the rule set")
+			}
 		}
 	}
 	g, ctx := errgroup.WithContext(ctx)

@@ -329,9 +329,18 @@ func (s *Set) Terms(ev *pipeline.Event, out []TermMatch) []TermMatch {
 	st := s.pool.Get().(*state)
 	st.reset(ev, true)
 	values := st.values(s.reqTable)
+	out = s.terms(st, &values, out)
+	st.release()
+	s.pool.Put(st)
+	return out
+}
+
+// terms is Terms on the state st holds of the event, with its requirement
+// values.
+func (s *Set) terms(st *state, values *eventValues, out []TermMatch) []TermMatch {
 	for _, i := range s.termRules {
 		r := s.rules[i]
-		if !ruleRequirementsHold(r, &values) {
+		if !ruleRequirementsHold(r, values) {
 			continue
 		}
 		fired, _, err := s.match(st, r)
@@ -348,8 +357,6 @@ func (s *Set) Terms(ev *pipeline.Event, out []TermMatch) []TermMatch {
 		}
 		out = append(out, TermMatch{Rule: r.name, Key: key, Term: term, set: s, r: r})
 	}
-	st.release()
-	s.pool.Put(st)
 	return out
 }
 

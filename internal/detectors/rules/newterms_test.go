@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/firstseen"
+	"github.com/auditpipe/auditpipe/internal/gen"
 	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
@@ -210,4 +212,44 @@ func TestTermStringFields(t *testing.T) {
 	if seen < len(stringFields)-2 {
 		t.Errorf("only %d of %d string fields set; the test compares empty strings", seen, len(stringFields))
 	}
+}
+
+// TestDetectTermsMatchesSeparateCalls holds DetectTerms, which reads an
+// event into the rules' state once for both, to Detect followed by Terms,
+// each reading it anew, on generated streams where first-seen rules and
+// ordinary rules both match (an attack-only stream) and rarely (a
+// realistic one).
+func TestDetectTermsMatchesSeparateCalls(t *testing.T) {
+	s, err := LoadDefault(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.termRules) == 0 {
+		t.Fatal("the default pack has no first-seen rule: the comparison proves nothing")
+	}
+	findings, matches := 0, 0
+	for i, g := range []*gen.Generator{gen.New(gen.Config{Seed: 11, AttackRatio: 1}), gen.New(gen.Config{Seed: 12})} {
+		var ev pipeline.Event
+		for j := range 3000 {
+			ev.Reset()
+			if err := auditjson.Decode(&ev, "prod", g.Next().JSON); err != nil {
+				t.Fatal(err)
+			}
+			wantOut := s.Detect(&ev, nil)
+			wantTerms := s.Terms(&ev, nil)
+			gotOut, gotTerms := s.DetectTerms(&ev, nil, nil)
+			if !reflect.DeepEqual(gotOut, wantOut) {
+				t.Fatalf("stream %d event %d (%s %s): findings\n  %+v\nwant\n  %+v", i, j, ev.Verb, ev.RequestURI, gotOut, wantOut)
+			}
+			if !reflect.DeepEqual(gotTerms, wantTerms) {
+				t.Fatalf("stream %d event %d (%s %s): first-seen matches\n  %+v\nwant\n  %+v", i, j, ev.Verb, ev.RequestURI, gotTerms, wantTerms)
+			}
+			findings += len(wantOut)
+			matches += len(wantTerms)
+		}
+	}
+	if findings == 0 || matches == 0 {
+		t.Fatalf("%d findings, %d first-seen matches: the comparison proves little", findings, matches)
+	}
+	t.Logf("%d findings and %d first-seen matches agreed", findings, matches)
 }

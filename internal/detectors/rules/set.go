@@ -175,20 +175,46 @@ func (s *Set) detect(ev *pipeline.Event, out []pipeline.Finding, brute bool) []p
 		}
 	} else {
 		values := st.values(s.reqTable)
-		s.index.candidates(&values, st.candidates)
-		for w, left := range st.candidates {
-			for left != 0 {
-				i := w*64 + bits.TrailingZeros64(left)
-				left &= left - 1
-				if ruleRequirementsHold(s.rules[i], &values) {
-					out = s.judge(st, i, ev, out)
-				}
-			}
-		}
+		out = s.detectIndexed(st, &values, ev, out)
 	}
 	st.release()
 	s.pool.Put(st)
 	return out
+}
+
+// detectIndexed judges the rules the index picks for ev, whose state st
+// and requirement values have been computed.
+func (s *Set) detectIndexed(st *state, values *eventValues, ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
+	s.index.candidates(values, st.candidates)
+	for w, left := range st.candidates {
+		for left != 0 {
+			i := w*64 + bits.TrailingZeros64(left)
+			left &= left - 1
+			if ruleRequirementsHold(s.rules[i], values) {
+				out = s.judge(st, i, ev, out)
+			}
+		}
+	}
+	return out
+}
+
+// DetectTerms is Detect followed by Terms, with the event read into the
+// rules' state once for both: binding an event's fields and computing its
+// requirement values was about 40 % of what Terms cost when done anew.
+func (s *Set) DetectTerms(ev *pipeline.Event, out []pipeline.Finding, terms []TermMatch) ([]pipeline.Finding, []TermMatch) {
+	if len(s.rules) == 0 || !ev.IsAuthoritative() {
+		return out, terms
+	}
+	st := s.pool.Get().(*state)
+	st.reset(ev, true)
+	values := st.values(s.reqTable)
+	out = s.detectIndexed(st, &values, ev, out)
+	if len(s.termRules) > 0 {
+		terms = s.terms(st, &values, terms)
+	}
+	st.release()
+	s.pool.Put(st)
+	return out, terms
 }
 
 func (s *Set) judge(st *state, i int, ev *pipeline.Event, out []pipeline.Finding) []pipeline.Finding {
