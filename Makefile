@@ -15,6 +15,7 @@ FUZZ_TARGETS ?= \
 	./internal/auditjson:FuzzDecodeEvents \
 	./internal/auditjson:FuzzDecodeEquivalence \
 	./internal/auditjson:FuzzSplitEquivalence \
+	./internal/jsonscan:FuzzSkip \
 	./internal/pipeline:FuzzFindingJSON \
 	./internal/auditjson:FuzzDecodeBody \
 	./internal/detectors:FuzzDetectorSet \

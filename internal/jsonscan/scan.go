@@ -701,7 +701,157 @@ func hex4(s []byte) rune {
 
 // Skip validates and consumes the value at d.Pos. depth counts the objects
 // and arrays enclosing it.
+//
+// An object or array is first skipped by skipCompact, one loop over the
+// bytes of compact JSON, and a string without escapes at once; anything
+// else, and any value those do not accept, goes through skip, the recursive walk that
+// words its errors as encoding/json does.
 func (d *Scanner) Skip(depth int) error {
+	if p := d.Pos; p < len(d.Data) {
+		switch d.Data[p] {
+		case '{', '[':
+			if d.skipCompact(depth) {
+				return nil
+			}
+		case '"':
+			// A string without escapes, as skipCompact skips one.
+			if k := scanOpaque(d.Data, p+1); k < len(d.Data) && d.Data[k] == '"' {
+				d.Pos = k + 1
+				return nil
+			}
+		}
+	}
+	return d.skip(depth)
+}
+
+// skipCompact skips the object or array at d.Pos, at nesting depth depth,
+// when it is compact JSON it can vouch for: no whitespace, strings
+// without escapes or control characters, at most 64 levels deep (and
+// within MaxDepth). It reports whether it did; when it did not, d.Pos is
+// unchanged and skip, which accepts exactly what encoding/json accepts,
+// decides, from the start: what skipCompact accepts is a subset of that,
+// so Skip's result is skip's, and an input that fails late costs two
+// linear passes, never more. Bodies are what this is for: skipping
+// requestObject and responseObject with a call per token was about 15 %
+// of detect scan's instructions (pod specs are hundreds of short
+// strings).
+func (d *Scanner) skipCompact(depth int) bool {
+	data := d.Data
+	j := d.Pos
+	// stack holds a bit per open container, innermost lowest: 1 for an
+	// array, 0 for an object; n counts them.
+	var stack uint64
+	n := 0
+value:
+	if j >= len(data) {
+		return false
+	}
+	switch c := data[j]; c {
+	case '"':
+		k := scanOpaque(data, j+1)
+		if k >= len(data) || data[k] != '"' {
+			return false
+		}
+		j = k + 1
+	case '{', '[':
+		if n == 64 || depth+n >= MaxDepth {
+			return false
+		}
+		stack <<= 1
+		n++
+		j++
+		if c == '[' {
+			stack |= 1
+			if j < len(data) && data[j] == ']' {
+				j++
+				stack >>= 1
+				n--
+				goto after
+			}
+			goto value
+		}
+		if j < len(data) && data[j] == '}' {
+			j++
+			stack >>= 1
+			n--
+			goto after
+		}
+		goto key
+	case 't':
+		if len(data)-j < 4 || string(data[j:j+4]) != "true" {
+			return false
+		}
+		j += 4
+	case 'f':
+		if len(data)-j < 5 || string(data[j:j+5]) != "false" {
+			return false
+		}
+		j += 5
+	case 'n':
+		if len(data)-j < 4 || string(data[j:j+4]) != "null" {
+			return false
+		}
+		j += 4
+	default:
+		if c != '-' && !IsDigit(c) {
+			return false
+		}
+		start := d.Pos
+		d.Pos = j
+		_, err := d.Number()
+		j, d.Pos = d.Pos, start
+		if err != nil {
+			return false
+		}
+	}
+after:
+	if n == 0 {
+		d.Pos = j
+		return true
+	}
+	if j >= len(data) {
+		return false
+	}
+	switch data[j] {
+	case ',':
+		j++
+		if stack&1 == 0 {
+			goto key
+		}
+		goto value
+	case '}':
+		if stack&1 != 0 {
+			return false
+		}
+	case ']':
+		if stack&1 == 0 {
+			return false
+		}
+	default:
+		return false
+	}
+	j++
+	stack >>= 1
+	n--
+	goto after
+key:
+	if j >= len(data) || data[j] != '"' {
+		return false
+	}
+	if k := scanOpaque(data, j+1); k < len(data) && data[k] == '"' {
+		j = k + 1
+	} else {
+		return false
+	}
+	if j >= len(data) || data[j] != ':' {
+		return false
+	}
+	j++
+	goto value
+}
+
+// skip is Skip's recursive walk.
+func (d *Scanner) skip(depth int) error {
 	c, err := d.Peek()
 	if err != nil {
 		return err
@@ -726,7 +876,7 @@ func (d *Scanner) Skip(depth int) error {
 				return d.Syntax("after object key")
 			}
 			d.Pos++
-			if err = d.Skip(depth + 1); err != nil {
+			if err = d.skip(depth + 1); err != nil {
 				return err
 			}
 			more, err = d.ObjectNext()
@@ -738,7 +888,7 @@ func (d *Scanner) Skip(depth int) error {
 		}
 		more, err := d.ArrayStart()
 		for more && err == nil {
-			if err = d.Skip(depth + 1); err != nil {
+			if err = d.skip(depth + 1); err != nil {
 				return err
 			}
 			more, err = d.ArrayNext()
