@@ -101,8 +101,10 @@ func (b *bodyDecoder) value(depth int) (any, bool) {
 			}
 			b.keys = append(b.keys, key)
 			var v any
-			if key == "fieldsV1" && d.Data[d.Pos] == '{' {
-				v, ok = b.fieldsV1(depth + 1)
+			if c := d.Data[d.Pos]; key == "fieldsV1" && c == '{' {
+				v, ok = b.cached(depth+1, &fieldsV1Cache)
+			} else if (c == '{' || c == '[') && workloadKeys[key] {
+				v, ok = b.cached(depth+1, &workloadCache)
 			} else {
 				v, ok = b.value(depth + 1)
 			}
@@ -185,8 +187,10 @@ func (b *bodyDecoder) value(depth int) (any, bool) {
 	return nil, false
 }
 
-// fieldsV1 is value for a managedFields entry's fieldsV1 object, taken
-// from fieldsV1Cache when the same bytes decoded before. A stored object's
+// cached is value for an object or array taken from c when the same bytes
+// decoded before. fieldsV1Cache holds managedFields entries' fieldsV1
+// objects, workloadCache the parts of an object that the objects of one
+// workload repeat (see workloadKeys). A stored object's
 // managedFields are most of its objects (a map per field it names, a third
 // of a pod's bytes) and repeat whole: every pod of a ReplicaSet has the
 // same fields set by the same managers (on the realistic stream 763
@@ -197,7 +201,7 @@ func (b *bodyDecoder) value(depth int) (any, bool) {
 // value, which is shared (decoded bodies are read-only). A miss decodes
 // the bytes again, and stores them the second time in a row they miss in
 // their slot, as the map caches do (decode_mapcache.go).
-func (b *bodyDecoder) fieldsV1(depth int) (any, bool) {
+func (b *bodyDecoder) cached(depth int, c *subtreeCache) (any, bool) {
 	d := &b.d
 	start := d.Pos
 	if err := d.Skip(depth); err != nil {
@@ -210,7 +214,7 @@ func (b *bodyDecoder) fieldsV1(depth int) (any, bool) {
 	}
 	h := maphash.Bytes(cacheSeed, raw)
 	i := h >> (64 - subtreeCacheBits)
-	if e := fieldsV1Cache.slots[i].Load(); e != nil && e.raw == string(raw) {
+	if e := c.slots[i].Load(); e != nil && e.raw == string(raw) {
 		return e.v, true
 	}
 	d.Pos = start
@@ -218,8 +222,8 @@ func (b *bodyDecoder) fieldsV1(depth int) (any, bool) {
 	if !ok {
 		return nil, false
 	}
-	if fieldsV1Cache.missed[i].Swap(h) == h {
-		fieldsV1Cache.slots[i].Store(&subtreeEntry{raw: string(raw), v: v})
+	if c.missed[i].Swap(h) == h {
+		c.slots[i].Store(&subtreeEntry{raw: string(raw), v: v})
 	}
 	return v, true
 }
@@ -239,11 +243,26 @@ type subtreeEntry struct {
 	v   any
 }
 
-// fieldsV1Cache is direct-mapped by the hash of the raw JSON; missed holds
-// per slot the hash of the last object that missed there.
-var fieldsV1Cache struct {
+// subtreeCache is direct-mapped by the hash of the raw JSON; missed holds
+// per slot the hash of the last value that missed there.
+type subtreeCache struct {
 	slots  [subtreeCacheSlots]atomic.Pointer[subtreeEntry]
 	missed [subtreeCacheSlots]atomic.Uint64
+}
+
+var fieldsV1Cache, workloadCache subtreeCache
+
+// workloadKeys are the members whose values the objects of one workload
+// (the pods of a ReplicaSet, Job or DaemonSet, their templates) repeat
+// byte for byte: containers, volumes, scheduling constraints, labels and
+// owners. Decoding a pod's containers and volumes allocated a map per
+// object and a string per value not in bodyValues: most of what a pod's
+// body cost once managedFields came from fieldsV1Cache.
+var workloadKeys = map[string]bool{
+	"containers": true, "initContainers": true, "volumes": true,
+	"tolerations": true, "affinity": true, "nodeSelector": true,
+	"labels": true, "ownerReferences": true, "securityContext": true,
+	"imagePullSecrets": true,
 }
 
 // colon consumes the ':' after an object key and the whitespace after it,

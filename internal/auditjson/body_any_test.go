@@ -2,6 +2,7 @@ package auditjson
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -31,6 +32,10 @@ var bodyCases = []string{
 	// fieldsV1 objects are cached by their bytes (bodyDecoder.fieldsV1).
 	`{"fieldsV1":{"f:metadata":{"f:labels":{".":{},"f:app":{}}}}}`, `{"fieldsV1":{"x":1e400}}`, `{"fieldsV1":{"x":1}x`,
 	`{"fieldsV1":{"fieldsV1":{"a":[1,{"fieldsV1":{}}]}},"fieldsV1":{"b":2}}`, `{"fieldsV1":[1]}`, `{"fieldsV1":"x"}`,
+	// So are the members workloads repeat (workloadKeys), objects or arrays.
+	`{"spec":{"containers":[{"name":"api","image":"r.example/api:1.2"}],"volumes":[]}}`, `{"containers":[1,]}`,
+	`{"labels":{"app":"api","app":"web"},"labels":{}}`, `{"containers":{"containers":[{"containers":1e400}]}}`,
+	`{"affinity":"x","tolerations":null,"securityContext":{"runAsUser":1000}}`, `{"volumes":[{"name":"v"}]x`,
 }
 
 // TestDecodeBodyMatchesEncodingJSON: decodeBody yields what json.Unmarshal
@@ -79,8 +84,8 @@ func FuzzDecodeBody(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		want, wantOK := stdBody(data)
-		// Three times: the fieldsV1 cache stores an object on its
-		// second miss and serves it on the third decode.
+		// Three times: the subtree caches store a value on its
+		// second miss and serve it on the third decode.
 		for range 3 {
 			got, ok := decodeBody(data)
 			if ok != wantOK || !reflect.DeepEqual(got, want) {
@@ -193,5 +198,38 @@ func TestDecodeBodyFieldsV1Cache(t *testing.T) {
 		if got, ok := decodeBody(deep); ok != wantOK || (ok && !reflect.DeepEqual(got, want)) {
 			t.Errorf("nested %d deep: decoded ok %v, encoding/json ok %v", n, ok, wantOK)
 		}
+	}
+}
+
+// TestDecodeBodyWorkloadCache: a pod's containers, as the pods of one
+// ReplicaSet repeat them, are decoded once and shared from their third
+// sighting, equal to what encoding/json decodes each time; a container
+// list one byte different is another value.
+func TestDecodeBodyWorkloadCache(t *testing.T) {
+	const containers = `[{"name":"api","image":"registry.example/team/api:1.4.2","ports":[{"containerPort":8080,"protocol":"TCP"}],"resources":{"limits":{"cpu":"500m"}}}]`
+	body := func(name, containers string) []byte {
+		return []byte(`{"kind":"Pod","metadata":{"name":"` + name + `"},"spec":{"containers":` + containers + `}}`)
+	}
+	containersOf := func(v any) []any {
+		return v.(map[string]any)["spec"].(map[string]any)["containers"].([]any)
+	}
+	ptr := func(s []any) *any { return &s[0] }
+	var got [][]any
+	for i := range 3 {
+		data := body(fmt.Sprintf("api-%d", i), containers)
+		v, ok := decodeBody(data)
+		want, _ := stdBody(data)
+		if !ok || !reflect.DeepEqual(v, want) {
+			t.Fatalf("decoded %v, encoding/json %v", v, want)
+		}
+		got = append(got, containersOf(v))
+	}
+	if ptr(got[0]) == ptr(got[1]) || ptr(got[1]) != ptr(got[2]) {
+		t.Error("containers not stored on their second miss and shared on their third decode")
+	}
+	other := strings.Replace(containers, "1.4.2", "1.4.3", 1)
+	v, ok := decodeBody(body("api-3", other))
+	if want, _ := stdBody(body("api-3", other)); !ok || !reflect.DeepEqual(v, want) || ptr(containersOf(v)) == ptr(got[2]) {
+		t.Errorf("other containers: decoded %v, encoding/json %v", v, want)
 	}
 }
