@@ -448,11 +448,6 @@ const (
 	space  = ' ' * lsb
 )
 
-// zeroBytes flags (0x80) each zero byte of x. A flag may also be set above
-// a true one (borrows propagate upwards), never below it, so the lowest
-// flag is exact.
-func zeroBytes(x uint64) uint64 { return (x - lsb) &^ x & msb }
-
 // scanOpaque returns the index of the first byte at or after j that ends a
 // skipped string's run of verbatim bytes ('"', '\\' or a control
 // character), or len(data). It reads eight bytes at a time.
@@ -461,9 +456,13 @@ func scanOpaque(data []byte, j int) int {
 	// bounds, so the loop has no bounds checks.
 	for rest := data[j:]; len(rest) >= 8; rest = rest[8:] {
 		x := binary.LittleEndian.Uint64(rest)
-		// Bytes below 0x20: x-0x20 borrows, unless the byte is 0x80 or
-		// more, which &^x excludes.
-		m := zeroBytes(x^quote) | zeroBytes(x^bslash) | ((x - space) &^ x & msb)
+		// As in scanPlain, the three subtractions flag the stop bytes
+		// (a zero byte of x^quote or x^bslash, a byte of x below 0x20;
+		// a borrow can only flag bytes above a true flag, so the lowest
+		// flag is exact), and bytes of 0x80 and above, which never stop
+		// a skip, are masked out once, with &^x: 9 operations per 8
+		// bytes instead of 13.
+		m := (((x ^ quote) - lsb) | ((x ^ bslash) - lsb) | (x - space)) &^ x & msb
 		if m != 0 {
 			return len(data) - len(rest) + bits.TrailingZeros64(m)/8
 		}
