@@ -126,6 +126,9 @@ const stringBlock = 8
 // alone, never to a cached map), they come from the Event's own slots
 // first (pipeline.DecodeSlots.Strings).
 func (d *eventDecoder) stringsOf(n int, inEvent bool) []string {
+	if inEvent && d.allocs == nil {
+		d.alloc()
+	}
 	if inEvent && n <= len(d.slotStrs) {
 		s := d.slotStrs[:n:n]
 		d.slotStrs = d.slotStrs[n:]
@@ -142,9 +145,14 @@ func (d *eventDecoder) stringsOf(n int, inEvent bool) []string {
 	return s
 }
 
+// alloc returns the structs the event points to, allocating them (and
+// the strings of its groups and source IPs with them: DecodeEvent into an
+// auditv1.Event then allocates once, as Decode does not at all) the
+// first time the event needs one.
 func (d *eventDecoder) alloc() *pipeline.DecodeSlots {
 	if d.allocs == nil {
 		d.allocs = new(pipeline.DecodeSlots)
+		d.slotStrs = d.allocs.Strings[:]
 	}
 	return d.allocs
 }
@@ -152,7 +160,7 @@ func (d *eventDecoder) alloc() *pipeline.DecodeSlots {
 // decodeEventFast decodes data into ev, which must be zero, reporting kind
 // and apiVersion for the caller to check. slots, when not nil, is where
 // ev's pointer fields are to point (pipeline.Event.Slots), overwriting
-// what they held; nil allocates them.
+// what they held; nil allocates them on first use (alloc).
 func decodeEventFast(data []byte, ev *auditv1.Event, slots *pipeline.DecodeSlots) (kind, apiVersion string, err error) {
 	d := eventDecoder{Scanner: jsonscan.Scanner{Data: data}, allocs: slots}
 	if slots != nil {
