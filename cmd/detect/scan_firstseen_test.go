@@ -48,19 +48,7 @@ func TestScanFirstSeen(t *testing.T) {
 	}
 	// Learning over a minute rather than weeks; keys that learn (hours
 	// or a day) learn for a minute.
-	var over strings.Builder
-	over.WriteString("rules:\n")
-	for _, k := range gen.FirstSeenKinds {
-		keyLearning := ""
-		if strings.HasPrefix(k, "sa-") || k == "principal-new-verb-resource" {
-			keyLearning = ", key_learning: 1m"
-		}
-		over.WriteString("  - {rule: " + k + ", override: append, new_terms: {learning: 1m" + keyLearning + "}}\n")
-	}
-	ruleFile := filepath.Join(dir, "learn.yaml")
-	if err := os.WriteFile(ruleFile, []byte(over.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ruleFile := learnRules(t, dir)
 	scanWith := func(workers int) string {
 		var out, errOut bytes.Buffer
 		args := []string{"scan", "--cluster", "prod", "--output", "json", "--rules", ruleFile, "--workers", strconv.Itoa(workers), log}
