@@ -36,8 +36,8 @@ func TestDecodeEventFields(t *testing.T) {
 	if ev.RequestObject == nil || !strings.Contains(string(ev.RequestObject.Raw), `"image":"registry.internal.example.com/payments/api:1.4.2"`) {
 		t.Fatalf("requestObject: %+v", ev.RequestObject)
 	}
-	if ev.Hash == 0 || !ev.IsAuthoritative() {
-		t.Fatalf("hash %d authoritative %v", ev.Hash, ev.IsAuthoritative())
+	if ev.Hash() == 0 || !ev.IsAuthoritative() {
+		t.Fatalf("hash %d authoritative %v", ev.Hash(), ev.IsAuthoritative())
 	}
 }
 

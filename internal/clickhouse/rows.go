@@ -95,7 +95,7 @@ func (r *eventRow) fill(ev *pipeline.Event) {
 		cluster:      ev.Cluster,
 		auditID:      string(ev.AuditID),
 		stage:        string(ev.Stage),
-		hash:         ev.Hash,
+		hash:         ev.Hash(),
 		level:        string(ev.Level),
 		verb:         ev.Verb,
 		username:     ev.User.Username,

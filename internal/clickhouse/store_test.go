@@ -268,9 +268,9 @@ func TestStore(t *testing.T) {
 			`41.004987Z`, `41.731002Z`, // same second: only event_hash tells them apart
 		).Replace(string(a.Raw))
 		b := decodeEvent(t, other)
-		if a.AuditID != b.AuditID || a.Stage != b.Stage || a.Hash == b.Hash {
+		if a.AuditID != b.AuditID || a.Stage != b.Stage || a.Hash() == b.Hash() {
 			t.Fatalf("test events: want same auditID and stage, different hash; got %s/%s/%x and %s/%s/%x",
-				a.AuditID, a.Stage, a.Hash, b.AuditID, b.Stage, b.Hash)
+				a.AuditID, a.Stage, a.Hash(), b.AuditID, b.Stage, b.Hash())
 		}
 		if err := st.Write(testContext(t), pipeline.Batch{Events: []*pipeline.Event{a, b}}); err != nil {
 			t.Fatal(err)
@@ -429,7 +429,7 @@ func checkExecEvent(t *testing.T, conn driver.Conn, db string, ev *pipeline.Even
 		{"received_time", received.Unix(), time.Date(2026, 11, 26, 9, 14, 3, 0, time.UTC).Unix()},
 		{"cluster", cluster, testCluster},
 		{"stage", stage, "ResponseStarted"},
-		{"event_hash", hash, ev.Hash},
+		{"event_hash", hash, ev.Hash()},
 		{"level", level, "RequestResponse"},
 		{"verb", verb, "create"},
 		{"username", user, "system:serviceaccount:ci:deployer"},

@@ -263,7 +263,7 @@ func keyOf(cluster string, ev *pipeline.Event, arena *[]byte) ([]byte, uint64) {
 	*arena = append(*arena, '/')
 	*arena = append(*arena, ev.Subject()...)
 	key := (*arena)[start:len(*arena):len(*arena)]
-	return key, dedupKey(cluster, string(ev.AuditID), string(ev.Stage), ev.Hash)
+	return key, dedupKey(cluster, string(ev.AuditID), string(ev.Stage), ev.Hash())
 }
 
 // hasOwnAnnotation reports whether annotations has a key under

@@ -147,7 +147,7 @@ func TestStageGateRequests(t *testing.T) {
 	// All stages of one request share RequestHash; ContentHash differs.
 	rs := stagedEvent(t, exec, "prod", "ResponseStarted", nil)
 	rc := stagedEvent(t, exec, "prod", "ResponseComplete", nil)
-	if RequestHash(&rs.Event) != RequestHash(&rc.Event) || rs.Hash == rc.Hash {
+	if RequestHash(&rs.Event) != RequestHash(&rc.Event) || rs.Hash() == rc.Hash() {
 		t.Fatal("RequestHash must name the request, ContentHash the stage")
 	}
 	// So do finding ids.

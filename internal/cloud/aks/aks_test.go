@@ -197,7 +197,7 @@ func TestAnnotateDecodes(t *testing.T) {
 				t.Errorf("record %d: annotation %s changed", i, k)
 			}
 		}
-		if before.Hash != after.Hash {
+		if before.Hash() != after.Hash() {
 			t.Errorf("record %d: content hash changed, so dedup would not collapse kube-audit and kube-audit-admin copies", i)
 		}
 	}
