@@ -22,7 +22,7 @@ var skipCases = []string{
 	`{"a":1,}`, `[1,]`, `{"a"}`, `{"a":}`, `{a:1}`, `[01]`, `[1.]`, `[1e]`, `[-]`, `[tru]`, `[nul]`, `[fals]`,
 	`[truex]`, `{"a":1]`, `[1}`, `{"a":1`, `[1`, `[`, `{`, `{"a`, "[\"a\x01\"]", `["a`, `[1x]`, `[--1]`,
 	`{"a":1 }`, `[1 ]`, `{"a":{"b":1}`, `[[[[1]]]`,
-	`"plain"`, `"plain"x`, `"esc\"aped"`, `"ctl` + "\x01" + `"`, `"open`, `"`, ` "lead"`, `true`, `1`,
+	`"plain"`, `"plain"x`, `"esc\"aped"`, `"\u00E9\uD800"`, `"\u00g9"`, `"\q"`, `"a\`, `"\u00`, `{"k:{\"a\"}":{"\"":"\\"}}`, `["\/",1]`, `"ctl` + "\x01" + `"`, `"open`, `"`, ` "lead"`, `true`, `1`,
 	strings.Repeat("[", 64) + strings.Repeat("]", 64),
 	strings.Repeat("[", 65) + strings.Repeat("]", 65),
 	strings.Repeat("[", 70) + "1 " + strings.Repeat("]", 70),
@@ -66,7 +66,13 @@ func TestSkipCompact(t *testing.T) {
 	f(strings.Repeat("[", 64)+strings.Repeat("]", 64), true)
 	f(strings.Repeat("[", 65)+strings.Repeat("]", 65), false)
 	f(`{"a": 1}`, false)
-	f(`{"a\"":1}`, false)
+	f(`{"a\"":1}`, true)
+	f(`{"k:{\"name\":\"c\"}":{"\u00e9\/\b\f\n\r\t\\":["\"\\"]}}`, true)
+	f(`{"a\x":1}`, false)
+	f(`["\u12g4"]`, false)
+	f(`["\u12`, false)
+	f(`["a\`, false)
+	f("[\"a\\\x01\"]", false)
 	f(`[01]`, false)
 	f(`{"a":1,}`, false)
 	f(`[1}`, false)
