@@ -410,7 +410,7 @@ func loadRuleSet(ruleFiles []string, noDefault bool, log *slog.Logger) (*rules.S
 		set, err = rules.Load(files...)
 	} else {
 		// scan installs no signal handler: SIGTERM ends it, load or not.
-		set, err = rules.LoadWithDefault(context.Background(), ruleFiles...)
+		set, err = rules.LoadRuntimeWithDefault(context.Background(), ruleFiles...)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("loading rules: %w", err)

@@ -182,7 +182,7 @@ func (w *Watcher) read() ([]File, [sha256.Size]byte, error) {
 	var files []File
 	if !w.cfg.NoDefault {
 		var err error
-		if files, err = DefaultFiles(); err != nil {
+		if files, err = DefaultRuntimeFiles(); err != nil {
 			return nil, [sha256.Size]byte{}, err
 		}
 	}
