@@ -747,7 +747,10 @@ value:
 	}
 	switch c := data[j]; c {
 	case '"':
-		if j = compactStringEnd(data, j+1); j < 0 {
+		// Most strings have no escape: one scan finds their end.
+		if k := scanOpaque(data, j+1); k < len(data) && data[k] == '"' {
+			j = k + 1
+		} else if j = compactStringEnd(data, k); j < 0 {
 			return false
 		}
 	case '{', '[':
@@ -835,7 +838,9 @@ key:
 	if j >= len(data) || data[j] != '"' {
 		return false
 	}
-	if j = compactStringEnd(data, j+1); j < 0 {
+	if k := scanOpaque(data, j+1); k < len(data) && data[k] == '"' {
+		j = k + 1
+	} else if j = compactStringEnd(data, k); j < 0 {
 		return false
 	}
 	if j >= len(data) || data[j] != ':' {
