@@ -43,7 +43,12 @@ func LoadWithDefault(ctx context.Context, paths ...string) (*Set, error) {
 }
 
 func filesWithDefault(paths []string) ([]File, error) {
-	files, err := DefaultFiles()
+	return filesAfter(DefaultFiles, paths)
+}
+
+// filesAfter returns what first returns followed by the files at paths.
+func filesAfter(first func() ([]File, error), paths []string) ([]File, error) {
+	files, err := first()
 	if err != nil {
 		return nil, err
 	}
@@ -75,15 +80,11 @@ func DefaultRuntimeFiles() ([]File, error) {
 // LoadRuntimeWithDefault is LoadWithDefault with the default pack's
 // examples left out (DefaultRuntimeFiles); the files at paths keep theirs.
 func LoadRuntimeWithDefault(ctx context.Context, paths ...string) (*Set, error) {
-	files, err := DefaultRuntimeFiles()
+	files, err := filesAfter(DefaultRuntimeFiles, paths)
 	if err != nil {
 		return nil, err
 	}
-	user, err := ReadFiles(paths...)
-	if err != nil {
-		return nil, err
-	}
-	return LoadContext(ctx, append(files, user...)...)
+	return LoadContext(ctx, files...)
 }
 
 // blankExamples returns data with every "examples:" block of the pack's

@@ -6,9 +6,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/auditpipe/auditpipe/internal/auditjson"
 	"github.com/auditpipe/auditpipe/internal/gen"
-	"github.com/auditpipe/auditpipe/internal/pipeline"
 )
 
 // TestBlankExamples pins blankExamples' reading of the layout: a block
@@ -85,18 +83,9 @@ func TestDefaultRuntimeFiles(t *testing.T) {
 	for _, ratio := range []float64{0.05, 1} {
 		g := gen.New(gen.Config{Seed: 17, AttackRatio: ratio})
 		for i := range 6000 {
-			data := g.Next().JSON
-			var a, b pipeline.Event
-			if err := auditjson.Decode(&a, "prod", data); err != nil {
-				t.Fatal(err)
-			}
-			if err := auditjson.Decode(&b, "prod", data); err != nil {
-				t.Fatal(err)
-			}
-			want, got := fullSet.Detect(&a, nil), runSet.Detect(&b, nil)
-			if !slices.EqualFunc(got, want, func(x, y pipeline.Finding) bool {
-				return x.ID == y.ID && x.Summary == y.Summary && x.Severity == y.Severity && slices.Equal(x.Evidence, y.Evidence)
-			}) {
+			a, b := decodeTwice(t, g.Next().JSON)
+			want, got := fullSet.Detect(a, nil), runSet.Detect(b, nil)
+			if !sameFindings(got, want) {
 				t.Fatalf("ratio %v event %d: %v with the runtime pack, %v shipped", ratio, i, ids(got), ids(want))
 			}
 			found += len(want)

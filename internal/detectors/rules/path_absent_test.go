@@ -79,18 +79,9 @@ func TestPathAbsentMatchesDecode(t *testing.T) {
 	for _, ratio := range []float64{0.05, 1} {
 		g := gen.New(gen.Config{Seed: 13, AttackRatio: ratio})
 		for i := 0; i < n; i++ {
-			data := g.Next().JSON
-			var a, b pipeline.Event
-			if err := auditjson.Decode(&a, "prod", data); err != nil {
-				t.Fatal(err)
-			}
-			if err := auditjson.Decode(&b, "prod", data); err != nil {
-				t.Fatal(err)
-			}
-			got, want := fast.Detect(&a, nil), slow.Detect(&b, nil)
-			if !slices.EqualFunc(got, want, func(x, y pipeline.Finding) bool {
-				return x.ID == y.ID && x.Summary == y.Summary && slices.Equal(x.Evidence, y.Evidence)
-			}) {
+			a, b := decodeTwice(t, g.Next().JSON)
+			got, want := fast.Detect(a, nil), slow.Detect(b, nil)
+			if !sameFindings(got, want) {
 				t.Fatalf("ratio %v event %d (%s %s): %v with the raw test, %v decoding", ratio, i, a.Verb, a.RequestURI, ids(got), ids(want))
 			}
 			found += len(want)
@@ -102,4 +93,26 @@ func TestPathAbsentMatchesDecode(t *testing.T) {
 		t.Fatalf("%d findings, %d body decodes against %d: the comparison proves nothing", found, fastDecodes, slowDecodes)
 	}
 	t.Logf("%d findings; %d body decodes, %d without the raw test", found, fastDecodes, slowDecodes)
+}
+
+// decodeTwice decodes data into two events, for two rule sets to judge
+// apart.
+func decodeTwice(t *testing.T, data []byte) (a, b *pipeline.Event) {
+	t.Helper()
+	a, b = new(pipeline.Event), new(pipeline.Event)
+	if err := auditjson.Decode(a, "prod", data); err != nil {
+		t.Fatal(err)
+	}
+	if err := auditjson.Decode(b, "prod", data); err != nil {
+		t.Fatal(err)
+	}
+	return a, b
+}
+
+// sameFindings compares what two rule sets found: ids, summaries,
+// severities and evidence.
+func sameFindings(got, want []pipeline.Finding) bool {
+	return slices.EqualFunc(got, want, func(x, y pipeline.Finding) bool {
+		return x.ID == y.ID && x.Summary == y.Summary && x.Severity == y.Severity && slices.Equal(x.Evidence, y.Evidence)
+	})
 }
