@@ -757,24 +757,17 @@ value:
 		if n == 64 || depth+n >= MaxDepth {
 			return false
 		}
+		j++
+		// An empty container: c+2 is ']' for '[' and '}' for '{'.
+		if j < len(data) && data[j] == c+2 {
+			j++
+			goto after
+		}
 		stack <<= 1
 		n++
-		j++
 		if c == '[' {
 			stack |= 1
-			if j < len(data) && data[j] == ']' {
-				j++
-				stack >>= 1
-				n--
-				goto after
-			}
 			goto value
-		}
-		if j < len(data) && data[j] == '}' {
-			j++
-			stack >>= 1
-			n--
-			goto after
 		}
 		goto key
 	case 't':
