@@ -171,7 +171,7 @@ func parseRunConfig(args []string, stderr io.Writer) (runConfig, error) {
 	fs.DurationVar(&o.shutdown, "shutdown-timeout", pd.ShutdownTimeout, "on SIGTERM, how long to finish and commit the batch in hand")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof), e.g. under cmd/e2eload's load")
 	fs.IntVar(&o.workers, "workers", pd.Workers, "goroutines decoding and judging each batch; one key's (subject's) events stay on one of them, in order")
-	fs.DurationVar(&o.exitWhenIdle, "exit-when-idle", 0, "exit once no event arrived for this long (0: run until stopped)")
+	fs.DurationVar(&o.exitWhenIdle, "exit-when-idle", 0, "exit once no event arrived for this long and the consumer group has nothing left to commit (0: run until stopped)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.ruleFiles, "rules", "", "comma-separated user rule files (YAML), loaded after the shipped default pack and reloaded when they change")
 	fs.BoolVar(&o.noDefaultRules, "no-default-rules", false, "leave the shipped default rule pack out")

@@ -43,6 +43,7 @@ const fetchLogWindow = 30 * time.Second
 // rebalance is delivered again: at-least-once.
 type Consumer struct {
 	topic   string
+	group   string
 	brokers []string
 	tls     *tls.Config
 	sasl    sasl.Mechanism
@@ -101,7 +102,7 @@ func NewConsumer(cfg ConsumerConfig, log *slog.Logger, reg prometheus.Registerer
 		Logger:          clientLogger(log, "reader"),
 		ErrorLogger:     clientLogger(log, "reader"),
 	})
-	return &Consumer{topic: cfg.Topic, brokers: cfg.Brokers, tls: cfg.TLS, sasl: cfg.SASL, r: r, m: m, log: log, lagGauges: map[int]prometheus.Gauge{}}, nil
+	return &Consumer{topic: cfg.Topic, group: cfg.GroupID, brokers: cfg.Brokers, tls: cfg.TLS, sasl: cfg.SASL, r: r, m: m, log: log, lagGauges: map[int]prometheus.Gauge{}}, nil
 }
 
 // Ping asks the brokers for the topic's metadata: it fails while no broker
@@ -223,6 +224,84 @@ func (c *Consumer) lagGauge(partition int) prometheus.Gauge {
 		c.lagGauges[partition] = g
 	}
 	return g
+}
+
+// Backlog returns how many records of the topic the consumer group has not
+// committed yet: per partition, its end offset less the group's committed
+// offset (or, where the group has committed nothing, less the partition's
+// first retained offset). It asks the brokers, not this member, so it also
+// counts partitions held by other members, and those waiting to be
+// reassigned while the group rebalances after a member died: that is what
+// lets a batch job tell "nothing left" from "nothing handed to me yet".
+//
+// A topic written by transactional producers ends in a commit marker no
+// consumer receives, so its backlog stays at least 1; auditpipe's ingest
+// does not write transactions.
+func (c *Consumer) Backlog(ctx context.Context) (int64, error) {
+	transport := &kafkago.Transport{DialTimeout: dialTimeout, ClientID: clientID, MetadataTopics: []string{c.topic}, TLS: c.tls, SASL: c.sasl}
+	defer transport.CloseIdleConnections()
+	client := &kafkago.Client{Addr: kafkago.TCP(c.brokers...), Transport: transport}
+	meta, err := client.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{c.topic}})
+	if err != nil {
+		return 0, fmt.Errorf("reading metadata of %s: %w", c.topic, err)
+	}
+	var partitions []int
+	for _, t := range meta.Topics {
+		if t.Name != c.topic {
+			continue
+		}
+		if t.Error != nil {
+			return 0, fmt.Errorf("reading metadata of %s: %w", c.topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			partitions = append(partitions, p.ID)
+		}
+	}
+	if len(partitions) == 0 {
+		return 0, fmt.Errorf("reading metadata of %s: %w", c.topic, kafkago.UnknownTopicOrPartition)
+	}
+	committed, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: c.group, Topics: map[string][]int{c.topic: partitions}})
+	if err != nil {
+		return 0, fmt.Errorf("fetching offsets of group %s: %w", c.group, err)
+	}
+	if committed.Error != nil {
+		return 0, fmt.Errorf("fetching offsets of group %s: %w", c.group, committed.Error)
+	}
+	reqs := make([]kafkago.OffsetRequest, 0, 2*len(partitions))
+	for _, p := range partitions {
+		reqs = append(reqs, kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
+	}
+	ends, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{c.topic: reqs}})
+	if err != nil {
+		return 0, fmt.Errorf("listing offsets of %s: %w", c.topic, err)
+	}
+	at := make(map[int]int64, len(partitions))
+	for _, p := range committed.Topics[c.topic] {
+		if p.Error != nil {
+			return 0, fmt.Errorf("fetching offset of group %s, partition %d: %w", c.group, p.Partition, p.Error)
+		}
+		at[p.Partition] = p.CommittedOffset
+	}
+	var backlog int64
+	seen := 0
+	for _, p := range ends.Topics[c.topic] {
+		if p.Error != nil {
+			return 0, fmt.Errorf("listing offsets of %s, partition %d: %w", c.topic, p.Partition, p.Error)
+		}
+		seen++
+		from, ok := at[p.Partition]
+		// A group that never committed starts at the oldest retained
+		// record (StartOffset is FirstOffset); so does one whose offset
+		// retention expired or fell behind the log's start.
+		if !ok || from < p.FirstOffset {
+			from = p.FirstOffset
+		}
+		backlog += max(0, p.LastOffset-from)
+	}
+	if seen != len(partitions) {
+		return 0, fmt.Errorf("listing offsets of %s: %d of %d partitions answered", c.topic, seen, len(partitions))
+	}
+	return backlog, nil
 }
 
 // Commit marks recs, and every earlier record of their partitions, as

@@ -193,6 +193,65 @@ func TestConsumerResumesAfterCommit(t *testing.T) {
 	}
 }
 
+// TestConsumerBacklog checks the group's backlog against the records
+// produced and committed: all of them before any commit, the uncommitted
+// ones after a partial commit (counting partitions this member no longer
+// holds, since it has left the group), none once everything is committed.
+func TestConsumerBacklog(t *testing.T) {
+	verifyNoLeaks(t)
+	c := kafkatest.Start(t, "audit-events", 4)
+	p := newProducer(t, c)
+	const total = 300
+	produce(t, p, auditMessages(t, 0, total))
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+
+	const group = "auditpipe-detect-backlog"
+	first, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: c.Brokers, Topic: c.Topic, GroupID: group}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = first.Close() })
+	if got, err := first.Backlog(ctx); err != nil || got != total {
+		t.Fatalf("Backlog before any commit = %d, %v; want %d", got, err, total)
+	}
+	fetched := fetchN(t, first, total)
+	// Fetching is not consuming: the backlog counts commits only.
+	if got, err := first.Backlog(ctx); err != nil || got != total {
+		t.Fatalf("Backlog after fetching, before any commit = %d, %v; want %d", got, err, total)
+	}
+	if err := first.Commit(ctx, fetched[:total/3]); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	committed := map[int]int64{}
+	for _, r := range fetched[:total/3] {
+		committed[r.Partition] = max(committed[r.Partition], r.Offset+1)
+	}
+	var want int64
+	for _, r := range fetched {
+		if r.Offset >= committed[r.Partition] {
+			want++
+		}
+	}
+	if want == 0 || want == total {
+		t.Fatalf("%d of %d records uncommitted: the test needs a partial commit", want, total)
+	}
+	second := newConsumer(t, c, group)
+	if got, err := second.Backlog(ctx); err != nil || got != want {
+		t.Fatalf("Backlog after a partial commit = %d, %v; want %d", got, err, want)
+	}
+	rest := fetchN(t, second, int(want))
+	if err := second.Commit(ctx, rest); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if got, err := second.Backlog(ctx); err != nil || got != 0 {
+		t.Fatalf("Backlog after committing everything = %d, %v; want 0", got, err)
+	}
+}
+
 // TestProduceBrokerDown stops the brokers: Produce must give up with a
 // retryable error when its context ends rather than hang, readiness must
 // fail, and producing must work again once the brokers are back.

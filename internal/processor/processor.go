@@ -72,9 +72,11 @@ type Config struct {
 	// ones are dead-lettered unread, so one huge RequestResponse event
 	// cannot exhaust memory or bloat the raw column. Default 4 MiB.
 	MaxRecordBytes int
-	// ExitWhenIdle makes Run return once no record arrived for this long and
-	// everything fetched is committed (0: run until ctx is done). Used by
-	// the demo and by batch jobs over a spool.
+	// ExitWhenIdle makes Run return once no record arrived for this long,
+	// everything fetched is committed and, for a source that can tell (a
+	// Kafka consumer group), no record of the topic is left uncommitted by
+	// any member (0: run until ctx is done). Used by the demo and by batch
+	// jobs over a spool.
 	ExitWhenIdle time.Duration
 	// Stages bounds the memory of which requests were judged already; see
 	// StageGate.
@@ -432,6 +434,15 @@ func (p *Processor) Run(ctx context.Context) error {
 				idleTimer.Reset(p.cfg.ExitWhenIdle)
 				continue
 			}
+			if left, err := p.backlog(ctx); err != nil || left > 0 {
+				if err != nil {
+					p.log.Warn("idle, but cannot tell whether records are left; waiting", "idle", p.cfg.ExitWhenIdle, "err", err)
+				} else {
+					p.log.Info("idle, but the group has records left (a rebalance, or a batch being committed); waiting", "idle", p.cfg.ExitWhenIdle, "backlog", left)
+				}
+				idleTimer.Reset(p.cfg.ExitWhenIdle)
+				continue
+			}
 			p.log.Info("no records for a while, exiting", "idle", p.cfg.ExitWhenIdle)
 			return stopStore()
 		case <-ctx.Done():
@@ -440,6 +451,29 @@ func (p *Processor) Run(ctx context.Context) error {
 			return stopStore()
 		}
 	}
+}
+
+// backlogger is a Source that can count the records its consumer group has
+// not committed yet, its own and other members' (Kafka). Without it an idle
+// spell is taken as the end of the input.
+type backlogger interface {
+	Backlog(ctx context.Context) (int64, error)
+}
+
+// backlog asks the source how many records are left before Run exits for
+// idleness. "No record for a while" alone is not the end of a topic: a
+// member that joins while another's partitions wait out its session
+// timeout, or any rebalance, receives nothing for as long as the group
+// takes to settle, which under load has exceeded the idle time (a batch
+// job then exited with a fifth of the topic unread).
+func (p *Processor) backlog(ctx context.Context) (int64, error) {
+	b, ok := p.src.(backlogger)
+	if !ok {
+		return 0, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, max(p.cfg.ExitWhenIdle, 5*time.Second))
+	defer cancel()
+	return b.Backlog(ctx)
 }
 
 // stopped turns a flush error into Run's result: cancellation during a

@@ -361,6 +361,78 @@ func TestProcessorsShareRegistry(t *testing.T) {
 	}
 }
 
+// rebalancingSource holds its records back, as a Kafka member does while
+// its group rebalances, until Backlog has been asked three times; Backlog
+// counts the records not committed yet, failing once as a broker can.
+type rebalancingSource struct {
+	memSource
+	release  chan struct{}
+	asked    int
+	released bool
+}
+
+func (s *rebalancingSource) Fetch(ctx context.Context) (pipeline.Record, error) {
+	select {
+	case <-s.release:
+		return s.memSource.Fetch(ctx)
+	case <-ctx.Done():
+		return pipeline.Record{}, ctx.Err()
+	}
+}
+
+func (s *rebalancingSource) Backlog(context.Context) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.asked++
+	if s.asked == 2 {
+		return 0, errors.New("coordinator not available")
+	}
+	if s.asked == 3 && !s.released {
+		s.released = true
+		close(s.release)
+	}
+	next := int64(0) // one partition, offsets 0..n-1
+	for _, r := range s.commits {
+		next = max(next, r.Offset+1)
+	}
+	return int64(len(s.recs)) - next, nil
+}
+
+// TestExitWhenIdleWaitsForBacklog: an idle spell while the group still has
+// records (a rebalance after a member died) or while the backlog cannot be
+// read is not the end of the input; Run exits only once everything is
+// stored and committed.
+func TestExitWhenIdleWaitsForBacklog(t *testing.T) {
+	g := gen.New(gen.Config{Seed: 12, Cluster: "prod-eu-1"})
+	var recs []pipeline.Record
+	for i := range 20 {
+		recs = append(recs, pipeline.Record{Message: pipeline.Message{Key: []byte("prod-eu-1/x"), Value: g.Next().JSON}, Offset: int64(i)})
+	}
+	src := &rebalancingSource{memSource: memSource{recs: recs}, release: make(chan struct{})}
+	sink := &poisonSink{stored: map[string]int{}}
+	p, err := processor.New(processor.Config{BatchRecords: 8, ExitWhenIdle: 50 * time.Millisecond}, src, noDetect{}, sink, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Run returned only when its context ended, not for idleness")
+	}
+	if got := len(sink.stored); got != len(recs) {
+		t.Errorf("stored %d events, want %d", got, len(recs))
+	}
+	if got := src.committed()[0]; got != int64(len(recs)-1) {
+		t.Errorf("committed up to offset %d, want %d", got, len(recs)-1)
+	}
+	if src.asked < 4 {
+		t.Errorf("Backlog asked %d times, want at least 4 (held back twice, one failure, then 0)", src.asked)
+	}
+}
+
 // TestConfigValidate checks that every problem is reported at
 // once, each under its key, and that the defaults are valid.
 func TestConfigValidate(t *testing.T) {
