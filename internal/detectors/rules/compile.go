@@ -87,6 +87,7 @@ type compiler struct {
 	lists           map[string]*mergedList
 	macros          map[string]*mergedMacro
 	paths           map[string]*bodyPath
+	parsed          *parseCache
 	errs            []error
 	// checking is the chain of macros checkMacro is inside, to name a cycle.
 	checking []*mergedMacro
@@ -189,6 +190,12 @@ func locate(part condPart, offset int) (int, int) {
 // parse parses one condition part (or template expression) and checks its
 // body-path literals, reporting errors at their place in the file.
 func (c *compiler) parse(part condPart, text string, offset int, report bool) (*parser.Tree, bool) {
+	if tree, paths, ok := c.parsed.get(text); ok {
+		for _, p := range paths {
+			c.paths[p.text] = p
+		}
+		return tree, true
+	}
 	tree, err := parser.ParseWithConfig(text, c.cfgAny)
 	if err != nil {
 		if report {
@@ -197,6 +204,7 @@ func (c *compiler) parse(part condPart, text string, offset int, report bool) (*
 		return nil, false
 	}
 	ok := true
+	var paths []*bodyPath
 	ast.Walk(&tree.Node, visitFunc(func(node *ast.Node) {
 		call, isCall := (*node).(*ast.CallNode)
 		if !isCall {
@@ -215,6 +223,7 @@ func (c *compiler) parse(part condPart, text string, offset int, report bool) (*
 			problem = err.Error()
 		} else {
 			c.paths[p.text] = p
+			paths = append(paths, p)
 		}
 		if problem != "" {
 			ok = false
@@ -223,6 +232,9 @@ func (c *compiler) parse(part condPart, text string, offset int, report bool) (*
 			}
 		}
 	}))
+	if ok {
+		c.parsed.put(text, tree, paths)
+	}
 	return tree, ok
 }
 

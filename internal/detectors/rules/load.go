@@ -26,6 +26,12 @@ func Load(files ...File) (*Set, error) {
 // milliseconds (see MaxExpandedNodes), so a cancelled load returns
 // promptly with an error wrapping ctx.Err() and nothing else.
 func LoadContext(ctx context.Context, files ...File) (*Set, error) {
+	return loadWithCache(ctx, newParseCache(), files...)
+}
+
+// loadWithCache is LoadContext with the given parse cache (nil: parse every text at
+// every use, as a test compares).
+func loadWithCache(ctx context.Context, cache *parseCache, files ...File) (*Set, error) {
 	workers := min(runtime.GOMAXPROCS(0), loadWorkers)
 	var errs []error
 	parsed := make([]*fileDefs, len(files))
@@ -43,6 +49,7 @@ func LoadContext(ctx context.Context, files ...File) (*Set, error) {
 		}
 	}
 	c := newCompiler()
+	c.parsed = cache
 	rules := c.merge(all)
 	for _, m := range sortedMacros(c.macros) {
 		if err := ctx.Err(); err != nil {
@@ -113,7 +120,7 @@ func (c *compiler) compileRules(ctx context.Context, workers int, rules []*merge
 		f := forks[w]
 		if f == nil {
 			f = newCompiler()
-			f.lists, f.macros = c.lists, c.macros
+			f.lists, f.macros, f.parsed = c.lists, c.macros, c.parsed
 			forks[w] = f
 		}
 		f.errs, f.total, f.exampleBytes = nil, 0, 0
