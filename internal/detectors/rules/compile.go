@@ -635,7 +635,7 @@ func isFieldPath(n ast.Node) bool {
 type templatePart struct {
 	text string
 	prog *vm.Program
-	get  func(any) any // set when the expression is a field: prog's value
+	get  func(any) any // set, instead of prog, when the expression is a field
 }
 
 // template compiles an output like "{{ user.username }} opened a shell".
@@ -678,11 +678,15 @@ func (c *compiler) template(name string, part condPart) ([]templatePart, bool) {
 			get := fieldGetter(tree.Node)
 			if x.broken {
 				good = false
+			} else if get != nil {
+				// Rendered by the accessor; no program to compile (see
+				// evidence).
+				out = append(out, templatePart{get: get})
 			} else if prog, err := c.program(tree.Node, src, c.cfgAny); err != nil {
 				c.exprError(part, start, err, "rule "+name+" output: ")
 				good = false
 			} else {
-				out = append(out, templatePart{prog: prog, get: get})
+				out = append(out, templatePart{prog: prog})
 			}
 		}
 		ok = ok && good
@@ -695,7 +699,7 @@ func (c *compiler) template(name string, part condPart) ([]templatePart, bool) {
 type evidenceSpec struct {
 	field string
 	prog  *vm.Program   // env fields
-	get   func(any) any // prog's value, for a plain field read
+	get   func(any) any // instead of prog, for a plain field read
 	fn    string        // body functions: request, response, object, has
 	path  any
 }
@@ -754,12 +758,18 @@ func (c *compiler) evidence(node ast.Node) []evidenceSpec {
 		if err != nil {
 			continue
 		}
-		get := fieldGetter(tree.Node) // before program rewrites the tree
+		// A plain field is read by its accessor, never by a program: the
+		// program is not compiled (an accessor exists only for fields
+		// the Env has, so it would compile).
+		if get := fieldGetter(tree.Node); get != nil {
+			specs = append(specs, evidenceSpec{field: text, get: get})
+			continue
+		}
 		prog, err := c.program(tree.Node, text, c.cfgAny)
 		if err != nil {
 			continue
 		}
-		specs = append(specs, evidenceSpec{field: text, prog: prog, get: get})
+		specs = append(specs, evidenceSpec{field: text, prog: prog})
 	}
 	return specs
 }

@@ -60,16 +60,19 @@ func TestFieldGettersMatchPrograms(t *testing.T) {
 	r := s.rules[0]
 	var gets []bool
 	for _, p := range r.output {
-		if p.prog != nil {
+		if p.prog != nil || p.get != nil {
 			gets = append(gets, p.get != nil)
+		}
+		if p.prog != nil && p.get != nil {
+			t.Errorf("output part %q has both a program and an accessor", p.text)
 		}
 	}
 	if len(gets) != 3 || !gets[0] || gets[1] || !gets[2] {
 		t.Errorf("output parts read directly: %v, want [true false true]", gets)
 	}
 	for _, e := range r.evidence {
-		if e.get == nil {
-			t.Errorf("evidence %s runs a program", e.field)
+		if e.get == nil || e.prog != nil {
+			t.Errorf("evidence %s runs or compiles a program", e.field)
 		}
 	}
 	n := s.rules[1].terms

@@ -113,9 +113,12 @@ func describeRuleRaw(r *rule) string {
 		fmt.Fprintf(&b, "exception %s native=%v\n%s", ex.name, ex.native != nil, ex.prog.Disassemble())
 	}
 	for _, o := range r.output {
-		if o.prog != nil {
-			fmt.Fprintf(&b, "output get=%v\n%s", o.get != nil, o.prog.Disassemble())
-		} else {
+		switch {
+		case o.get != nil:
+			fmt.Fprintf(&b, "output accessor %p\n", o.get)
+		case o.prog != nil:
+			fmt.Fprintf(&b, "output\n%s", o.prog.Disassemble())
+		default:
 			fmt.Fprintf(&b, "output %q\n", o.text)
 		}
 	}

@@ -346,12 +346,12 @@ func (s *Set) render(st *state, r *rule) string {
 	}
 	var b strings.Builder
 	for _, p := range r.output {
-		if p.prog == nil {
-			b.WriteString(p.text)
-			continue
-		}
 		if p.get != nil {
 			b.WriteString(formatValue(p.get(&st.env)))
+			continue
+		}
+		if p.prog == nil {
+			b.WriteString(p.text)
 			continue
 		}
 		v, err := st.vm.Run(p.prog, &st.env)
