@@ -113,15 +113,33 @@ func newProducer(t testing.TB, c *kafkatest.Cluster, mutate ...func(*kafka.Produ
 
 func newConsumer(t testing.TB, c *kafkatest.Cluster, group string) *kafka.Consumer {
 	t.Helper()
-	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: c.Brokers, Topic: c.Topic, GroupID: group}, nil, nil)
-	if err != nil {
-		t.Fatalf("NewConsumer: %v", err)
-	}
+	cons := closableConsumer(t, c, group)
 	t.Cleanup(func() {
 		if err := cons.Close(); err != nil {
 			t.Errorf("closing consumer: %v", err)
 		}
 	})
+	return cons
+}
+
+// filledTopic starts a four-partition cluster holding n audit events.
+func filledTopic(t testing.TB, n int) *kafkatest.Cluster {
+	t.Helper()
+	c := kafkatest.Start(t, "audit-events", 4)
+	produce(t, newProducer(t, c), auditMessages(t, 0, n))
+	return c
+}
+
+// closableConsumer is newConsumer for a test that closes the consumer
+// itself and checks the result: the cleanup only closes it when the test
+// failed first.
+func closableConsumer(t testing.TB, c *kafkatest.Cluster, group string) *kafka.Consumer {
+	t.Helper()
+	cons, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: c.Brokers, Topic: c.Topic, GroupID: group}, nil, nil)
+	if err != nil {
+		t.Fatalf("NewConsumer: %v", err)
+	}
+	t.Cleanup(func() { _ = cons.Close() })
 	return cons
 }
 

@@ -135,17 +135,10 @@ func TestProduceConcurrent(t *testing.T) {
 // records: none lost, none of the committed ones again.
 func TestConsumerResumesAfterCommit(t *testing.T) {
 	verifyNoLeaks(t)
-	c := kafkatest.Start(t, "audit-events", 4)
-	p := newProducer(t, c)
 	const total = 400
-	produce(t, p, auditMessages(t, 0, total))
-
+	c := filledTopic(t, total)
 	const group = "auditpipe-detect-resume"
-	first, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: c.Brokers, Topic: c.Topic, GroupID: group}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = first.Close() }) // when the test fails before Close
+	first := closableConsumer(t, c, group)
 	fetched := fetchN(t, first, total)
 	// Fetching alone commits nothing (kafka-go's ReadMessage would).
 	for partition, off := range committedOffsets(t, c, group) {
@@ -199,19 +192,12 @@ func TestConsumerResumesAfterCommit(t *testing.T) {
 // holds, since it has left the group), none once everything is committed.
 func TestConsumerBacklog(t *testing.T) {
 	verifyNoLeaks(t)
-	c := kafkatest.Start(t, "audit-events", 4)
-	p := newProducer(t, c)
 	const total = 300
-	produce(t, p, auditMessages(t, 0, total))
+	c := filledTopic(t, total)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-
 	const group = "auditpipe-detect-backlog"
-	first, err := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: c.Brokers, Topic: c.Topic, GroupID: group}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = first.Close() })
+	first := closableConsumer(t, c, group)
 	if got, err := first.Backlog(ctx); err != nil || got != total {
 		t.Fatalf("Backlog before any commit = %d, %v; want %d", got, err, total)
 	}
