@@ -80,33 +80,25 @@ func cloneNode(n ast.Node) (ast.Node, bool) {
 		}
 		switch n := n.(type) {
 		case *ast.NilNode:
-			c := *n
-			return &c
+			return copyOf(n)
 		case *ast.IdentifierNode:
-			c := *n
-			return &c
+			return copyOf(n)
 		case *ast.IntegerNode:
-			c := *n
-			return &c
+			return copyOf(n)
 		case *ast.FloatNode:
-			c := *n
-			return &c
+			return copyOf(n)
 		case *ast.BoolNode:
-			c := *n
-			return &c
+			return copyOf(n)
 		case *ast.StringNode:
-			c := *n
-			return &c
+			return copyOf(n)
 		case *ast.BytesNode:
 			c := *n
 			c.Value = append([]byte(nil), n.Value...)
 			return &c
 		case *ast.ConstantNode:
-			c := *n
-			return &c
+			return copyOf(n)
 		case *ast.PointerNode:
-			c := *n
-			return &c
+			return copyOf(n)
 		case *ast.UnaryNode:
 			c := *n
 			c.Node = clone(n.Node)
@@ -175,6 +167,13 @@ func cloneNode(n ast.Node) (ast.Node, bool) {
 	}
 	out := clone(n)
 	return out, ok
+}
+
+// copyOf returns a new copy of *n: a leaf node, or a node whose children
+// the caller replaces.
+func copyOf[T any](n *T) *T {
+	c := *n
+	return &c
 }
 
 func cloneNodes(nodes []ast.Node, clone func(ast.Node) ast.Node) []ast.Node {
