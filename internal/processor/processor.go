@@ -465,7 +465,7 @@ type backlogger interface {
 // member that joins while another's partitions wait out its session
 // timeout, or any rebalance, receives nothing for as long as the group
 // takes to settle, which under load has exceeded the idle time (a batch
-// job then exited with a fifth of the topic unread).
+// job then exited with a tenth of the topic unread).
 func (p *Processor) backlog(ctx context.Context) (int64, error) {
 	b, ok := p.src.(backlogger)
 	if !ok {
