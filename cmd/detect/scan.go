@@ -61,7 +61,8 @@ func scan(args []string, stdout, stderr io.Writer) error {
 	// the whole scan ran 4-8 % faster (and no slower on 400,000, whose
 	// heap reaches the limit either way). The collector is off from before
 	// the rules load too: compiling the default pack leaves about 12 MB of
-	// garbage whose pages the scan's first allocations reuse.
+	// garbage, kept until the first collection (collecting it right after
+	// the load saved about 2k page faults and no measurable time).
 	//
 	// GOGC and GOMEMLIMIT in the environment still decide. A GOMEMLIMIT
 	// set without GOGC may be no limit at all, so GOGC is then
