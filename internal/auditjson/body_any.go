@@ -257,12 +257,17 @@ var fieldsV1Cache, workloadCache subtreeCache
 // byte for byte: containers, volumes, scheduling constraints, labels and
 // owners. Decoding a pod's containers and volumes allocated a map per
 // object and a string per value not in bodyValues: most of what a pod's
-// body cost once managedFields came from fieldsV1Cache.
+// body cost once managedFields came from fieldsV1Cache. A pod's volumes
+// and containers miss when they name its service-account token volume
+// (kube-api-access-<random>, in volumes and in every volumeMounts), but
+// that volume's projected source is the same in every pod of the cluster:
+// ten maps of about 25 in a generated pod, whose decode it made 27 %
+// faster (pod bodies of the finding-heavy stream, 4.4 against 3.2 µs).
 var workloadKeys = map[string]bool{
 	"containers": true, "initContainers": true, "volumes": true,
 	"tolerations": true, "affinity": true, "nodeSelector": true,
 	"labels": true, "ownerReferences": true, "securityContext": true,
-	"imagePullSecrets": true,
+	"imagePullSecrets": true, "projected": true,
 }
 
 // colon consumes the ':' after an object key and the whitespace after it,

@@ -233,3 +233,26 @@ func TestDecodeBodyWorkloadCache(t *testing.T) {
 		t.Errorf("other containers: decoded %v, encoding/json %v", v, want)
 	}
 }
+
+// TestDecodeBodyProjectedCache: the service-account token volume's
+// projected source, the same in every pod, is shared from its third
+// sighting although the volume around it, named kube-api-access-<random>,
+// is different in each pod and never cached.
+func TestDecodeBodyProjectedCache(t *testing.T) {
+	const projected = `{"sources":[{"serviceAccountToken":{"expirationSeconds":3607,"path":"token"}},{"configMap":{"name":"kube-root-ca.crt","items":[{"key":"ca.crt","path":"ca.crt"}]}}],"defaultMode":420}`
+	var got []map[string]any
+	for _, suffix := range []string{"x7k2p", "q9d4m", "b3n8w"} {
+		data := []byte(`{"kind":"Pod","spec":{"volumes":[{"name":"kube-api-access-` + suffix + `","projected":` + projected + `}]}}`)
+		v, ok := decodeBody(data)
+		want, _ := stdBody(data)
+		if !ok || !reflect.DeepEqual(v, want) {
+			t.Fatalf("decoded %v, encoding/json %v", v, want)
+		}
+		vol := v.(map[string]any)["spec"].(map[string]any)["volumes"].([]any)[0].(map[string]any)
+		got = append(got, vol["projected"].(map[string]any))
+	}
+	same := func(a, b map[string]any) bool { return reflect.ValueOf(a).Pointer() == reflect.ValueOf(b).Pointer() }
+	if same(got[0], got[1]) || !same(got[1], got[2]) {
+		t.Error("projected source not stored on its second miss and shared on its third decode")
+	}
+}
