@@ -89,6 +89,9 @@ type compiler struct {
 	paths           map[string]*bodyPath
 	parsed          *parseCache
 	errs            []error
+	// memo numbers the values the set's native conditions share per event
+	// (see memoized); the forks of compileRules share it.
+	memo *memoTable
 	// checking is the chain of macros checkMacro is inside, to name a cycle.
 	checking []*mergedMacro
 	// total is the expanded size of what the set has compiled so far, held
@@ -351,7 +354,7 @@ func (c *compiler) condition2(node ast.Node, src string, cfg *conf.Config) (*vm.
 	}
 	var native nativeCond
 	if cfg.Expect == reflect.Bool && cfg.ShortCircuit {
-		native = compileNative(tree.Node)
+		native = compileNative(tree.Node, c.memo)
 	}
 	// Last, after every check: the rewritten nodes carry the natures the
 	// check gave the reads they replace.

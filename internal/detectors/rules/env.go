@@ -52,6 +52,12 @@ type Env struct {
 	// (native.go), by the slots their compiler gave them.
 	nativeVars, nativeItems []any
 	nativeMem               uint // the VM's memory budget, spent
+	// The values native conditions share (memoized): valid where memoAt
+	// is memoGen, which reset advances for each event; 0 is never valid.
+	memo    []any
+	memoMem []uint
+	memoAt  []uint32
+	memoGen uint32
 }
 
 // SelectorsEnv holds the request's label and field selectors, URL-decoded.
@@ -125,6 +131,10 @@ func (e *evaluator) reset(ev *pipeline.Event, selectors bool) {
 	e.ev = ev
 	v := &e.env
 	v.boxed = 0
+	if v.memoGen++; v.memoGen == 0 {
+		clear(v.memoAt)
+		v.memoGen = 1
+	}
 	v.Cluster = ev.Cluster
 	v.Verb = ev.Verb
 	v.Stage = string(ev.Stage)
@@ -169,6 +179,11 @@ func (e *evaluator) release() {
 	clear(e.env.boxes[:])
 	clear(e.env.nativeVars)
 	clear(e.env.nativeItems)
+	clear(e.env.memo)
+	if e.env.memoGen++; e.env.memoGen == 0 {
+		clear(e.env.memoAt)
+		e.env.memoGen = 1
+	}
 }
 
 // parseSelectors reads labelSelector and fieldSelector from a raw query

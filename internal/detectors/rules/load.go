@@ -26,12 +26,13 @@ func Load(files ...File) (*Set, error) {
 // milliseconds (see MaxExpandedNodes), so a cancelled load returns
 // promptly with an error wrapping ctx.Err() and nothing else.
 func LoadContext(ctx context.Context, files ...File) (*Set, error) {
-	return loadWithCache(ctx, newParseCache(), files...)
+	return loadWithCache(ctx, newParseCache(), true, files...)
 }
 
 // loadWithCache is LoadContext with the given parse cache (nil: parse every text at
-// every use, as a test compares).
-func loadWithCache(ctx context.Context, cache *parseCache, files ...File) (*Set, error) {
+// every use, as a test compares), and, unless shareValues is false (a test
+// compares that too), with the conditions sharing their values (memo.go).
+func loadWithCache(ctx context.Context, cache *parseCache, shareValues bool, files ...File) (*Set, error) {
 	workers := min(runtime.GOMAXPROCS(0), loadWorkers)
 	var errs []error
 	parsed := make([]*fileDefs, len(files))
@@ -50,6 +51,9 @@ func loadWithCache(ctx context.Context, cache *parseCache, files ...File) (*Set,
 	}
 	c := newCompiler()
 	c.parsed = cache
+	if !shareValues {
+		c.memo = nil
+	}
 	rules := c.merge(all)
 	for _, m := range sortedMacros(c.macros) {
 		if err := ctx.Err(); err != nil {
@@ -64,6 +68,9 @@ func loadWithCache(ctx context.Context, cache *parseCache, files ...File) (*Set,
 	}
 	s.rules = compiled
 	s.lists, s.macros = len(c.lists), len(c.macros)
+	if c.memo != nil {
+		s.memoSlots = c.memo.slots
+	}
 	errs = append(errs, c.errs...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -85,6 +92,7 @@ func newCompiler() *compiler {
 		lists:   map[string]*mergedList{},
 		macros:  map[string]*mergedMacro{},
 		paths:   map[string]*bodyPath{},
+		memo:    &memoTable{slots: map[string]int{}},
 	}
 }
 
@@ -120,7 +128,7 @@ func (c *compiler) compileRules(ctx context.Context, workers int, rules []*merge
 		f := forks[w]
 		if f == nil {
 			f = newCompiler()
-			f.lists, f.macros, f.parsed = c.lists, c.macros, c.parsed
+			f.lists, f.macros, f.parsed, f.memo = c.lists, c.macros, c.parsed, c.memo
 			forks[w] = f
 		}
 		f.errs, f.total, f.exampleBytes = nil, 0, 0

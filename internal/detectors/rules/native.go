@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"math"
 	"reflect"
 	"regexp"
 	"strings"
@@ -61,9 +62,8 @@ func runNative(c nativeCond, e *Env) (v, ok bool) {
 // compileNative compiles a checked and optimized condition, before
 // directAccess rewrites it, or returns nil when it uses anything outside
 // the subset.
-func compileNative(root ast.Node) nativeCond {
-	var nc nativeCompiler
-	nc.ok = true
+func compileNative(root ast.Node, memo *memoTable) nativeCond {
+	nc := nativeCompiler{ok: true, memo: memo, minLet: math.MaxInt, minItem: math.MaxInt}
 	ast.Walk(&root, visitFunc(func(n *ast.Node) {
 		// A let naming a field would shadow it (directAccess leaves
 		// such a tree alone too).
@@ -102,6 +102,12 @@ type nativeCompiler struct {
 	// depth is how many predicates (any, all, none) enclose the node
 	// being compiled: # is the item in Env.nativeItems[depth-1].
 	depth, maxDepth int
+	// memo gives the set's shared values their slots (see memoized), nil
+	// to share none; minLet and minItem are the outermost let (its index
+	// in lets) and predicate item (its index in Env.nativeItems) the node
+	// being compiled reads.
+	memo            *memoTable
+	minLet, minItem int
 }
 
 type nativeLet struct {
@@ -168,6 +174,25 @@ func field(n ast.Node) string {
 
 // value compiles n to a closure yielding what the VM would push for it.
 func (nc *nativeCompiler) value(n ast.Node) nativeAny {
+	if nc.memo == nil || !nc.ok || !memoCandidate(n) {
+		return nc.valueOf(n)
+	}
+	letFloor, itemFloor := len(nc.lets), nc.depth
+	outerLet, outerItem := nc.minLet, nc.minItem
+	nc.minLet, nc.minItem = math.MaxInt, math.MaxInt
+	f := nc.valueOf(n)
+	// A value that reads no let or item from outside n is the event's:
+	// the same in every condition of the set that has n.
+	pure := nc.minLet >= letFloor && nc.minItem >= itemFloor
+	nc.minLet, nc.minItem = min(outerLet, nc.minLet), min(outerItem, nc.minItem)
+	if f == nil || !pure {
+		return f
+	}
+	return memoized(nc.memo.slot(memoKey(n)), f)
+}
+
+// valueOf is value without the memo.
+func (nc *nativeCompiler) valueOf(n ast.Node) nativeAny {
 	if !nc.ok {
 		return nil
 	}
@@ -213,6 +238,7 @@ func (nc *nativeCompiler) value(n ast.Node) nativeAny {
 	case *ast.IdentifierNode:
 		for i := len(nc.lets) - 1; i >= 0; i-- {
 			if nc.lets[i].name == v.Value {
+				nc.minLet = min(nc.minLet, i)
 				slot := nc.lets[i].slot
 				return func(e *Env) any { return e.nativeVars[slot] }
 			}
@@ -223,6 +249,7 @@ func (nc *nativeCompiler) value(n ast.Node) nativeAny {
 			return nil
 		}
 		at := nc.depth - 1
+		nc.minItem = min(nc.minItem, at)
 		return func(e *Env) any { return e.nativeItems[at] }
 	case *ast.VariableDeclaratorNode:
 		val := nc.value(v.Value)

@@ -75,11 +75,11 @@ func TestParseCacheSameSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cached, err := loadWithCache(context.Background(), newParseCache(), files...)
+	cached, err := loadWithCache(context.Background(), newParseCache(), true, files...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := loadWithCache(context.Background(), nil, files...)
+	fresh, err := loadWithCache(context.Background(), nil, true, files...)
 	if err != nil {
 		t.Fatal(err)
 	}

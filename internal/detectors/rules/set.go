@@ -78,6 +78,9 @@ type Set struct {
 	paths         map[string]*bodyPath
 	lists, macros int
 	pool          sync.Pool
+	// memoSlots are the values the conditions share per event, by
+	// expression (memo.go).
+	memoSlots map[string]int
 
 	log     *slog.Logger
 	metrics *Metrics
