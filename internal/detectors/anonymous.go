@@ -288,7 +288,9 @@ func (d *Anonymous) detectRequest(ev *pipeline.Event, out []pipeline.Finding) []
 		f.Summary = fmt.Sprintf("Anonymous (unauthenticated) client %s tried to %s and was denied (%d)",
 			src, target, ev.Code())
 	}
-	f.Evidence = append(f.Evidence,
+	// One allocation for the evidence: grown by append, it was a tenth
+	// of what judging the finding-heavy stream allocated.
+	f.Evidence = append(make([]pipeline.Evidence, 0, 7),
 		pipeline.Evidence{Field: "user.username", Value: ev.User.Username, Source: pipeline.FromEvent},
 		pipeline.Evidence{Field: "user.groups", Value: strings.Join(ev.User.Groups, ","), Source: pipeline.FromEvent},
 		pipeline.Evidence{Field: "path", Value: path, Source: pipeline.FromEvent},
