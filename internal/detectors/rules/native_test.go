@@ -2,7 +2,9 @@ package rules
 
 import (
 	"fmt"
+	"github.com/expr-lang/expr/vm/runtime"
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/auditpipe/auditpipe/internal/auditjson"
@@ -166,4 +168,46 @@ func FuzzNativeMatchesVM(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFetchMatchesRuntime holds fetch, the native member read, to the VM's
+// runtime.Fetch on body values and on what else a member read meets:
+// the same value, or a panic from both.
+func TestFetchMatchesRuntime(t *testing.T) {
+	body := map[string]any{"image": "nginx", "ports": []any{80.0}, "securityContext": map[string]any{"privileged": true}, "null": nil}
+	for _, tc := range []struct {
+		name     string
+		from, at any
+	}{
+		{"member", body, "image"},
+		{"nested object", body, "securityContext"},
+		{"null member", body, "null"},
+		{"absent member", body, "command"},
+		{"empty object", map[string]any{}, "x"},
+		{"non-string key", body, 1},
+		{"nil key", body, nil},
+		{"array index", []any{"a", "b"}, 1},
+		{"array index out of range", []any{"a"}, 3},
+		{"string map", map[string]string{"a": "b"}, "a"},
+		{"from nil", nil, "a"},
+		{"from a string", "abc", 1},
+		{"from a number", 1.5, "a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, gotPanic := fetchOrPanic(fetch, tc.from, tc.at)
+			want, wantPanic := fetchOrPanic(runtime.Fetch, tc.from, tc.at)
+			if gotPanic != wantPanic || !reflect.DeepEqual(got, want) {
+				t.Fatalf("fetch %v (panic %v), runtime.Fetch %v (panic %v)", got, gotPanic, want, wantPanic)
+			}
+		})
+	}
+}
+
+func fetchOrPanic(f func(from, at any) any, from, at any) (v any, panicked bool) {
+	defer func() {
+		if recover() != nil {
+			v, panicked = nil, true
+		}
+	}()
+	return f(from, at), false
 }
