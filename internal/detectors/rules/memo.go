@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"sync"
 
 	"github.com/expr-lang/expr/ast"
@@ -23,22 +24,40 @@ import (
 // computation charged, so the VM's memory budget is spent as if it
 // computed it again.
 
+// Bounds that keep the memo linear in a set's expressions, which a rule
+// file's author writes: a shared value is an expression of at most
+// maxMemoNodes nodes and maxMemoLiteralBytes bytes of string literals (so
+// finding and naming it costs a bounded walk and a bounded key, however
+// deeply a hostile condition nests), and a set has at most maxMemoSlots.
+// The default pack shares 59 values; one more (a role-binding check, 764
+// bytes printed) is past the bounds and computed by each condition that
+// has it.
+const (
+	maxMemoNodes        = 64
+	maxMemoLiteralBytes = 1 << 10
+	maxMemoSlots        = 4096
+)
+
 // memoTable numbers a set's shared values by expression.
 type memoTable struct {
 	mu    sync.Mutex
 	slots map[string]int
 }
 
-// slot returns key's slot, giving it the next one when it has none.
-func (t *memoTable) slot(key string) int {
+// slot returns key's slot, giving it the next one when it has none; false
+// when the set has maxMemoSlots already.
+func (t *memoTable) slot(key string) (int, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.slots[key]
 	if !ok {
+		if len(t.slots) >= maxMemoSlots {
+			return 0, false
+		}
 		s = len(t.slots)
 		t.slots[key] = s
 	}
-	return s
+	return s, true
 }
 
 // memoKey names n's value: its expression and the type the check gave it.
@@ -50,9 +69,9 @@ func memoKey(n ast.Node) string {
 	return t + " " + n.String()
 }
 
-// memoCandidate reports whether n is worth sharing: a call, conditional,
-// let or ?? (not a field read or a literal, cheaper than the memo) that
-// reads a body.
+// memoCandidate reports whether n is worth sharing and small enough to: a
+// call, conditional, let or ?? (not a field read or a literal, cheaper
+// than the memo) that reads a body, within the bounds above.
 func memoCandidate(n ast.Node) bool {
 	switch v := n.(type) {
 	case *ast.CallNode, *ast.BuiltinNode, *ast.ConditionalNode, *ast.VariableDeclaratorNode:
@@ -63,7 +82,43 @@ func memoCandidate(n ast.Node) bool {
 	default:
 		return false
 	}
-	return ast.Find(n, isBodyCall) != nil
+	var m memoScan
+	return m.scan(n) && m.body
+}
+
+// memoScan walks an expression for memoCandidate, giving up past the
+// bounds: ast.Walk cannot be stopped, so the visitor panics with
+// errMemoTooLarge, which scan recovers.
+type memoScan struct {
+	nodes, literalBytes int
+	body                bool
+}
+
+var errMemoTooLarge = errors.New("expression too large to share")
+
+func (m *memoScan) Visit(n *ast.Node) {
+	m.nodes++
+	if s, ok := (*n).(*ast.StringNode); ok {
+		m.literalBytes += len(s.Value)
+	}
+	if m.nodes > maxMemoNodes || m.literalBytes > maxMemoLiteralBytes {
+		panic(errMemoTooLarge)
+	}
+	m.body = m.body || isBodyCall(*n)
+}
+
+// scan reports whether n is within the bounds.
+func (m *memoScan) scan(n ast.Node) (within bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r != errMemoTooLarge {
+				panic(r)
+			}
+			within = false
+		}
+	}()
+	ast.Walk(&n, m)
+	return true
 }
 
 // isBodyCall reports a call of request, response or object.

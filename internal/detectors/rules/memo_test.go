@@ -2,6 +2,7 @@ package rules
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -139,4 +140,34 @@ func TestSharedValuesChangeNothing(t *testing.T) {
 		t.Fatal("no finding: the comparison proves nothing")
 	}
 	t.Logf("%d findings alike", found)
+}
+
+// TestSharedValuesBounded: a condition nesting body reads a thousand deep
+// (a rule file's author chooses its shape) shares only its small
+// expressions, so that finding and naming them stays linear in the
+// condition: without the bounds each of the thousand nested ?? would be
+// printed whole into a key.
+func TestSharedValuesBounded(t *testing.T) {
+	const depth = 1000
+	cond := strings.Repeat(`(object("spec.a") ?? `, depth) + "nil" + strings.Repeat(")", depth) + ` == "x"`
+	yaml := fmt.Sprintf("rules:\n  - rule: deep\n    severity: low\n    condition: %q\n", cond)
+	s, err := Load(File{Name: "deep.yaml", Data: []byte(yaml)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.memoSlots); n == 0 || n > 100 {
+		t.Fatalf("%d shared values, want between 1 and 100", n)
+	}
+	for key := range s.memoSlots {
+		if len(key) > 4096 {
+			t.Fatalf("a key of %d bytes", len(key))
+		}
+	}
+	var ev pipeline.Event
+	if err := auditjson.Decode(&ev, "prod", []byte(privilegedPod)); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := nativeDisagreement(s, &ev, true); d != "" {
+		t.Fatal(d)
+	}
 }

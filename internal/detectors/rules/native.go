@@ -188,7 +188,11 @@ func (nc *nativeCompiler) value(n ast.Node) nativeAny {
 	if f == nil || !pure {
 		return f
 	}
-	return memoized(nc.memo.slot(memoKey(n)), f)
+	slot, ok := nc.memo.slot(memoKey(n))
+	if !ok {
+		return f
+	}
+	return memoized(slot, f)
 }
 
 // valueOf is value without the memo.
