@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"errors"
 	"sync"
 
 	"github.com/expr-lang/expr/ast"
@@ -87,14 +86,15 @@ func memoCandidate(n ast.Node) bool {
 }
 
 // memoScan walks an expression for memoCandidate, giving up past the
-// bounds: ast.Walk cannot be stopped, so the visitor panics with
-// errMemoTooLarge, which scan recovers.
+// bounds: ast.Walk cannot be stopped, so the visitor panics with a
+// memoTooLarge, which scan recovers.
 type memoScan struct {
 	nodes, literalBytes int
 	body                bool
 }
 
-var errMemoTooLarge = errors.New("expression too large to share")
+// memoTooLarge stops memoScan's walk.
+type memoTooLarge struct{}
 
 func (m *memoScan) Visit(n *ast.Node) {
 	m.nodes++
@@ -102,7 +102,7 @@ func (m *memoScan) Visit(n *ast.Node) {
 		m.literalBytes += len(s.Value)
 	}
 	if m.nodes > maxMemoNodes || m.literalBytes > maxMemoLiteralBytes {
-		panic(errMemoTooLarge)
+		panic(memoTooLarge{})
 	}
 	m.body = m.body || isBodyCall(*n)
 }
@@ -111,7 +111,7 @@ func (m *memoScan) Visit(n *ast.Node) {
 func (m *memoScan) scan(n ast.Node) (within bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			if r != errMemoTooLarge {
+			if _, stopped := r.(memoTooLarge); !stopped {
 				panic(r)
 			}
 			within = false
