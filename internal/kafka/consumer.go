@@ -264,7 +264,11 @@ func (c *Consumer) Backlog(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("fetching offsets of group %s: %w", c.group, err)
 	}
-	if committed.Error != nil {
+	// A group the coordinator does not know yet (this member's join is
+	// still in flight, or it never joined) has committed nothing. Apache
+	// Kafka answers with no offsets; other brokers (kfake, some
+	// Kafka-compatible services) answer GROUP_ID_NOT_FOUND.
+	if committed.Error != nil && !errors.Is(committed.Error, kafkago.GroupIdNotFound) {
 		return 0, fmt.Errorf("fetching offsets of group %s: %w", c.group, committed.Error)
 	}
 	reqs := make([]kafkago.OffsetRequest, 0, 2*len(partitions))
