@@ -260,16 +260,9 @@ func (c *Consumer) Backlog(ctx context.Context) (int64, error) {
 	if len(partitions) == 0 {
 		return 0, fmt.Errorf("reading metadata of %s: %w", c.topic, kafkago.UnknownTopicOrPartition)
 	}
-	committed, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: c.group, Topics: map[string][]int{c.topic: partitions}})
+	committed, err := fetchCommitted(ctx, client, c.group, c.topic, partitions)
 	if err != nil {
 		return 0, fmt.Errorf("fetching offsets of group %s: %w", c.group, err)
-	}
-	// A group the coordinator does not know yet (this member's join is
-	// still in flight, or it never joined) has committed nothing. Apache
-	// Kafka answers with no offsets; other brokers (kfake, some
-	// Kafka-compatible services) answer GROUP_ID_NOT_FOUND.
-	if committed.Error != nil && !errors.Is(committed.Error, kafkago.GroupIdNotFound) {
-		return 0, fmt.Errorf("fetching offsets of group %s: %w", c.group, committed.Error)
 	}
 	reqs := make([]kafkago.OffsetRequest, 0, 2*len(partitions))
 	for _, p := range partitions {
@@ -306,6 +299,36 @@ func (c *Consumer) Backlog(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("listing offsets of %s: %d of %d partitions answered", c.topic, seen, len(partitions))
 	}
 	return backlog, nil
+}
+
+// fetchCommitted reads the group's committed offsets. The group's
+// coordinator can be briefly unknown or loading (a group the cluster has
+// not seen yet, a coordinator moving): those answers are retried until
+// ctx ends, as a consumer's own join retries them. A group the coordinator
+// does not know (its first member's join still in flight, or no member
+// ever) has committed nothing: Apache Kafka answers with no offsets,
+// other brokers (kfake, some Kafka-compatible services) with
+// GROUP_ID_NOT_FOUND.
+func fetchCommitted(ctx context.Context, client *kafkago.Client, group, topic string, partitions []int) (*kafkago.OffsetFetchResponse, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		resp, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: partitions}})
+		if err == nil {
+			err = resp.Error
+		}
+		switch {
+		case err == nil, errors.Is(err, kafkago.GroupIdNotFound):
+			return resp, nil
+		case !errors.Is(err, kafkago.NotCoordinatorForGroup) && !errors.Is(err, kafkago.GroupCoordinatorNotAvailable) && !errors.Is(err, kafkago.GroupLoadInProgress):
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (retried until %w)", err, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 // Commit marks recs, and every earlier record of their partitions, as
