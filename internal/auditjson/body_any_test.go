@@ -131,6 +131,38 @@ func BenchmarkDecodeBody(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeBodyPods decodes the pods' request and response bodies of
+// the realistic generated stream: pods created by their workloads, the
+// bodies the pod-spec view and the pack's pod rules read.
+func BenchmarkDecodeBodyPods(b *testing.B) {
+	g := gen.New(gen.Config{Seed: 7, AttackRatio: 0.02})
+	var bodies [][]byte
+	size := 0
+	for len(bodies) < 1000 {
+		var ev pipeline.Event
+		if err := Decode(&ev, "prod", g.Next().JSON); err != nil {
+			b.Fatal(err)
+		}
+		if ev.ObjectRef == nil || ev.ObjectRef.Resource != "pods" || ev.ObjectRef.Subresource != "" || ev.Verb != "create" {
+			continue
+		}
+		for _, u := range []*[]byte{rawOf(ev.RequestObject), rawOf(ev.ResponseObject)} {
+			if u != nil {
+				bodies = append(bodies, *u)
+				size += len(*u)
+			}
+		}
+	}
+	b.SetBytes(int64(size / len(bodies)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, ok := decodeBody(bodies[i%len(bodies)]); !ok {
+			b.Fatal("body did not decode")
+		}
+	}
+}
+
 // TestDecodeBodySharesEmptyObjects: every {} is the one shared empty map,
 // so a stored object's managedFields cost no map per leaf; a non-empty
 // object is its own.
@@ -254,5 +286,39 @@ func TestDecodeBodyProjectedCache(t *testing.T) {
 	same := func(a, b map[string]any) bool { return reflect.ValueOf(a).Pointer() == reflect.ValueOf(b).Pointer() }
 	if same(got[0], got[1]) || !same(got[1], got[2]) {
 		t.Error("projected source not stored on its second miss and shared on its third decode")
+	}
+}
+
+// TestDecodeBodyContainerPartsCache: a container's probes, resources,
+// ports and env repeat in every pod of its workload, while the container
+// itself does not (its volumeMounts name the pod's own token volume): the
+// parts are shared from the third pod on, and every pod decodes as
+// encoding/json has it.
+func TestDecodeBodyContainerPartsCache(t *testing.T) {
+	// Values no other test decodes: the caches are shared by the package.
+	const parts = `"ports":[{"name":"parts-test","containerPort":18471,"protocol":"TCP"}],"env":[{"name":"PARTS_TEST","value":"18471"}],"resources":{"limits":{"memory":"18471Mi"},"requests":{"cpu":"18471m"}},"livenessProbe":{"httpGet":{"path":"/parts-test/healthz","port":"http"},"periodSeconds":10},"readinessProbe":{"httpGet":{"path":"/parts-test/ready","port":"http"}},"startupProbe":{"exec":{"command":["parts-test"]}}`
+	keys := []string{"ports", "env", "resources", "livenessProbe", "readinessProbe", "startupProbe"}
+	var got, status []map[string]any
+	for _, suffix := range []string{"x7k2p", "q9d4m", "b3n8w"} {
+		data := []byte(`{"kind":"Pod","spec":{"containers":[{"name":"api","image":"shop/api:1.4",` + parts + `,"volumeMounts":[{"name":"kube-api-access-` + suffix + `","mountPath":"/var/run/secrets/kubernetes.io/serviceaccount"}]}]},"status":{"phase":"Pending","qosClass":"PartsTest"}}`)
+		v, ok := decodeBody(data)
+		want, _ := stdBody(data)
+		if !ok || !reflect.DeepEqual(v, want) {
+			t.Fatalf("decoded %v, encoding/json %v", v, want)
+		}
+		got = append(got, v.(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any))
+		status = append(status, v.(map[string]any))
+	}
+	ptr := func(x any) uintptr { return reflect.ValueOf(x).Pointer() }
+	for _, k := range keys {
+		if ptr(got[0][k]) == ptr(got[1][k]) || ptr(got[1][k]) != ptr(got[2][k]) {
+			t.Errorf("%s not stored on its second miss and shared on its third decode", k)
+		}
+	}
+	if ptr(status[0]["status"]) == ptr(status[1]["status"]) || ptr(status[1]["status"]) != ptr(status[2]["status"]) {
+		t.Error("status not stored on its second miss and shared on its third decode")
+	}
+	if ptr(got[1]) == ptr(got[2]) {
+		t.Error("containers naming different volumes are shared")
 	}
 }
