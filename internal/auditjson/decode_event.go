@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"maps"
 	"math"
+	"slices"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
@@ -223,19 +224,19 @@ func (d *eventDecoder) event(ev *auditv1.Event, kind, apiVersion *string) error 
 		}
 		switch f {
 		case evKind:
-			err = d.internString(kind, 1, "kind")
+			err = d.vocabString(kind, 1, "kind")
 		case evAPIVersion:
-			err = d.internString(apiVersion, 1, "apiVersion")
+			err = d.vocabString(apiVersion, 1, "apiVersion")
 		case evLevel:
-			err = d.internString((*string)(&ev.Level), 1, "level")
+			err = d.vocabString((*string)(&ev.Level), 1, "level")
 		case evAuditID:
 			err = d.fresh((*string)(&ev.AuditID), 1, "auditID")
 		case evStage:
-			err = d.internString((*string)(&ev.Stage), 1, "stage")
+			err = d.vocabString((*string)(&ev.Stage), 1, "stage")
 		case evRequestURI:
 			err = d.string(&ev.RequestURI, 1, "requestURI")
 		case evVerb:
-			err = d.internString(&ev.Verb, 1, "verb")
+			err = d.vocabString(&ev.Verb, 1, "verb")
 		case evUser:
 			err = d.userValue(&ev.User, 1, "user")
 		case evImpersonatedUser:
@@ -316,6 +317,71 @@ func (d *eventDecoder) internString(dst *string, depth int, field string) error 
 		return d.Literal()
 	}
 	return d.Mismatch(depth, field, "string")
+}
+
+// vocabString is internString for the event's own fields whose values
+// nearly always come from a few words: its kind and apiVersion, level,
+// stage and verb. A switch on the bytes finds those without hashing them
+// (intern's cost); anything else goes on to intern.
+func (d *eventDecoder) vocabString(dst *string, depth int, field string) error {
+	if d.Data[d.Pos] != '"' {
+		return d.internString(dst, depth, field)
+	}
+	start := d.Pos
+	raw, unquote, err := d.Content()
+	if err != nil {
+		return err
+	}
+	if !unquote {
+		if s, ok := vocabulary(raw); ok {
+			*dst = s
+			return nil
+		}
+	}
+	d.Pos = start
+	return d.internString(dst, depth, field)
+}
+
+func vocabulary(b []byte) (string, bool) {
+	switch string(b) {
+	case "Event":
+		return "Event", true
+	case "audit.k8s.io/v1":
+		return "audit.k8s.io/v1", true
+	case "Metadata":
+		return "Metadata", true
+	case "Request":
+		return "Request", true
+	case "RequestResponse":
+		return "RequestResponse", true
+	case "None":
+		return "None", true
+	case "ResponseComplete":
+		return "ResponseComplete", true
+	case "RequestReceived":
+		return "RequestReceived", true
+	case "ResponseStarted":
+		return "ResponseStarted", true
+	case "Panic":
+		return "Panic", true
+	case "get":
+		return "get", true
+	case "list":
+		return "list", true
+	case "watch":
+		return "watch", true
+	case "create":
+		return "create", true
+	case "update":
+		return "update", true
+	case "patch":
+		return "patch", true
+	case "delete":
+		return "delete", true
+	case "deletecollection":
+		return "deletecollection", true
+	}
+	return "", false
 }
 
 // stringSlice decodes a []string member; interned says its elements come
@@ -514,6 +580,34 @@ var (
 
 func (d *eventDecoder) user(u *authnv1.UserInfo, depth int, field string) error {
 	p := pathsOf(field)
+	empty := u.Username == "" && u.UID == "" && u.Groups == nil && u.Extra == nil
+	start, probe := d.Pos, mapProbe{}
+	if empty {
+		if e, ok := userCache.lookup(d.Data[start:], &probe); ok {
+			d.Pos += len(e.raw)
+			c := &e.v
+			u.Username, u.UID, u.Extra = c.username, c.uid, c.extra
+			switch {
+			case c.groups == nil:
+			case len(c.groups) == 0:
+				u.Groups = []string{}
+			default:
+				u.Groups = d.stringsOf(len(c.groups), p == &userFieldPaths)
+				copy(u.Groups, c.groups)
+			}
+			return nil
+		}
+	}
+	if err := d.userMembers(u, p, depth); err != nil {
+		return err
+	}
+	if empty {
+		userCache.store(d.Data[start:d.Pos], &probe, cachedUser{u.Username, u.UID, slices.Clone(u.Groups), u.Extra})
+	}
+	return nil
+}
+
+func (d *eventDecoder) userMembers(u *authnv1.UserInfo, p *userPaths, depth int) error {
 	next := 0
 	more, err := d.ObjectStart()
 	for more && err == nil {
@@ -660,12 +754,27 @@ func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error
 	default:
 		return d.Mismatch(depth, "objectRef", "v1.ObjectReference")
 	}
-	if *dst == nil {
-		a := d.alloc()
-		a.ObjectRef = auditv1.ObjectReference{} // an earlier objectRef, or event, may have filled it
-		*dst = &a.ObjectRef
+	fresh := *dst == nil
+	start, probe := d.Pos, mapProbe{}
+	if !fresh {
+		return d.objectRefMembers(*dst, depth)
 	}
-	o := *dst
+	a := d.alloc()
+	*dst = &a.ObjectRef
+	if e, ok := objectRefCache.lookup(d.Data[start:], &probe); ok {
+		d.Pos += len(e.raw)
+		a.ObjectRef = e.v
+		return nil
+	}
+	a.ObjectRef = auditv1.ObjectReference{} // an earlier objectRef, or event, may have filled it
+	if err := d.objectRefMembers(&a.ObjectRef, depth); err != nil {
+		return err
+	}
+	objectRefCache.store(d.Data[start:d.Pos], &probe, a.ObjectRef)
+	return nil
+}
+
+func (d *eventDecoder) objectRefMembers(o *auditv1.ObjectReference, depth int) error {
 	next := 0
 	more, err := d.ObjectStart()
 	for more && err == nil {
