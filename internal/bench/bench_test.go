@@ -26,6 +26,9 @@ func realisticStream(b testing.TB) (events [][]byte, bytes int64) {
 // redactedStream is the generator's stream with the given share of attacks,
 // as it travels through Kafka: ingest has already replaced every token and
 // secret value with its redacted record, so detect never parses a raw JWT.
+// The events lie back to back in one buffer, one per line, as detect has
+// them: scan decodes lines from chunks it has just copied, run records a
+// Kafka fetch has just written.
 func redactedStream(b testing.TB, attackRatio float64) (events [][]byte, bytes int64) {
 	b.Helper()
 	g := gen.New(gen.Config{Seed: 7, AttackRatio: attackRatio})
@@ -42,7 +45,24 @@ func redactedStream(b testing.TB, attackRatio float64) (events [][]byte, bytes i
 		events[i] = out
 		bytes += int64(len(out))
 	}
-	return events, bytes
+	return contiguous(events, bytes), bytes
+}
+
+// contiguous moves events into one buffer, in order, a newline after each.
+// Left as 20,000 separate allocations scattered over 22 MB of heap, each
+// event began with a load from memory the hardware prefetcher could not
+// foresee: perf annotate put 9 % of BenchmarkDecodeDetectDefaultRules'
+// time on the first byte read of each event, a cost neither detect scan
+// nor detect run pays.
+func contiguous(events [][]byte, bytes int64) [][]byte {
+	buf := make([]byte, 0, bytes+int64(len(events)))
+	for i, e := range events {
+		start := len(buf)
+		buf = append(buf, e...)
+		events[i] = buf[start:len(buf):len(buf)]
+		buf = append(buf, '\n')
+	}
+	return events
 }
 
 // report sets up per-event figures for a benchmark whose op is one event:
