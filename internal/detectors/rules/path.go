@@ -17,11 +17,11 @@ type bodyPath struct {
 	text  string
 	steps []pathStep
 	multi bool // has a [*]: eval returns a list
-	// lastKey is the path's last key, quoted as JSON writes it ("key"),
-	// when absentIn may test for it; nil otherwise.
-	lastKey []byte
-	// slash: lastKey holds a '/', which the escape \/ also writes.
-	slash bool
+	// keys are the path's keys, quoted as JSON writes them ("key"), last
+	// first, that absentIn may test for; slash[i]: keys[i] holds a '/',
+	// which the escape \/ also writes.
+	keys  [][]byte
+	slash []bool
 }
 
 // absentIn reports whether raw, a body not decoded yet, certainly yields
@@ -33,34 +33,55 @@ type bodyPath struct {
 // (object() falls back to the request for each), and this test costs a
 // search of the raw bytes where a decode cost a map per object.
 func (p *bodyPath) absentIn(raw []byte) bool {
-	if p.lastKey == nil || len(raw) == 0 || bytes.Contains(raw, p.lastKey) {
+	if len(p.keys) == 0 || len(raw) == 0 {
 		return false
 	}
-	if bytes.Contains(raw, []byte(`\u`)) {
-		return false
+	escapes := -1 // whether raw has \u, looked up once a key is missing
+	for i, key := range p.keys {
+		if bytes.Contains(raw, key) {
+			continue
+		}
+		if escapes < 0 {
+			escapes = 0
+			if bytes.Contains(raw, []byte(`\u`)) {
+				escapes = 1
+			}
+		}
+		if escapes == 1 {
+			return false
+		}
+		if !p.slash[i] || !bytes.Contains(raw, []byte(`\/`)) {
+			return true
+		}
 	}
-	return !p.slash || !bytes.Contains(raw, []byte(`\/`))
+	return false
 }
 
-// setLastKey fills lastKey and slash once the steps are parsed.
-func (p *bodyPath) setLastKey() {
-	var key string
-	found := false
-	for _, st := range p.steps {
-		if st.kind == stepKey {
-			key, found = st.key, true
+// setKeys fills keys and slash once the steps are parsed: every key the
+// path names, the last first (the most specific, so the likeliest to be
+// missing), each once.
+func (p *bodyPath) setKeys() {
+	seen := map[string]bool{}
+	for i := len(p.steps) - 1; i >= 0; i-- {
+		st := p.steps[i]
+		if st.kind != stepKey || seen[st.key] || !testableKey(st.key) {
+			continue
 		}
+		seen[st.key] = true
+		p.keys = append(p.keys, []byte(`"`+st.key+`"`))
+		p.slash = append(p.slash, strings.IndexByte(st.key, '/') >= 0)
 	}
-	if !found {
-		return
-	}
+}
+
+// testableKey: a key whose quoted bytes in raw JSON are exactly '"', the
+// key, '"' (escapes aside): none of its characters needs escaping.
+func testableKey(key string) bool {
 	for i := 0; i < len(key); i++ {
 		if c := key[i]; c == '"' || c == '\\' || c < 0x20 {
-			return
+			return false
 		}
 	}
-	p.lastKey = []byte(`"` + key + `"`)
-	p.slash = strings.IndexByte(key, '/') >= 0
+	return true
 }
 
 type pathStep struct {
@@ -141,7 +162,7 @@ func parseBodyPath(s string) (*bodyPath, error) {
 		}
 		first = false
 	}
-	p.setLastKey()
+	p.setKeys()
 	return p, nil
 }
 

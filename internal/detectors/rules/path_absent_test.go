@@ -31,6 +31,14 @@ func TestPathAbsentIn(t *testing.T) {
 		{"spec.containers[*].image", `{"spec":{"containers":[{"name":"a"}]}}`, true},
 		{"spec.containers[0]", `{"spec":{"initContainers":[]}}`, true},
 		{"spec.containers[0]", `{"spec":{"containers":[]}}`, false},
+		// Any key of the path missing will do, not only the last: a pod
+		// has a "type" somewhere, seldom a seccompProfile.
+		{"spec.securityContext.seccompProfile.type", `{"spec":{"securityContext":{},"volumes":[{"hostPath":{"type":"Directory"}}]}}`, true},
+		{"spec.securityContext.seccompProfile.type", `{"spec":{"securityContext":{"seccompProfile":{"type":"Unconfined"}}}}`, false},
+		{"spec.securityContext.seccompProfile.type", `{"spec":{"seccompProfile":{"type":"Unconfined"}}}`, true},
+		{"spec.securityContext.seccompProfile.type", `{"spec":{"a":"\u00e9","type":1}}`, false},
+		{`metadata.annotations["a/b"].x`, `{"metadata":{"annotations":{"a\/b":{"x":1}}}}`, false},
+		{`metadata.annotations["a/b"].x`, `{"metadata":{"annotations":{"c":{"x":1}}}}`, true},
 		{"[0]", `[1]`, false}, // no key to look for
 		{"spec.hostNetwork", ``, false},
 	}
@@ -69,7 +77,7 @@ func TestPathAbsentMatchesDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range slow.paths {
-		p.lastKey = nil
+		p.keys, p.slash = nil, nil
 	}
 	n := 20000
 	if testing.Short() {
