@@ -146,28 +146,27 @@ func (d *jwtDetector) Detect(ev *pipeline.Event, out []pipeline.Finding) []pipel
 	var site jwtSite
 	switch {
 	case ref.Resource == "tokenreviews" && ref.APIGroup == "authentication.k8s.io" && ev.Verb == "create":
-		resp := ev.ResponseBody()
 		site = jwtSite{what: "TokenReview", field: "responseObject.spec.token", source: pipeline.FromResponse}
-		site.tok, site.present = jwtField(resp, "spec", "token")
-		if e, _ := jwtField(resp, "status", "error"); e != nil {
+		site.tok, site.present = jwtFieldOf(ev, pipeline.FromResponse, "spec", "token")
+		if e, _ := jwtFieldOf(ev, pipeline.FromResponse, "status", "error"); e != nil {
 			site.reviewErr, _ = e.(string)
 		}
 		if !site.present {
 			site.field, site.source = "requestObject.spec.token", pipeline.FromRequest
-			site.tok, site.present = jwtField(ev.RequestBody(), "spec", "token")
+			site.tok, site.present = jwtFieldOf(ev, pipeline.FromRequest, "spec", "token")
 		}
 	case ref.Resource == "serviceaccounts" && ref.Subresource == "token" && ref.APIGroup == "" && ev.Verb == "create":
 		site = jwtSite{what: "TokenRequest", field: "responseObject.status.token", source: pipeline.FromResponse}
-		site.tok, site.present = jwtField(ev.ResponseBody(), "status", "token")
+		site.tok, site.present = jwtFieldOf(ev, pipeline.FromResponse, "status", "token")
 	case ref.Resource == "secrets" && ref.APIGroup == "" && ref.Subresource == "" &&
 		(ev.Verb == "create" || ev.Verb == "update" || ev.Verb == "patch"):
 		// Only writes: a token planted in a Secret is news when it is
 		// written, not each time the Secret is read back.
 		site = jwtSite{what: "Secret", field: "responseObject.data.token", source: pipeline.FromResponse, base64: true}
-		site.tok, site.present = jwtField(ev.ResponseBody(), "data", "token")
+		site.tok, site.present = jwtFieldOf(ev, pipeline.FromResponse, "data", "token")
 		if !site.present {
 			site.field, site.source = "requestObject.data.token", pipeline.FromRequest
-			site.tok, site.present = jwtField(ev.RequestBody(), "data", "token")
+			site.tok, site.present = jwtFieldOf(ev, pipeline.FromRequest, "data", "token")
 		}
 	default:
 		return out
@@ -194,8 +193,11 @@ func (d *jwtDetector) record(site jwtSite) (credential.JWTRecord, bool) {
 	if !site.present {
 		return credential.JWTRecord{}, false
 	}
-	if m, isObj := site.tok.(map[string]any); isObj {
-		return jwtRecordFromBody(m)
+	switch t := site.tok.(type) {
+	case map[string]any:
+		return jwtRecordFromBody(t)
+	case jwtDecoded:
+		return t.rec, t.ok
 	}
 	s, _ := site.tok.(string)
 	if s == "" {
