@@ -38,7 +38,8 @@ FUZZ_TARGETS ?= \
 	./internal/detectors/rules:FuzzNativeMatchesVM \
 	./internal/detectors:FuzzAdmissionAnnotations \
 	./internal/detectors:FuzzJWTRecordView \
-	./internal/detectors:FuzzPodSpecView
+	./internal/detectors:FuzzPodSpecView \
+	./internal/detectors:FuzzJWTRawField
 
 # golangci-lint, pinned: `go run pkg@version` fetches it from the module
 # proxy into the module cache on first use (about a minute to build on two
