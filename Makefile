@@ -86,11 +86,11 @@ clean:
 # The end-to-end run happens twice: on kfake, and on Apache Kafka
 # BENCH_KAFKA_VERSION started by scripts/kafka.sh (skipped without java and
 # mvn), so the report shows what the in-process broker hides.
-# About 5 minutes on a 2-core machine.
+# About 8 minutes on a 2-core machine.
 BENCH_COUNT     ?= 6
 BENCH_KAFKA_VERSION ?= 4.1.0
 BENCH_HOSTILE_FLAGS ?= -test.count 3 -test.benchtime 150ms
-BENCH_E2E_FLAGS ?= -rate 20000 -duration 30s -drain 60s
+BENCH_E2E_FLAGS ?= -rate 32000 -duration 30s -drain 60s
 BENCHSTAT       ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
 bench: build

@@ -210,13 +210,13 @@ func run(benchFile, e2eFile, e2eKafkaFile, kafkaVersion, previous, loadFile, ben
 		target("hostile inputs: 1 MiB ≤ 2× the cost per byte of 1 KiB, every shape", "worst: "+worst+" "+g.String(), g.ok())
 	}
 	if e != nil {
-		target("end to end ≥ 20,000 events/s into ClickHouse", fmt.Sprintf("%.0f rows/s", e.SustainedRate), e.SustainedRate >= 20000)
+		target("end to end ≥ 30,000 events/s into ClickHouse", fmt.Sprintf("%.0f rows/s", e.SustainedRate), e.SustainedRate >= 30000)
 		if e.DrainTimedOut {
 			target("no loss", fmt.Sprintf("undetermined: %d of %d rows had not landed when the drain ended", e.Missing, e.SentEvents), false)
 		} else {
 			target("no loss", fmt.Sprintf("%d lost of %d", e.Lost, e.SentEvents), e.Lost == 0)
 		}
-		target("p99 event-to-row ≤ 5 s", fmt.Sprintf("%.2f s", e.LatencyP99), e.LatencyP99 <= 5)
+		target("p99 event-to-row ≤ 2 s", fmt.Sprintf("%.2f s", e.LatencyP99), e.LatencyP99 <= 2)
 		for _, p := range e.Processes {
 			switch p.Name {
 			case "detect":
