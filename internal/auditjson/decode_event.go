@@ -479,12 +479,12 @@ func (d *eventDecoder) stringMap(dst *map[string]string, depth int, field string
 	type kv struct{ k, v string }
 	var buf [maxMapMembers]kv
 	pairs := buf[:0]
-	start, probe := d.Pos, mapProbe{}
+	start, probe := d.Pos, cacheProbe{}
 	m := *dst
 	if m == nil {
-		if c, ok := annotationCache.lookup(d.Data[start:], &probe); ok {
-			d.Pos += probe.n
-			*dst = c
+		if e, ok := annotationCache.lookup(d.Data[start:], &probe); ok {
+			d.Pos += len(e.raw)
+			*dst = e.v
 			return nil
 		}
 	} else {
@@ -581,7 +581,7 @@ var (
 func (d *eventDecoder) user(u *authnv1.UserInfo, depth int, field string) error {
 	p := pathsOf(field)
 	empty := u.Username == "" && u.UID == "" && u.Groups == nil && u.Extra == nil
-	start, probe := d.Pos, mapProbe{}
+	start, probe := d.Pos, cacheProbe{}
 	if empty {
 		if e, ok := userCache.lookup(d.Data[start:], &probe); ok {
 			d.Pos += len(e.raw)
@@ -653,12 +653,12 @@ func (d *eventDecoder) extra(dst *map[string]authnv1.ExtraValue, depth int, fiel
 	}
 	var buf [maxMapMembers]kv
 	pairs := buf[:0]
-	start, probe := d.Pos, mapProbe{}
+	start, probe := d.Pos, cacheProbe{}
 	m := *dst
 	if m == nil {
-		if c, ok := extraCache.lookup(d.Data[start:], &probe); ok {
-			d.Pos += probe.n
-			*dst = c
+		if e, ok := extraCache.lookup(d.Data[start:], &probe); ok {
+			d.Pos += len(e.raw)
+			*dst = e.v
 			return nil
 		}
 	} else {
@@ -755,7 +755,7 @@ func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error
 		return d.Mismatch(depth, "objectRef", "v1.ObjectReference")
 	}
 	fresh := *dst == nil
-	start, probe := d.Pos, mapProbe{}
+	start, probe := d.Pos, cacheProbe{}
 	if !fresh {
 		return d.objectRefMembers(*dst, depth)
 	}

@@ -29,7 +29,7 @@ func TestUserCache(t *testing.T) {
 		`{"username":"u","groups":[]}`,                                              // empty, not absent
 		`{"username":"u","groups":null,"extra":null}`,
 		`{}`,
-		`{"username":"` + strings.Repeat("l", maxPrefixBytes) + `","groups":["x"]}`, // past the bound
+		`{"username":"` + strings.Repeat("l", maxCachedObject) + `","groups":["x"]}`, // past the bound
 	}
 	for _, u := range cases {
 		data := event(u)
@@ -81,7 +81,7 @@ func TestUserCache(t *testing.T) {
 // every one still decodes to itself; no entry exceeds the bound.
 func TestUserCacheBounds(t *testing.T) {
 	for round := range 2 {
-		for i := range 3 * prefixCacheSlots {
+		for i := range 3 * objectCacheSlots {
 			u := `{"username":"u` + strings.Repeat("x", i%7) + `","uid":"` + itoa(i) + `","groups":["g` + itoa(i) + `"]}`
 			data := `{"user":` + u + `}`
 			ev := decodeT(t, data)
@@ -97,7 +97,7 @@ func TestUserCacheBounds(t *testing.T) {
 	for i := range userCache.slots {
 		if e := userCache.slots[i].Load(); e != nil {
 			n++
-			if len(e.raw) > maxPrefixBytes || e.raw[0] != '{' {
+			if len(e.raw) > maxCachedObject || e.raw[0] != '{' {
 				t.Errorf("slot %d holds %.40s", i, e.raw)
 			}
 		}
