@@ -57,12 +57,16 @@ func (p *bodyPath) absentIn(raw []byte) bool {
 	return false
 }
 
-// setKeys fills keys and slash once the steps are parsed: every key the
+// maxAbsentKeys bounds the keys absentIn searches a body for: a rule's path
+// can name hundreds, and each is a pass over the body.
+const maxAbsentKeys = 4
+
+// setKeys fills keys and slash once the steps are parsed: the keys the
 // path names, the last first (the most specific, so the likeliest to be
-// missing), each once.
+// missing), each once, at most maxAbsentKeys.
 func (p *bodyPath) setKeys() {
 	seen := map[string]bool{}
-	for i := len(p.steps) - 1; i >= 0; i-- {
+	for i := len(p.steps) - 1; i >= 0 && len(p.keys) < maxAbsentKeys; i-- {
 		st := p.steps[i]
 		if st.kind != stepKey || seen[st.key] || !testableKey(st.key) {
 			continue

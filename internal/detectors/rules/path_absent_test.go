@@ -39,6 +39,10 @@ func TestPathAbsentIn(t *testing.T) {
 		{"spec.securityContext.seccompProfile.type", `{"spec":{"a":"\u00e9","type":1}}`, false},
 		{`metadata.annotations["a/b"].x`, `{"metadata":{"annotations":{"a\/b":{"x":1}}}}`, false},
 		{`metadata.annotations["a/b"].x`, `{"metadata":{"annotations":{"c":{"x":1}}}}`, true},
+		// Only the last maxAbsentKeys keys are searched for: a missing
+		// first key of a longer path leaves the decode to decide.
+		{"a.b.c.d.e.f", `{"b":{"c":{"d":{"e":{"f":1}}}}}`, false},
+		{"a.b.c.d.e.f", `{"a":{"b":{"c":{"d":{"e":{}}}}}}`, true},
 		{"[0]", `[1]`, false}, // no key to look for
 		{"spec.hostNetwork", ``, false},
 	}
