@@ -1,6 +1,7 @@
 package detectors
 
 import (
+	"bytes"
 	"strconv"
 
 	"github.com/auditpipe/auditpipe/internal/credential"
@@ -173,7 +174,7 @@ func (r *jwtRaw) skip(depth int) bool {
 		_, _, err := d.Content()
 		return err == nil
 	case c == '-' || jsonscan.IsDigit(c):
-		_, ok := r.number()
+		_, ok := r.number(false)
 		return ok
 	case c == 't' || c == 'f' || c == 'n':
 		return d.Literal() == nil
@@ -183,12 +184,15 @@ func (r *jwtRaw) skip(depth int) bool {
 
 // number reads a number as the generic decode does: a float64, and a
 // failure where strconv.ParseFloat fails (out of range). A number with
-// neither exponent nor 309 digits is below float64's largest, so only
-// those are parsed when the value is not wanted.
-func (r *jwtRaw) number() (float64, bool) {
+// neither exponent nor more than 300 characters is below float64's
+// largest, so when the value is not wanted only those are parsed.
+func (r *jwtRaw) number(wanted bool) (float64, bool) {
 	num, err := r.d.Number()
 	if err != nil {
 		return 0, false
+	}
+	if !wanted && len(num) <= 300 && bytes.IndexAny(num, "eE") < 0 {
+		return 0, true
 	}
 	f, err := strconv.ParseFloat(string(num), 64)
 	return f, err == nil
@@ -222,7 +226,7 @@ func (r *jwtRaw) int64Field(dst **int64, depth int) bool {
 		*dst = nil
 		return r.d.Literal() == nil
 	case c == '-' || jsonscan.IsDigit(c):
-		f, ok := r.number()
+		f, ok := r.number(true)
 		if !ok {
 			return false
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/auditpipe/auditpipe/internal/auditjson"
@@ -99,6 +100,9 @@ var jwtRawEdgeCases = []string{
 	`{"spec":{"t\u006fken":"a"}}`,
 	`{"spec":{"token":"a"},"n":1e999}`,
 	`{"spec":{"token":"a"},"n":1e-999}`,
+	`{"spec":{"token":"a"},"n":1` + strings.Repeat("0", 308) + `}`,
+	`{"spec":{"token":"a"},"n":-1` + strings.Repeat("0", 309) + `}`,
+	`{"spec":{"token":"a"},"n":1` + strings.Repeat("0", 299) + `}`,
 	`{"spec":{"token":"a"}} x`,
 	`{"spec":{"token":"a"}`,
 	`{"spec":"token"}`,
