@@ -191,7 +191,7 @@ func (r *jwtRaw) number(wanted bool) (float64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	if !wanted && len(num) <= 300 && bytes.IndexAny(num, "eE") < 0 {
+	if !wanted && len(num) <= 300 && !bytes.ContainsAny(num, "eE") {
 		return 0, true
 	}
 	f, err := strconv.ParseFloat(string(num), 64)
