@@ -224,19 +224,19 @@ func (d *eventDecoder) event(ev *auditv1.Event, kind, apiVersion *string) error 
 		}
 		switch f {
 		case evKind:
-			err = d.vocabString(kind, 1, "kind")
+			err = d.internString(kind, 1, "kind")
 		case evAPIVersion:
-			err = d.vocabString(apiVersion, 1, "apiVersion")
+			err = d.internString(apiVersion, 1, "apiVersion")
 		case evLevel:
-			err = d.vocabString((*string)(&ev.Level), 1, "level")
+			err = d.internString((*string)(&ev.Level), 1, "level")
 		case evAuditID:
 			err = d.fresh((*string)(&ev.AuditID), 1, "auditID")
 		case evStage:
-			err = d.vocabString((*string)(&ev.Stage), 1, "stage")
+			err = d.internString((*string)(&ev.Stage), 1, "stage")
 		case evRequestURI:
 			err = d.string(&ev.RequestURI, 1, "requestURI")
 		case evVerb:
-			err = d.vocabString(&ev.Verb, 1, "verb")
+			err = d.internString(&ev.Verb, 1, "verb")
 		case evUser:
 			err = d.userValue(&ev.User, 1, "user")
 		case evImpersonatedUser:
@@ -317,71 +317,6 @@ func (d *eventDecoder) internString(dst *string, depth int, field string) error 
 		return d.Literal()
 	}
 	return d.Mismatch(depth, field, "string")
-}
-
-// vocabString is internString for the event's own fields whose values
-// nearly always come from a few words: its kind and apiVersion, level,
-// stage and verb. A switch on the bytes finds those without hashing them
-// (intern's cost); anything else goes on to intern.
-func (d *eventDecoder) vocabString(dst *string, depth int, field string) error {
-	if d.Data[d.Pos] != '"' {
-		return d.internString(dst, depth, field)
-	}
-	start := d.Pos
-	raw, unquote, err := d.Content()
-	if err != nil {
-		return err
-	}
-	if !unquote {
-		if s, ok := vocabulary(raw); ok {
-			*dst = s
-			return nil
-		}
-	}
-	d.Pos = start
-	return d.internString(dst, depth, field)
-}
-
-func vocabulary(b []byte) (string, bool) {
-	switch string(b) {
-	case "Event":
-		return "Event", true
-	case "audit.k8s.io/v1":
-		return "audit.k8s.io/v1", true
-	case "Metadata":
-		return "Metadata", true
-	case "Request":
-		return "Request", true
-	case "RequestResponse":
-		return "RequestResponse", true
-	case "None":
-		return "None", true
-	case "ResponseComplete":
-		return "ResponseComplete", true
-	case "RequestReceived":
-		return "RequestReceived", true
-	case "ResponseStarted":
-		return "ResponseStarted", true
-	case "Panic":
-		return "Panic", true
-	case "get":
-		return "get", true
-	case "list":
-		return "list", true
-	case "watch":
-		return "watch", true
-	case "create":
-		return "create", true
-	case "update":
-		return "update", true
-	case "patch":
-		return "patch", true
-	case "delete":
-		return "delete", true
-	case "deletecollection":
-		return "deletecollection", true
-	}
-	return "", false
 }
 
 // stringSlice decodes a []string member; interned says its elements come

@@ -161,7 +161,7 @@ func TestObjectRefCache(t *testing.T) {
 
 // TestVocabulary: the event's kind, apiVersion, level, stage and verb decode
 // as encoding/json has them whether or not they are one of the words
-// vocabString knows, spelt plainly or escaped.
+// internTable knows, spelt plainly or escaped.
 func TestVocabulary(t *testing.T) {
 	words := []string{"Event", "audit.k8s.io/v1", "Metadata", "Request", "RequestResponse", "None",
 		"ResponseComplete", "RequestReceived", "ResponseStarted", "Panic",
