@@ -689,11 +689,10 @@ func (d *eventDecoder) objectRef(dst **auditv1.ObjectReference, depth int) error
 	default:
 		return d.Mismatch(depth, "objectRef", "v1.ObjectReference")
 	}
-	fresh := *dst == nil
-	start, probe := d.Pos, cacheProbe{}
-	if !fresh {
+	if *dst != nil {
 		return d.objectRefMembers(*dst, depth)
 	}
+	start, probe := d.Pos, cacheProbe{}
 	a := d.alloc()
 	*dst = &a.ObjectRef
 	if e, ok := objectRefCache.lookup(d.Data[start:], &probe); ok {
